@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import struct
 import sys
 import wave
 from pathlib import Path
@@ -27,8 +28,8 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
         with wave.open(str(p), "rb") as w:
             ch, sw, sr, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             raw = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as exc:
-        raise WavError(f"{p}: not a readable PCM WAV file ({exc})") from None
+    except (wave.Error, EOFError, OSError, RuntimeError, ValueError, struct.error) as exc:
+        raise WavError(f"{p}: not a readable PCM WAV file ({str(exc) or 'truncated or malformed header'})") from None
     if ch < 1 or sw not in (1, 2, 3, 4) or sr <= 0:
         raise WavError(f"{p}: unsupported WAV layout (channels={ch}, sample width={sw} bytes, rate={sr})")
     n = len(raw) // (sw * ch)

@@ -40,6 +40,7 @@ def build_stream(z, rf: int):
     S = np.empty((total, F.N_MELS), np.float16)
     Y = np.zeros((total, P.CHANNELS.__len__()), np.float16)
     Mk = np.zeros(total, np.uint8)
+    fam = np.full(total, -1, np.int8)
     p = 0
     for i in range(len(lens)):
         S[p : p + gap] = sil
@@ -50,8 +51,9 @@ def build_stream(z, rf: int):
         # output at stream position p + L + j is the mouth at frame j
         Y[p + LOOKAHEAD_FRAMES : p + LOOKAHEAD_FRAMES + n] = tg[toffs[i] : toffs[i] + n]
         Mk[p + LOOKAHEAD_FRAMES : p + LOOKAHEAD_FRAMES + n] = 1
+        fam[p - gap : p + len(f)] = z["family"][i]
         p += len(f)
-    return S, Y, Mk
+    return S, Y, Mk, fam
 
 
 def val_inputs(utts, rf: int):
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     net = LipSyncTCN(n_mels=F.N_MELS, width=args.width, n_out=len(P.CHANNELS))
     rf = net.receptive_field
     z = dict(np.load(args.data / "train.npz"))
-    S, Y, Mk = build_stream(z, rf)
+    S, Y, Mk, fam = build_stream(z, rf)
     fl = S.astype(np.float32)
     net.mean.copy_(torch.from_numpy(fl[Mk > 0].mean(0)))
     net.std.copy_(torch.from_numpy(fl[Mk > 0].std(0) + 1e-3))
@@ -150,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     W = args.window
     L_in = W + rf - 1
     starts_ok = np.flatnonzero(Mk[rf - 1 : len(Mk) - W] > 0)  # output start positions with a target
+    # balance the voice families (espeak would dominate by count); noise-only clips ride along
+    fam_of_start = fam[starts_ok + rf - 1]
+    groups = [starts_ok[fam_of_start == k] for k in sorted(set(fam_of_start.tolist()))]
+    gw = np.array([0.06 if k < 0 else 1.0 for k in sorted(set(fam_of_start.tolist()))])
+    gw = gw / gw.sum()
+    print("crop groups:", {int(k): len(g) for k, g in zip(sorted(set(fam_of_start.tolist())), groups)}, flush=True)
     hist = []
     best = -1.0
     t_start = time.time()
@@ -157,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         tl = 0.0
         for _ in range(args.steps):
-            st = rng.choice(starts_ok, size=args.batch)  # output start p -> input from p
+            gi = rng.choice(len(groups), size=args.batch, p=gw)
+            st = np.array([groups[g][rng.integers(len(groups[g]))] for g in gi])  # output start p -> input from p
             idx = st[:, None] + np.arange(L_in)[None, :]
             x = torch.from_numpy(S[idx].astype(np.float32)).permute(0, 2, 1)
             oidx = st[:, None] + (rf - 1) + np.arange(W)[None, :]
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             sched.step()
-            tl += float(loss)
+            tl += float(loss.detach())
         preds = predict(net, vx)
         with torch.no_grad():
             vl = float(np.mean([

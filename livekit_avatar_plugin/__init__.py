@@ -1,0 +1,27 @@
+"""A local, lip-synced talking face for LiveKit voice agents.
+
+Data flows one way::
+
+    agent TTS audio -> audio/ (features, lip-sync model) -> mouth motion
+                    -> render/ (face renderer over face/ avatar)  -> frames
+                    -> generator + participant (A/V sync)          -> LiveKit room
+
+The public API is :class:`AvatarSession` and its options; everything else is internal.
+"""
+
+from .config import AvatarSessionOptions, VideoOptions
+from .pipeline import FacePipeline, prewarm
+from .session import AvatarSession, AvatarSessionError
+from .state import ConversationState
+
+__all__ = [
+    "AvatarSession",
+    "AvatarSessionError",
+    "AvatarSessionOptions",
+    "ConversationState",
+    "FacePipeline",
+    "VideoOptions",
+    "prewarm",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,425 @@
+"""Audio in, synchronised audio and video frames out.
+
+:class:`AvatarVideoGenerator` is LiveKit's ``VideoGenerator``: the agent's speech goes in
+through :meth:`push_audio`; iterating it yields, for every video frame, exactly one
+``1/fps`` slice of audio, so the synchroniser downstream keeps lips and sound locked.
+When there is no speech it keeps yielding idle frames paired with silence: the video track
+exists before the first word (LiveKit's agent waits for it) and the audio timeline never
+jumps when speech starts.
+
+The face is produced by two pluggable parts, both run off the event loop:
+
+* a :class:`MouthMotion` turns audio into mouth channels (the lip-sync model);
+* a :class:`FrameRenderer` turns mouth channels, conversation state and time into RGB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from livekit import rtc
+from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
+
+from .state import ConversationState
+
+logger = logging.getLogger("livekit_avatar_plugin.generator")
+
+
+@runtime_checkable
+class MouthMotion(Protocol):
+    """Streaming audio-to-mouth model: frame ``i`` describes time ``i / fps``."""
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def channels(self) -> tuple[str, ...]: ...
+
+    def push(self, pcm: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Feed audio; return the ``[k, channels]`` mouth frames that became ready."""
+
+    def flush(self) -> np.ndarray:
+        """End of segment: return the frames still held back by the lookahead."""
+
+    def reset(self) -> None:
+        """Forget everything (interruption)."""
+
+
+@runtime_checkable
+class FrameRenderer(Protocol):
+    """Draws one RGB frame of the avatar."""
+
+    def render(
+        self,
+        mouth: Mapping[str, float],
+        state: ConversationState,
+        t: float,
+        energy: float = 0.0,
+    ) -> np.ndarray: ...
+
+
+@dataclass
+class GeneratorStats:
+    """Counters the session reports as metrics."""
+
+    frames: int = 0
+    speech_frames: int = 0
+    render_errors: int = 0
+    underruns: int = 0
+    segments: int = 0
+    interruptions: int = 0
+    render_seconds: float = 0.0
+    first_speech_frame_at: list[float] = field(default_factory=list)
+
+
+class _Segment:
+    """The speech segment being played: output-rate audio and its mouth frames."""
+
+    __slots__ = ("audio", "audio_len", "mouth", "ended", "next_frame", "resampler")
+
+    def __init__(self, channels: int) -> None:
+        self.audio = np.zeros(0, dtype=np.int16)
+        self.audio_len = 0
+        self.mouth = np.zeros((0, channels), dtype=np.float32)
+        self.ended = False
+        self.next_frame = 0
+        self.resampler: rtc.AudioResampler | None = None
+
+    def append_audio(self, pcm: np.ndarray) -> None:
+        need = self.audio_len + pcm.size
+        if need > self.audio.size:
+            grown = np.zeros(max(need, self.audio.size * 2, 48000), dtype=np.int16)
+            grown[: self.audio_len] = self.audio[: self.audio_len]
+            self.audio = grown
+        self.audio[self.audio_len : need] = pcm
+        self.audio_len = need
+
+    def append_mouth(self, frames: np.ndarray) -> None:
+        if frames.size:
+            self.mouth = np.concatenate([self.mouth, frames.astype(np.float32, copy=False)])
+
+
+def _to_mono_int16(frame: rtc.AudioFrame) -> np.ndarray:
+    data = np.frombuffer(frame.data, dtype=np.int16)
+    if frame.num_channels > 1:
+        data = data.reshape(-1, frame.num_channels).mean(axis=1).astype(np.int16)
+    return data
+
+
+def _energy(chunk: np.ndarray) -> float:
+    """Loudness in [0, 1]: -50 dBFS (silence) to -10 dBFS (loud speech)."""
+    if chunk.size == 0:
+        return 0.0
+    rms = math.sqrt(float(np.dot(chunk.astype(np.float32), chunk.astype(np.float32))) / chunk.size)
+    db = 20.0 * math.log10(rms / 32768.0 + 1e-9)
+    return min(1.0, max(0.0, (db + 50.0) / 40.0))
+
+
+class AvatarVideoGenerator(VideoGenerator):
+    """Turns the agent's audio into interleaved video and audio frames.
+
+    One generator serves one session; it owns a single worker thread so the stateful
+    renderer and mouth model are always called in order and never on the event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        motion: MouthMotion,
+        renderer: FrameRenderer,
+        width: int,
+        height: int,
+        fps: float = 25.0,
+        sample_rate: int = 24000,
+        on_render_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        samples_per_frame = sample_rate / fps
+        if abs(samples_per_frame - round(samples_per_frame)) > 1e-9:
+            raise ValueError(
+                f"fps={fps} does not divide sample_rate={sample_rate}: each video frame must "
+                "carry a whole number of audio samples"
+            )
+        self._motion = motion
+        self._renderer = renderer
+        self._width = width
+        self._height = height
+        self._fps = fps
+        self._sample_rate = sample_rate
+        self._spf = int(round(samples_per_frame))
+        self._channels = tuple(motion.channels)
+        self._on_render_error = on_render_error
+
+        self._inbox: deque[rtc.AudioFrame | AudioSegmentEnd] = deque()
+        self._wakeup = asyncio.Event()
+        self._segments: deque[_Segment] = deque()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar-render")
+        self._state = ConversationState.IDLE
+        self._frame_index = 0
+        self._silence = np.zeros(self._spf, dtype=np.int16)
+        self._last_good: rtc.VideoFrame | None = None
+        self._last_mouth = dict.fromkeys(self._channels, 0.0)
+        self._epoch = 0
+        self._closed = False
+        self.stats = GeneratorStats()
+
+    # -- VideoGenerator API -------------------------------------------------------------
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def speaking(self) -> bool:
+        return bool(self._segments)
+
+    @property
+    def epoch(self) -> int:
+        """Bumped on every :meth:`clear_buffer`; frames from older epochs are stale."""
+        return self._epoch
+
+    def set_state(self, state: ConversationState) -> None:
+        """Set the non-speaking state (idle, listening, thinking) shown between speech."""
+        self._state = state
+
+    async def push_audio(self, frame: rtc.AudioFrame | AudioSegmentEnd) -> None:
+        self._inbox.append(frame)
+        self._wakeup.set()
+
+    def clear_buffer(self) -> None:
+        self._epoch += 1
+        had_speech = bool(self._segments) or bool(self._inbox)
+        self._inbox.clear()
+        self._segments.clear()
+        if had_speech:
+            self.stats.interruptions += 1
+        # The model's reset runs on the worker thread, after any in-flight push.
+        self._executor.submit(self._motion.reset)
+        reset_motion = getattr(self._renderer, "reset_motion", None)
+        if callable(reset_motion):
+            self._executor.submit(reset_motion)
+
+    def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
+        return self._stream()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- the frame loop -----------------------------------------------------------------
+
+    async def _stream(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
+        loop = asyncio.get_running_loop()
+        frame_period = 1.0 / self._fps
+        while not self._closed:
+            await self._drain_inbox(loop)
+            segment = self._segments[0] if self._segments else None
+
+            if segment is not None and self._frame_ready(segment):
+                epoch = self._epoch
+                video, audio = await self._speech_frame(loop, segment)
+                if epoch != self._epoch:
+                    continue  # interrupted while rendering: drop the stale pair
+                yield video
+                yield audio
+                continue
+
+            if segment is not None and segment.ended and self._segment_done(segment):
+                self._segments.popleft()
+                self.stats.segments += 1
+                yield AudioSegmentEnd()
+                continue
+
+            if segment is not None and not segment.ended:
+                # Speech has started but the next slice has not arrived yet: wait up to a
+                # frame for it before holding the face for one frame of silence.
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), frame_period)
+                    continue
+                except asyncio.TimeoutError:
+                    self.stats.underruns += 1
+
+            state = ConversationState.SPEAKING if segment is not None else self._state
+            mouth = self._last_mouth if segment is not None else None
+            yield await self._still_frame(loop, state, mouth)
+            yield self._audio_frame(self._silence)
+
+    async def _drain_inbox(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._inbox:
+            item = self._inbox.popleft()
+            epoch = self._epoch
+            if isinstance(item, AudioSegmentEnd):
+                segment = self._open_segment()
+                tail = await loop.run_in_executor(self._executor, self._flush_segment, segment)
+                if epoch == self._epoch:
+                    segment.append_audio(tail[0])
+                    segment.append_mouth(tail[1])
+                    segment.ended = True
+                continue
+            if item.samples_per_channel == 0:
+                continue
+            segment = self._open_segment()
+            pcm = _to_mono_int16(item)
+            out_pcm, mouth = await loop.run_in_executor(
+                self._executor, self._feed_segment, segment, pcm, item.sample_rate
+            )
+            if epoch == self._epoch:
+                segment.append_audio(out_pcm)
+                segment.append_mouth(mouth)
+
+    def _open_segment(self) -> _Segment:
+        # A segment that already ended stays queued until played; new audio opens another.
+        if not self._segments or self._segments[-1].ended:
+            self._segments.append(_Segment(len(self._channels)))
+        return self._segments[-1]
+
+    # Worker-thread side ------------------------------------------------------------------
+
+    def _feed_segment(
+        self, segment: _Segment, pcm: np.ndarray, sample_rate: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        mouth = self._motion.push(pcm, sample_rate)
+        if sample_rate == self._sample_rate:
+            return pcm, mouth
+        if segment.resampler is None:
+            segment.resampler = rtc.AudioResampler(
+                sample_rate, self._sample_rate, quality=rtc.AudioResamplerQuality.MEDIUM
+            )
+        frames = segment.resampler.push(
+            rtc.AudioFrame(pcm.tobytes(), sample_rate, 1, pcm.size)
+        )
+        return self._join_frames(frames), mouth
+
+    def _flush_segment(self, segment: _Segment) -> tuple[np.ndarray, np.ndarray]:
+        mouth = self._motion.flush()
+        self._motion.reset()
+        tail = np.zeros(0, dtype=np.int16)
+        if segment.resampler is not None:
+            tail = self._join_frames(segment.resampler.flush())
+        return tail, mouth
+
+    @staticmethod
+    def _join_frames(frames: list[rtc.AudioFrame]) -> np.ndarray:
+        if not frames:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames])
+
+    # Frame assembly -----------------------------------------------------------------------
+
+    def _frame_ready(self, segment: _Segment) -> bool:
+        k = segment.next_frame
+        if segment.ended:
+            return k * self._spf < segment.audio_len
+        have_audio = segment.audio_len >= (k + 1) * self._spf
+        # The mouth for frame k is sampled at the frame's centre time.
+        centre = (k + 0.5) / self._fps
+        have_mouth = len(segment.mouth) > math.ceil(centre * self._motion.fps)
+        return have_audio and have_mouth
+
+    def _segment_done(self, segment: _Segment) -> bool:
+        return segment.next_frame * self._spf >= segment.audio_len
+
+    def _mouth_at(self, segment: _Segment, t: float) -> dict[str, float]:
+        mouth = segment.mouth
+        if len(mouth) == 0:
+            return dict.fromkeys(self._channels, 0.0)
+        pos = min(max(t * self._motion.fps, 0.0), len(mouth) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(mouth) - 1)
+        w = pos - lo
+        row = mouth[lo] * (1.0 - w) + mouth[hi] * w
+        return {name: float(row[i]) for i, name in enumerate(self._channels)}
+
+    async def _speech_frame(
+        self, loop: asyncio.AbstractEventLoop, segment: _Segment
+    ) -> tuple[rtc.VideoFrame, rtc.AudioFrame]:
+        k = segment.next_frame
+        segment.next_frame += 1
+        start = k * self._spf
+        chunk = segment.audio[start : min(start + self._spf, segment.audio_len)]
+        if chunk.size < self._spf:
+            chunk = np.concatenate([chunk, self._silence[: self._spf - chunk.size]])
+        else:
+            chunk = chunk.copy()  # the segment buffer may grow (reallocate) under us
+        mouth = self._mouth_at(segment, (k + 0.5) / self._fps)
+        self._last_mouth = mouth
+        if k == 0:
+            self.stats.first_speech_frame_at.append(time.monotonic())
+        self.stats.speech_frames += 1
+        video = await self._render(loop, mouth, ConversationState.SPEAKING, _energy(chunk))
+        return video, self._audio_frame(chunk)
+
+    async def _still_frame(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        state: ConversationState,
+        mouth: Mapping[str, float] | None,
+    ) -> rtc.VideoFrame:
+        closed = mouth if mouth is not None else dict.fromkeys(self._channels, 0.0)
+        return await self._render(loop, closed, state, 0.0)
+
+    async def _render(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        mouth: Mapping[str, float],
+        state: ConversationState,
+        energy: float,
+    ) -> rtc.VideoFrame:
+        t = self._frame_index / self._fps
+        self._frame_index += 1
+        self.stats.frames += 1
+        started = time.perf_counter()
+        try:
+            rgb = await loop.run_in_executor(
+                self._executor, self._renderer.render, mouth, state, t, energy
+            )
+            frame = self._to_video_frame(rgb)
+        except Exception as exc:  # a bad frame must never end the session
+            self.stats.render_errors += 1
+            if self.stats.render_errors <= 3 or self.stats.render_errors % 100 == 0:
+                logger.exception("avatar renderer failed on a frame; repeating the last good one")
+            if self._on_render_error is not None:
+                self._on_render_error(exc)
+            frame = self._last_good or self._black_frame()
+        else:
+            self._last_good = frame
+        self.stats.render_seconds += time.perf_counter() - started
+        return frame
+
+    def _to_video_frame(self, rgb: np.ndarray) -> rtc.VideoFrame:
+        if rgb.shape != (self._height, self._width, 3) or rgb.dtype != np.uint8:
+            raise ValueError(
+                f"renderer returned {rgb.shape} {rgb.dtype}, expected "
+                f"({self._height}, {self._width}, 3) uint8"
+            )
+        return rtc.VideoFrame(
+            self._width,
+            self._height,
+            rtc.VideoBufferType.RGB24,
+            np.ascontiguousarray(rgb).tobytes(),
+        )
+
+    def _black_frame(self) -> rtc.VideoFrame:
+        return rtc.VideoFrame(
+            self._width,
+            self._height,
+            rtc.VideoBufferType.RGB24,
+            bytes(self._width * self._height * 3),
+        )
+
+    def _audio_frame(self, chunk: np.ndarray) -> rtc.AudioFrame:
+        return rtc.AudioFrame(chunk.tobytes(), self._sample_rate, 1, chunk.size)

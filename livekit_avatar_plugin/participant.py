@@ -1,0 +1,299 @@
+"""The avatar's side of the room: receive speech, publish synchronised audio and video.
+
+:class:`AvatarPublisher` plays the role of LiveKit's ``AvatarRunner`` with the fixes an
+avatar needs in production:
+
+* audio and video are published under one stream name, so browsers lip-sync them;
+* both tracks are published before the first word, fed by idle frames, so the agent
+  (which waits for the avatar's video track) never stalls;
+* audio is the clock: each video frame goes out when its audio slice starts playing, so
+  the A/V offset does not depend on which of two queues happened to fill first;
+* an interruption clears the queued audio and frames too, not only the generator, so the
+  avatar falls silent within a frame or two instead of playing out stale audio;
+* ``playback_finished`` is reported exactly once for every segment the agent started,
+  interrupted or not, so ``say()`` never hangs waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from livekit import rtc
+from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd
+
+from .config import VideoOptions
+from .generator import AvatarVideoGenerator
+
+logger = logging.getLogger("livekit_avatar_plugin.participant")
+
+# Both tracks carry this stream name: browsers only lip-sync tracks of one MediaStream.
+AVATAR_STREAM_NAME = "avatar"
+AUDIO_TRACK_NAME = "avatar_audio"
+VIDEO_TRACK_NAME = "avatar_video"
+# Audio is the clock. The audio source holds about this much audio ahead of playout:
+# enough to ride out a late frame on a busy machine, small enough that an interruption
+# (which clears it) falls silent quickly.
+_AUDIO_LEAD_S = 0.06
+_AUDIO_QUEUE_MS = 400
+
+
+class _AudioClockedPacer:
+    """Publishes each video frame exactly when the audio slice it belongs to starts playing.
+
+    LiveKit's ``AVSynchronizer`` keeps separate audio and video queues; which one fills
+    first decides a random A/V offset of up to a queue length per session. Here every
+    frame pair is timed from the audio source's own queue: push the slice, read how long
+    until it plays, and capture the frame at that moment.
+    """
+
+    def __init__(
+        self,
+        audio: rtc.AudioSource,
+        video: rtc.VideoSource,
+        *,
+        video_delay_s: float = 0.0,
+        on_published: Callable[[str, float, object], None] | None = None,
+    ) -> None:
+        self._audio = audio
+        self._video = video
+        self._video_delay_s = video_delay_s
+        self._on_published = on_published
+        self._loop = asyncio.get_event_loop()
+        self._pending: deque[asyncio.TimerHandle] = deque()
+        self._frame: rtc.VideoFrame | None = None
+        # When the audio queued so far will have finished playing (monotonic seconds).
+        # Kept here rather than read from AudioSource.queued_duration, which undercounts
+        # after an underrun (it subtracts the idle gap from the new chunk).
+        self._play_end = 0.0
+        self.frames_captured = 0
+        self.underruns = 0
+
+    def stage_video(self, frame: rtc.VideoFrame) -> None:
+        self._frame = frame
+
+    async def push_audio(self, chunk: rtc.AudioFrame) -> None:
+        await self._audio.capture_frame(chunk)
+        now = time.monotonic()
+        if self._play_end < now:
+            if self._play_end:
+                self.underruns += 1
+            self._play_end = now
+        starts_in = self._play_end - now
+        self._play_end += chunk.duration
+        frame, self._frame = self._frame, None
+        if frame is not None:
+            while self._pending and self._pending[0].cancelled():
+                self._pending.popleft()
+            handle = self._loop.call_later(
+                starts_in + self._video_delay_s, self._capture, frame
+            )
+            self._pending.append(handle)
+        if self._on_published is not None:
+            self._on_published("audio", now + starts_in, chunk)
+        # Hold the producer back so the queue stays near its lead.
+        excess = (self._play_end - time.monotonic()) - _AUDIO_LEAD_S
+        if excess > 0:
+            await asyncio.sleep(excess)
+
+    def _capture(self, frame: rtc.VideoFrame) -> None:
+        if self._pending:
+            self._pending.popleft()
+        self._video.capture_frame(frame)
+        self.frames_captured += 1
+        if self._on_published is not None:
+            self._on_published("video", time.monotonic(), frame)
+
+    def clear(self) -> None:
+        self._audio.clear_queue()
+        self._play_end = 0.0
+        while self._pending:
+            self._pending.popleft().cancel()
+        self._frame = None
+
+
+def default_video_publish_options(video: VideoOptions) -> rtc.TrackPublishOptions:
+    """Publish options with an explicit bitrate and frame-rate cap.
+
+    Without an explicit encoding the encoder starts from a low default bitrate and drops
+    frames (seen as ~20 fps delivered at 512x512); lip-sync needs every frame, so under
+    pressure we would rather lose resolution than frame rate.
+    """
+    pixels = video.width * video.height
+    bitrate = int(min(2_500_000, max(500_000, pixels * video.fps * 0.25)))
+    opts = rtc.TrackPublishOptions(
+        video_encoding=rtc.VideoEncoding(max_bitrate=bitrate, max_framerate=video.fps),
+    )
+    opts.degradation_preference = rtc.DegradationPreference.MAINTAIN_FRAMERATE.value
+    return opts
+
+
+class AvatarPublisher:
+    """Runs one avatar in one room: receiver -> generator -> synchroniser -> tracks."""
+
+    def __init__(
+        self,
+        room: rtc.Room,
+        *,
+        audio_receiver: AudioReceiver,
+        generator: AvatarVideoGenerator,
+        video: VideoOptions,
+        video_delay_s: float = 0.0,
+        publish_options: Callable[[], rtc.TrackPublishOptions] | None = None,
+        on_published: Callable[[str, float, object], None] | None = None,
+    ) -> None:
+        """``on_published(kind, t, frame)`` is called as each audio slice is scheduled to
+        play (``t`` = its playout start) and as each video frame is captured; it runs on
+        the event loop, so keep it cheap (metrics, test probes)."""
+        self._room = room
+        self._receiver = audio_receiver
+        self._generator = generator
+        self._video = video
+        self._video_publish_options = publish_options
+        self._audio_source = rtc.AudioSource(
+            sample_rate=generator.sample_rate, num_channels=1, queue_size_ms=_AUDIO_QUEUE_MS
+        )
+        self._video_source = rtc.VideoSource(width=video.width, height=video.height)
+        self._pacer = _AudioClockedPacer(
+            self._audio_source,
+            self._video_source,
+            video_delay_s=video_delay_s,
+            on_published=on_published,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._main_tasks: list[asyncio.Task[Any]] = []
+        self._segment_open = False  # the agent has sent audio for a segment not yet finished
+        self._playback_started = False
+        self._playback_position = 0.0
+        self._published = asyncio.Event()
+        self._closed = False
+        self.audio_publication: rtc.LocalTrackPublication | None = None
+        self.video_publication: rtc.LocalTrackPublication | None = None
+        self.first_frame_at: float | None = None
+
+    @property
+    def generator(self) -> AvatarVideoGenerator:
+        return self._generator
+
+    async def start(self) -> None:
+        await self._receiver.start()
+        self._receiver.on("clear_buffer", self._on_clear_buffer)
+        self._main_tasks = [
+            asyncio.create_task(self._read_audio(), name="avatar-read-audio"),
+            asyncio.create_task(self._forward_frames(), name="avatar-forward-frames"),
+        ]
+
+    async def wait_published(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._published.wait(), timeout)
+
+    async def _publish_tracks(self) -> None:
+        audio_track = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK_NAME, self._audio_source)
+        audio_opts = rtc.TrackPublishOptions(
+            source=rtc.TrackSource.SOURCE_MICROPHONE, stream=AVATAR_STREAM_NAME
+        )
+        video_track = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK_NAME, self._video_source)
+        video_opts = (
+            self._video_publish_options()
+            if self._video_publish_options
+            else default_video_publish_options(self._video)
+        )
+        video_opts.source = rtc.TrackSource.SOURCE_CAMERA
+        video_opts.stream = AVATAR_STREAM_NAME
+        lp = self._room.local_participant
+        self.audio_publication = await lp.publish_track(audio_track, audio_opts)
+        self.video_publication = await lp.publish_track(video_track, video_opts)
+        self._published.set()
+
+    async def _read_audio(self) -> None:
+        try:
+            async for frame in self._receiver:
+                if isinstance(frame, rtc.AudioFrame) and frame.samples_per_channel > 0:
+                    self._segment_open = True
+                await self._generator.push_audio(frame)
+        except Exception:
+            logger.exception("avatar audio receiver failed")
+            raise
+
+    async def _forward_frames(self) -> None:
+        try:
+            await self._forward_frames_inner()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("avatar frame forwarding failed")
+            raise
+
+    async def _forward_frames_inner(self) -> None:
+        async for item in self._generator:
+            if isinstance(item, AudioSegmentEnd):
+                self._finish_segment(interrupted=False)
+                continue
+            if isinstance(item, rtc.VideoFrame):
+                if not self._published.is_set():
+                    # Publish on the first frame: the track is live the moment it exists.
+                    await self._publish_tracks()
+                self._pacer.stage_video(item)
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.monotonic()
+                continue
+            # Audio: speech slices count toward the playback position; silence fills gaps.
+            epoch = self._generator.epoch
+            await self._pacer.push_audio(item)
+            if epoch != self._generator.epoch:
+                # An interruption landed while this slice was queued: make sure it is gone.
+                self._pacer.clear()
+                continue
+            if self._segment_open and self._generator.speaking:
+                if not self._playback_started:
+                    self._playback_started = True
+                    self._notify(self._receiver.notify_playback_started())
+                self._playback_position += item.duration
+
+    def _finish_segment(self, *, interrupted: bool) -> None:
+        if not self._segment_open:
+            return
+        self._segment_open = False
+        self._playback_started = False
+        position, self._playback_position = self._playback_position, 0.0
+        self._notify(
+            self._receiver.notify_playback_finished(
+                playback_position=position, interrupted=interrupted
+            )
+        )
+
+    def _on_clear_buffer(self) -> None:
+        self._generator.clear_buffer()
+        # Drop what is already queued for playout; it would otherwise keep playing for
+        # up to the queue's lead after the user barged in.
+        self._pacer.clear()
+        self._finish_segment(interrupted=True)
+
+    def _notify(self, result: Any) -> None:
+        if asyncio.iscoroutine(result):
+            task = asyncio.create_task(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._receiver.off("clear_buffer", self._on_clear_buffer)
+        # A segment still open when we leave is reported, so the agent never waits on it.
+        self._finish_segment(interrupted=True)
+        await self._receiver.aclose()
+        for task in self._main_tasks:
+            task.cancel()
+        await asyncio.gather(*self._main_tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=1.0)
+        await self._generator.aclose()
+        self._pacer.clear()
+        await self._audio_source.aclose()
+        await self._video_source.aclose()

@@ -1,0 +1,103 @@
+"""The face pipeline: audio -> mouth motion -> frames, with models loaded once per process.
+
+A :class:`FacePipeline` hands each session its own stateful mouth-motion stream and
+renderer, while the heavy parts (ONNX sessions, the avatar package) are shared by every
+session in the process. Call :func:`prewarm` from a worker's ``prewarm_fnc`` so the first
+job does not pay for loading them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .generator import FrameRenderer, MouthMotion
+
+if TYPE_CHECKING:
+    from .face.avatar import Avatar
+
+logger = logging.getLogger("livekit_avatar_plugin.pipeline")
+
+AvatarSource = "str | Path | Avatar"
+
+
+@runtime_checkable
+class FacePipeline(Protocol):
+    """Makes the per-session halves of the face: a mouth-motion stream and a renderer."""
+
+    def create_motion(self) -> MouthMotion: ...
+
+    def create_renderer(self, width: int, height: int) -> FrameRenderer: ...
+
+
+class _LipSyncMotion:
+    """Adapts a lip-sync model stream to :class:`MouthMotion`."""
+
+    def __init__(self, model: Any) -> None:
+        self._stream = model.stream()
+        self.fps: float = float(model.fps)
+        self.channels: tuple[str, ...] = tuple(model.channels)
+
+    def push(self, pcm: np.ndarray, sample_rate: int) -> np.ndarray:
+        return self._stream.push(pcm, sample_rate)
+
+    def flush(self) -> np.ndarray:
+        return self._stream.flush()
+
+    def reset(self) -> None:
+        self._stream.reset()
+
+
+class DefaultFacePipeline:
+    """The shipped pipeline: the trained lip-sync model driving the portrait renderer."""
+
+    def __init__(self, avatar: Any, lipsync_model: Any) -> None:
+        self.avatar = avatar
+        self.lipsync_model = lipsync_model
+
+    def create_motion(self) -> MouthMotion:
+        return _LipSyncMotion(self.lipsync_model)
+
+    def create_renderer(self, width: int, height: int) -> FrameRenderer:
+        from .render.renderer import FaceRenderer
+
+        return FaceRenderer(self.avatar, width=width, height=height)
+
+
+_lock = threading.Lock()
+_pipelines: dict[str, DefaultFacePipeline] = {}
+
+
+def _avatar_key(avatar: Any) -> str:
+    if isinstance(avatar, (str, Path)):
+        return "default" if str(avatar) == "default" else str(Path(avatar).resolve())
+    return f"object:{id(avatar)}"
+
+
+def load_pipeline(avatar: Any = "default") -> DefaultFacePipeline:
+    """The process-wide pipeline for ``avatar`` ("default", a package path or an Avatar)."""
+    key = _avatar_key(avatar)
+    with _lock:
+        cached = _pipelines.get(key)
+        if cached is not None:
+            return cached
+        from .audio.lipsync import LipSyncModel
+        from .face.avatar import default_avatar, load_avatar
+
+        if isinstance(avatar, (str, Path)):
+            loaded = default_avatar() if key == "default" else load_avatar(Path(avatar))
+        else:
+            loaded = avatar
+        pipeline = DefaultFacePipeline(loaded, LipSyncModel.load())
+        _pipelines[key] = pipeline
+        logger.info("face pipeline loaded for avatar %s", key)
+        return pipeline
+
+
+def prewarm(avatar: Any = "default") -> None:
+    """Load the models for ``avatar`` now, e.g. from ``WorkerOptions(prewarm_fnc=...)``."""
+    load_pipeline(avatar)

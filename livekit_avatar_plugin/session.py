@@ -1,0 +1,326 @@
+"""``AvatarSession``: the plugin's entry point, in the shape of LiveKit's avatar plugins.
+
+    avatar = AvatarSession(avatar="default")
+    await avatar.start(session, room=ctx.room)   # before session.start()
+    await session.start(agent, room=ctx.room)
+
+By default the avatar joins the room as its own participant (``mode="participant"``),
+publishing on behalf of the agent, exactly like a hosted avatar, but rendered in this
+process with local ONNX models. ``mode="in_process"`` publishes the avatar's tracks
+from the agent's own participant instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import uuid
+from pathlib import Path
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from livekit import api, rtc
+from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
+from livekit.agents.voice.avatar import (
+    AvatarSession as _LiveKitAvatarSession,
+    DataStreamAudioOutput,
+    DataStreamAudioReceiver,
+    QueueAudioOutput,
+)
+
+from .config import AvatarSessionOptions
+from .generator import AvatarVideoGenerator
+from .participant import AvatarPublisher
+from .pipeline import FacePipeline, load_pipeline
+from .state import ConversationState
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentSession
+
+    from .face.avatar import Avatar
+
+logger = logging.getLogger("livekit_avatar_plugin.session")
+
+PROVIDER = "livekit-avatar-plugin"
+# The avatar publishes camera + microphone and talks to the agent over RPC/byte streams;
+# it never needs room admin, recording or other participants' media.
+_AVATAR_PUBLISH_SOURCES = ["camera", "microphone"]
+
+
+class AvatarSessionError(RuntimeError):
+    """The avatar could not be started."""
+
+
+class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
+    """A local, lip-synced avatar for one agent session.
+
+    Args:
+        avatar: ``"default"`` (the shipped portrait), a path to an avatar package made by
+            ``livekit-avatar create``, or a loaded ``Avatar``.
+        face_pipeline: replaces the shipped lip-sync model and renderer with your own
+            (anything with ``create_motion()`` and ``create_renderer(width, height)``).
+        livekit_url, api_key, api_secret: the server the avatar participant joins; default
+            to ``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``.
+        **options: the fields of :class:`AvatarSessionOptions` (``video``, ``mode``,
+            ``avatar_identity``, ``avatar_name``, ``audio_sample_rate``, ``max_duration_s``).
+    """
+
+    def __init__(
+        self,
+        *,
+        avatar: str | Path | Avatar = "default",
+        face_pipeline: FacePipeline | None = None,
+        livekit_url: str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.options = AvatarSessionOptions(**options)
+        if isinstance(avatar, (str, Path)) and str(avatar) != "default":
+            if not Path(avatar).exists():
+                raise FileNotFoundError(f"avatar package {avatar} does not exist")
+        self._avatar = avatar
+        self._face_pipeline = face_pipeline
+        self._livekit_url = livekit_url
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self._identity = self.options.avatar_identity or f"avatar-{uuid.uuid4().hex[:12]}"
+        self._avatar_room: rtc.Room | None = None
+        self._publisher: AvatarPublisher | None = None
+        self._sink: DataStreamAudioOutput | QueueAudioOutput | None = None
+        self._session_events: list[tuple[str, Any]] = []
+        self._agent_room: rtc.Room | None = None
+        self._closing = False
+        self._publish_taps: list[Callable[[str, float, object], None]] = []
+
+    # -- identity -----------------------------------------------------------------------
+
+    @property
+    def avatar_identity(self) -> str:
+        if self.options.mode == "in_process" and self._agent_room is not None:
+            return self._agent_room.local_participant.identity
+        return self._identity
+
+    @property
+    def provider(self) -> str:
+        return PROVIDER
+
+    @property
+    def publisher(self) -> AvatarPublisher | None:
+        """The running publisher (for metrics and tests); ``None`` before ``start``."""
+        return self._publisher
+
+    def add_publish_tap(self, tap: Callable[[str, float, object], None]) -> None:
+        """Observe every audio slice and video frame as it goes out (kind, time, frame).
+
+        For metrics and measurement; the tap runs on the event loop and must be cheap.
+        """
+        self._publish_taps.append(tap)
+
+    def _on_published(self, kind: str, t: float, frame: object) -> None:
+        for tap in self._publish_taps:
+            tap(kind, t, frame)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, agent_session: AgentSession, room: rtc.Room) -> None:  # type: ignore[override]
+        """Join the room (or attach in-process) and route the agent's speech to the avatar.
+
+        Call it before ``agent_session.start()``: the agent's audio sink is swapped here.
+        """
+        if not room.isconnected():
+            raise AvatarSessionError(
+                "the agent's room is not connected; call `await ctx.connect()` before "
+                "`avatar.start(...)`"
+            )
+        self._agent_room = room
+        await super().start(agent_session, room)
+
+        pipeline = self._face_pipeline or await asyncio.to_thread(load_pipeline, self._avatar)
+        video = self.options.video
+        generator = AvatarVideoGenerator(
+            motion=pipeline.create_motion(),
+            renderer=pipeline.create_renderer(video.width, video.height),
+            width=video.width,
+            height=video.height,
+            fps=video.fps,
+            sample_rate=self.options.audio_sample_rate,
+        )
+
+        if self.options.mode == "in_process":
+            sink = QueueAudioOutput(sample_rate=self.options.audio_sample_rate)
+            self._sink = sink
+            self._publisher = AvatarPublisher(
+                room,
+                audio_receiver=sink,
+                generator=generator,
+                video=video,
+                video_delay_s=self.options.video_delay_ms / 1000.0,
+                on_published=self._on_published,
+            )
+            await self._publisher.start()
+        else:
+            await self._start_participant(room, generator)
+
+        assert self._sink is not None
+        agent_session.output.replace_audio_tail(self._sink)
+        self._watch_agent_session(agent_session)
+        room.on("disconnected", self._on_agent_room_disconnected)
+
+    async def _start_participant(self, room: rtc.Room, generator: AvatarVideoGenerator) -> None:
+        url, key, secret = self._credentials()
+        agent_identity = room.local_participant.identity
+        token = self._mint_token(room.name, agent_identity, key, secret)
+        avatar_room = rtc.Room()
+        self._avatar_room = avatar_room
+        try:
+            await avatar_room.connect(url, token)
+        except Exception as exc:
+            raise AvatarSessionError(f"avatar participant could not join {url}: {exc}") from exc
+        avatar_room.on("participant_disconnected", self._on_avatar_room_participant_left)
+        avatar_room.on("disconnected", self._on_avatar_room_disconnected)
+
+        receiver = DataStreamAudioReceiver(avatar_room, sender_identity=agent_identity)
+        self._publisher = AvatarPublisher(
+            avatar_room,
+            audio_receiver=receiver,
+            generator=generator,
+            video=self.options.video,
+            video_delay_s=self.options.video_delay_ms / 1000.0,
+            on_published=self._on_published,
+        )
+        await self._publisher.start()
+        self._sink = DataStreamAudioOutput(
+            room,
+            destination_identity=self._identity,
+            sample_rate=self.options.audio_sample_rate,
+            wait_remote_track=rtc.TrackKind.KIND_VIDEO,
+            # The avatar reports when audio really starts playing, which keeps the
+            # agent's transcript timing honest.
+            wait_playback_start=True,
+        )
+        logger.info(
+            "avatar participant %s joined room %s on behalf of %s",
+            self._identity,
+            room.name,
+            agent_identity,
+        )
+
+    def _credentials(self) -> tuple[str, str, str]:
+        url = self._livekit_url or os.environ.get("LIVEKIT_URL")
+        key = self._api_key or os.environ.get("LIVEKIT_API_KEY")
+        secret = self._api_secret or os.environ.get("LIVEKIT_API_SECRET")
+        missing = [
+            name
+            for name, value in (
+                ("LIVEKIT_URL", url),
+                ("LIVEKIT_API_KEY", key),
+                ("LIVEKIT_API_SECRET", secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise AvatarSessionError(
+                "the avatar participant needs server credentials: set "
+                + ", ".join(missing)
+                + " or pass livekit_url/api_key/api_secret (or use mode='in_process')"
+            )
+        return url, key, secret  # type: ignore[return-value]
+
+    def _mint_token(self, room_name: str, agent_identity: str, key: str, secret: str) -> str:
+        grants = api.VideoGrants(
+            room_join=True,
+            room=room_name,
+            can_publish=True,
+            can_publish_sources=list(_AVATAR_PUBLISH_SOURCES),
+            can_publish_data=True,
+            can_subscribe=False,
+            can_update_own_metadata=False,
+        )
+        return (
+            api.AccessToken(key, secret)
+            .with_identity(self._identity)
+            .with_name(self.options.avatar_name)
+            .with_grants(grants)
+            .with_attributes({ATTRIBUTE_PUBLISH_ON_BEHALF: agent_identity})
+            .with_ttl(datetime.timedelta(seconds=self.options.max_duration_s))
+            .to_jwt()
+        )
+
+    # -- conversation state -------------------------------------------------------------
+
+    def _watch_agent_session(self, agent_session: AgentSession) -> None:
+        def on_user_state(ev: Any) -> None:
+            self._set_state_from(user=ev.new_state)
+
+        def on_agent_state(ev: Any) -> None:
+            self._set_state_from(agent=ev.new_state)
+
+        agent_session.on("user_state_changed", on_user_state)
+        agent_session.on("agent_state_changed", on_agent_state)
+        self._session_events = [
+            ("user_state_changed", on_user_state),
+            ("agent_state_changed", on_agent_state),
+        ]
+
+    def _set_state_from(self, *, user: str | None = None, agent: str | None = None) -> None:
+        if self._publisher is None:
+            return
+        gen = self._publisher.generator
+        if user == "speaking":
+            gen.set_state(ConversationState.LISTENING)
+        elif agent == "thinking":
+            gen.set_state(ConversationState.THINKING)
+        elif user in ("listening", "away") or agent in ("listening", "idle", "speaking"):
+            gen.set_state(ConversationState.IDLE)
+
+    # -- teardown -----------------------------------------------------------------------
+
+    def _on_agent_room_disconnected(self, *_: Any) -> None:
+        self._close_soon("agent room disconnected")
+
+    def _on_avatar_room_participant_left(self, participant: rtc.RemoteParticipant) -> None:
+        if self._agent_room is not None and participant.identity == (
+            self._agent_room.local_participant.identity
+        ):
+            self._close_soon("agent left the room")
+
+    def _on_avatar_room_disconnected(self, *_: Any) -> None:
+        self._close_soon("avatar participant disconnected")
+
+    def _close_soon(self, reason: str) -> None:
+        if self._closing:
+            return
+        logger.info("closing avatar session: %s", reason)
+        asyncio.ensure_future(self.aclose())
+
+    async def aclose(self) -> None:
+        """Stop rendering, leave the room and release threads and buffers. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._agent_room is not None:
+            self._agent_room.off("disconnected", self._on_agent_room_disconnected)
+        if self._agent_session is not None:
+            for name, handler in self._session_events:
+                with contextlib.suppress(Exception):
+                    self._agent_session.off(name, handler)
+        if self._publisher is not None:
+            await self._publisher.aclose()
+        if self._avatar_room is not None:
+            self._avatar_room.off("disconnected", self._on_avatar_room_disconnected)
+            self._avatar_room.off("participant_disconnected", self._on_avatar_room_participant_left)
+            with contextlib.suppress(Exception):
+                await self._avatar_room.disconnect()
+        if self.options.mode == "participant":
+            # LiveKit's base class removes the participant through the server API when
+            # running inside a job; outside one we have already disconnected it above.
+            with contextlib.suppress(Exception):
+                await super().aclose()
+        else:
+            self._agent_session = None
+        self.emit("avatar_closed", None)

@@ -1,0 +1,141 @@
+"""Scripted stand-ins for the agent's LLM and TTS (test instrumentation only).
+
+``ScriptedLLM`` answers each turn with the next line of a script. ``SignalTTS`` does not
+speak: it synthesises a measurement signal chosen by the text it is given:
+
+* ``"clicks <seconds>"``: silence with short broadband clicks at the centres of video
+  frame slots (so the frame that must flash is unambiguous), first click at 20 ms;
+* ``"tone <seconds>"``: a steady tone, for measuring how fast audio stops on interruption.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from livekit.agents import llm, tts
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions
+
+SAMPLE_RATE = 24000
+VIDEO_FPS = 25.0
+CLICK_MS = 4.0
+
+
+def click_times(seconds: float, *, fps: float = VIDEO_FPS, seed: int = 7) -> np.ndarray:
+    """Click times (s, from segment start) at frame-slot centres, 200-400 ms apart."""
+    rng = np.random.default_rng(seed)
+    slots = [0]
+    while True:
+        nxt = slots[-1] + int(rng.integers(5, 11))  # 5-10 frames apart at 25 fps
+        if (nxt + 1) / fps > seconds - 0.1:
+            break
+        slots.append(nxt)
+    return (np.asarray(slots, dtype=np.float64) + 0.5) / fps
+
+
+def click_track(seconds: float, *, sample_rate: int = SAMPLE_RATE, seed: int = 7) -> np.ndarray:
+    n = int(round(seconds * sample_rate))
+    pcm = np.zeros(n, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    width = int(sample_rate * CLICK_MS / 1000)
+    for t in click_times(seconds, seed=seed):
+        start = int(round(t * sample_rate))
+        burst = rng.uniform(-0.8, 0.8, width).astype(np.float32)
+        pcm[start : start + width] = burst[: max(0, min(width, n - start))]
+    return (pcm * 32767).astype(np.int16)
+
+
+def tone_track(seconds: float, *, sample_rate: int = SAMPLE_RATE, hz: float = 330.0) -> np.ndarray:
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    return (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype(np.int16)
+
+
+def signal_for(text: str) -> np.ndarray:
+    words = text.strip().split()
+    kind = words[0].lower() if words else "clicks"
+    seconds = float(words[1]) if len(words) > 1 else 2.0
+    if kind == "tone":
+        return tone_track(seconds)
+    return click_track(seconds)
+
+
+class ScriptedLLM(llm.LLM):
+    def __init__(self, replies: list[str]) -> None:
+        super().__init__()
+        self._replies = list(replies)
+        self.calls = 0
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[Any] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: Any = NOT_GIVEN,
+        tool_choice: Any = NOT_GIVEN,
+        extra_kwargs: Any = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        reply = self._replies[min(self.calls, len(self._replies) - 1)]
+        self.calls += 1
+        return _ScriptedStream(
+            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, reply=reply
+        )
+
+
+class _ScriptedStream(llm.LLMStream):
+    def __init__(self, llm_: ScriptedLLM, *, reply: str, **kwargs: Any) -> None:
+        super().__init__(llm_, **kwargs)
+        self._reply = reply
+
+    async def _run(self) -> None:
+        request_id = uuid.uuid4().hex
+        self._event_ch.send_nowait(
+            llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=self._reply))
+        )
+
+
+@dataclass
+class SynthesisRecord:
+    text: str
+    first_byte_at: float
+    samples: int
+
+
+@dataclass
+class _History:
+    records: list[SynthesisRecord] = field(default_factory=list)
+
+
+class SignalTTS(tts.TTS):
+    def __init__(self, *, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__(
+            capabilities=tts.TTSCapabilities(streaming=False),
+            sample_rate=sample_rate,
+            num_channels=1,
+        )
+        self.history = _History()
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        return _SignalStream(tts=self, input_text=text, conn_options=conn_options)
+
+
+class _SignalStream(tts.ChunkedStream):
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        owner: SignalTTS = self._tts  # type: ignore[assignment]
+        pcm = signal_for(self._input_text)
+        output_emitter.initialize(
+            request_id=uuid.uuid4().hex,
+            sample_rate=owner.sample_rate,
+            num_channels=1,
+            mime_type="audio/pcm",
+        )
+        owner.history.records.append(
+            SynthesisRecord(self._input_text, time.monotonic(), int(pcm.size))
+        )
+        output_emitter.push(pcm.tobytes())
+        output_emitter.flush()
