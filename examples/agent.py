@@ -1,0 +1,68 @@
+"""A LiveKit voice agent with a local, lip-synced avatar.
+
+    python examples/agent.py dev        # needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET
+
+With OPENAI_API_KEY set it talks through OpenAI's realtime model; without it, a keyless
+local assistant (espeak-ng voice) greets and repeats what you type in the room's chat.
+AVATAR=/path/to/package (made by `livekit-avatar create photo.jpg -o ...`) picks a face.
+AVATAR_MODE=in_process publishes the face from the agent's own participant instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from livekit_avatar_plugin import AvatarSession, VideoOptions, prewarm  # noqa: E402
+
+AVATAR = os.environ.get("AVATAR", "default")
+
+
+def setup(proc: JobProcess) -> None:
+    # Load the ONNX models and the avatar once per worker process, not per job.
+    prewarm(AVATAR)
+
+
+server = AgentServer(setup_fnc=setup)
+
+
+@server.rtc_session()
+async def entrypoint(ctx: JobContext) -> None:
+    await ctx.connect()
+
+    if os.environ.get("OPENAI_API_KEY"):
+        from livekit.plugins import openai
+
+        session = AgentSession(
+            llm=openai.realtime.RealtimeModel(voice="marin"),
+            # An avatar cannot pause, so a false interruption must not try to resume.
+            turn_handling={"interruption": {"resume_false_interruption": False}},
+        )
+        instructions = "You are a friendly, concise assistant with a face."
+    else:
+        from _keyless import EchoAssistant, EspeakTTS
+
+        session = AgentSession(
+            llm=EchoAssistant(),
+            tts=EspeakTTS(),
+            turn_handling={"interruption": {"resume_false_interruption": False}},
+        )
+        instructions = "Repeat what the user types."
+
+    avatar = AvatarSession(
+        avatar=AVATAR,
+        video=VideoOptions(width=512, height=512, fps=25),
+        mode=os.environ.get("AVATAR_MODE", "participant"),
+    )
+    await avatar.start(session, room=ctx.room)  # before session.start()
+    await session.start(Agent(instructions=instructions), room=ctx.room)
+    session.generate_reply(instructions="Greet the user in one short sentence.")
+
+
+if __name__ == "__main__":
+    cli.run_app(server)
