@@ -244,9 +244,18 @@ def _codec_delay(ref16: np.ndarray, y16: np.ndarray) -> int:
     return best_lag
 
 
-def augment(u: Utterance, rng: np.random.Generator, strength: int, use_codec: bool = True) -> tuple[np.ndarray, int]:
-    """Return (audio, rate) as the runtime would receive it. strength 0 = clean (gain only)."""
-    x16 = F.resample(u.audio, u.sr) if u.sr != F.SAMPLE_RATE else u.audio.copy()
+def augment(u: Utterance, rng: np.random.Generator, strength: int, use_codec: bool = True, warp: float = 0.0) -> tuple[np.ndarray, int]:
+    """Return (audio, rate) as the runtime would receive it. strength 0 = clean (gain only).
+
+    ``warp`` (0 = off) is a speed / vocal-tract-length perturbation: the audio is read as
+    if recorded at ``sr * warp``, scaling pitch and formants by ``warp`` and durations by
+    ``1 / warp`` (the caller scales the phone times). It turns male voices into
+    higher-pitched, shorter-tract ones and back.
+    """
+    src_sr = u.sr
+    if warp:
+        src_sr = int(round(u.sr * warp / 100.0) * 100)
+    x16 = F.resample(u.audio, src_sr) if src_sr != F.SAMPLE_RATE else u.audio.copy()
     rate = F.SAMPLE_RATE
     if strength > 0:
         if rng.random() < 0.35:

@@ -55,11 +55,18 @@ def build_examples(utts: list[D.Utterance], rng: np.random.Generator, copies: in
     for u in utts:
         pu = D.pad_utterance(u, float(rng.uniform(0.0, 0.4)), float(rng.uniform(0.0, 0.4)))
         for c in range(copies):
-            audio, rate = D.augment(pu, rng, strength=0 if c == 0 else 1, use_codec=use_codec)
+            warp = 0.0
+            if c > 0 and rng.random() < 0.6:
+                warp = float(np.exp(rng.uniform(np.log(0.82), np.log(1.25))))
+            audio, rate = D.augment(pu, rng, strength=0 if c == 0 else 1, use_codec=use_codec, warp=warp)
             n = D.n_frames_for(len(audio), rate)
             f = D.features_for(audio, rate, LOOKAHEAD_FRAMES)
             assert len(f) == n + LOOKAHEAD_FRAMES, (len(f), n)
-            y = P.targets(pu.segs, n)
+            segs = pu.segs
+            if warp:
+                k = pu.sr / int(round(pu.sr * warp / 100.0) * 100)
+                segs = [(ph, s * k, e * k) for ph, s, e in segs]
+            y = P.targets(segs, n)
             feats.append(f.astype(np.float16))
             tgts.append(y.astype(np.float16))
             offs.append(offs[-1] + n + LOOKAHEAD_FRAMES)
