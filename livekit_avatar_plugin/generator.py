@@ -141,7 +141,11 @@ class AvatarVideoGenerator(VideoGenerator):
         fps: float = 25.0,
         sample_rate: int = 24000,
         on_render_error: Callable[[BaseException], None] | None = None,
+        max_in_flight_s: float = 0.8,
     ) -> None:
+        """``max_in_flight_s`` bounds how long a yielded frame may wait before it is
+        captured (the publisher's audio lead plus any video delay); frame buffers are
+        recycled after that long, so it must cover the publisher's queueing."""
         samples_per_frame = sample_rate / fps
         if abs(samples_per_frame - round(samples_per_frame)) > 1e-9:
             raise ValueError(
@@ -166,6 +170,15 @@ class AvatarVideoGenerator(VideoGenerator):
         self._frame_index = 0
         self._silence = np.zeros(self._spf, dtype=np.int16)
         self._last_good: rtc.VideoFrame | None = None
+        # Frames are written into a ring of preallocated buffers instead of a fresh
+        # ~0.8 MB bytes object per frame; a buffer is reused only after every frame that
+        # could still be waiting for capture has gone out.
+        ring = max(4, math.ceil(max_in_flight_s * fps) + 2)
+        self._buffers = [bytearray(width * height * 3) for _ in range(ring)]
+        self._views = [
+            np.frombuffer(b, dtype=np.uint8).reshape(height, width, 3) for b in self._buffers
+        ]
+        self._next_buffer = 0
         self._last_mouth = dict.fromkeys(self._channels, 0.0)
         self._epoch = 0
         self._closed = False
@@ -384,10 +397,9 @@ class AvatarVideoGenerator(VideoGenerator):
         self.stats.frames += 1
         started = time.perf_counter()
         try:
-            rgb = await loop.run_in_executor(
-                self._executor, self._renderer.render, mouth, state, t, energy
+            frame = await loop.run_in_executor(
+                self._executor, self._render_frame, mouth, state, t, energy
             )
-            frame = self._to_video_frame(rgb)
         except Exception as exc:  # a bad frame must never end the session
             self.stats.render_errors += 1
             if self.stats.render_errors <= 3 or self.stats.render_errors % 100 == 0:
@@ -400,18 +412,23 @@ class AvatarVideoGenerator(VideoGenerator):
         self.stats.render_seconds += time.perf_counter() - started
         return frame
 
+    def _render_frame(
+        self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float
+    ) -> rtc.VideoFrame:
+        # Runs on the worker thread: drawing and the copy into the frame ring both stay
+        # off the event loop.
+        return self._to_video_frame(self._renderer.render(mouth, state, t, energy))
+
     def _to_video_frame(self, rgb: np.ndarray) -> rtc.VideoFrame:
         if rgb.shape != (self._height, self._width, 3) or rgb.dtype != np.uint8:
             raise ValueError(
                 f"renderer returned {rgb.shape} {rgb.dtype}, expected "
                 f"({self._height}, {self._width}, 3) uint8"
             )
-        return rtc.VideoFrame(
-            self._width,
-            self._height,
-            rtc.VideoBufferType.RGB24,
-            np.ascontiguousarray(rgb).tobytes(),
-        )
+        i = self._next_buffer
+        self._next_buffer = (i + 1) % len(self._buffers)
+        np.copyto(self._views[i], rgb)
+        return rtc.VideoFrame(self._width, self._height, rtc.VideoBufferType.RGB24, self._buffers[i])
 
     def _black_frame(self) -> rtc.VideoFrame:
         return rtc.VideoFrame(

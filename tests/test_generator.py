@@ -40,8 +40,20 @@ def audio_frames(pcm: np.ndarray, sample_rate: int = SR, chunk_ms: int = 100):
         yield rtc.AudioFrame(part.tobytes(), sample_rate, 1, part.size)
 
 
-def level(frame: rtc.VideoFrame) -> int:
-    return int(np.frombuffer(frame.data, dtype=np.uint8)[0])
+class Seen:
+    """A video frame as read when it came out: frame buffers are recycled afterwards."""
+
+    def __init__(self, frame: rtc.VideoFrame) -> None:
+        self.width = frame.width
+        self.level = int(np.frombuffer(frame.data, dtype=np.uint8)[0])
+
+
+def level(seen: Seen) -> int:
+    return seen.level
+
+
+def snapshot(item):
+    return Seen(item) if isinstance(item, rtc.VideoFrame) else item
 
 
 async def collect(gen: AvatarVideoGenerator, n_items: int, timeout: float = 10.0) -> list:
@@ -49,11 +61,20 @@ async def collect(gen: AvatarVideoGenerator, n_items: int, timeout: float = 10.0
 
     async def run():
         async for item in gen:
-            out.append(item)
+            out.append(snapshot(item))
             if len(out) >= n_items:
                 return
 
     await asyncio.wait_for(run(), timeout)
+    return out
+
+
+async def until_segment_end(gen: AvatarVideoGenerator, limit: int = 10_000) -> list:
+    out = []
+    async for item in gen:
+        out.append(snapshot(item))
+        if isinstance(item, AudioSegmentEnd) or len(out) >= limit:
+            break
     return out
 
 
@@ -63,7 +84,7 @@ async def test_idle_frames_flow_before_any_audio_and_pair_with_silence():
     await gen.aclose()
     videos = items[0::2]
     audios = items[1::2]
-    assert all(isinstance(v, rtc.VideoFrame) for v in videos)
+    assert all(isinstance(v, Seen) for v in videos)
     assert all(isinstance(a, rtc.AudioFrame) for a in audios)
     assert all(level(v) == IDLE_LEVEL for v in videos)
     # Exactly one frame period of silence per video frame keeps A/V locked.
@@ -79,11 +100,7 @@ async def test_speech_frames_carry_their_own_audio_and_flash_on_the_click_frame(
         await gen.push_audio(f)
     await gen.push_audio(AudioSegmentEnd())
 
-    items = []
-    async for item in gen:
-        items.append(item)
-        if isinstance(item, AudioSegmentEnd):
-            break
+    items = await until_segment_end(gen)
     await gen.aclose()
 
     speech = [it for it in items if not isinstance(it, AudioSegmentEnd)]
@@ -106,11 +123,7 @@ async def test_resamples_input_audio_to_the_output_rate():
     for f in audio_frames(pcm16k, sample_rate=16000):
         await gen.push_audio(f)
     await gen.push_audio(AudioSegmentEnd())
-    items = []
-    async for item in gen:
-        items.append(item)
-        if isinstance(item, AudioSegmentEnd):
-            break
+    items = await until_segment_end(gen)
     await gen.aclose()
     audios = [it for it in items if isinstance(it, rtc.AudioFrame)]
     assert all(a.sample_rate == SR for a in audios)
@@ -124,11 +137,7 @@ async def test_stereo_input_is_downmixed():
     stereo = np.stack([mono, mono], axis=1).reshape(-1)
     await gen.push_audio(rtc.AudioFrame(stereo.tobytes(), SR, 2, mono.size))
     await gen.push_audio(AudioSegmentEnd())
-    items = []
-    async for item in gen:
-        items.append(item)
-        if isinstance(item, AudioSegmentEnd):
-            break
+    items = await until_segment_end(gen)
     await gen.aclose()
     played = np.concatenate(
         [np.frombuffer(a.data, dtype=np.int16) for a in items if isinstance(a, rtc.AudioFrame)]
@@ -147,7 +156,7 @@ async def test_clear_buffer_drops_queued_speech_and_returns_to_idle():
     after = await collect(gen, 10)
     await gen.aclose()
     assert not any(isinstance(it, AudioSegmentEnd) for it in after)
-    videos = [it for it in after if isinstance(it, rtc.VideoFrame)]
+    videos = [it for it in after if isinstance(it, Seen)]
     assert all(level(v) == IDLE_LEVEL for v in videos)
     audios = [it for it in after if isinstance(it, rtc.AudioFrame)]
     assert all(not np.frombuffer(a.data, dtype=np.int16).any() for a in audios)
@@ -171,7 +180,7 @@ async def test_a_failing_frame_repeats_the_last_good_one_and_the_session_goes_on
     gen = make_generator(renderer=ExplodingRenderer(), on_render_error=errors.append)
     items = await collect(gen, 16)
     await gen.aclose()
-    videos = [it for it in items if isinstance(it, rtc.VideoFrame)]
+    videos = [it for it in items if isinstance(it, Seen)]
     assert len(videos) == 8
     assert all(level(v) == IDLE_LEVEL for v in videos)
     assert gen.stats.render_errors == 2
@@ -188,18 +197,14 @@ async def test_a_renderer_returning_the_wrong_shape_is_reported_not_fatal():
     await gen.aclose()
     assert gen.stats.render_errors == 2
     # Black stand-in frames of the right size keep the track alive.
-    assert all(it.width == W for it in items if isinstance(it, rtc.VideoFrame))
+    assert all(it.width == W for it in items if isinstance(it, Seen))
 
 
 async def test_zero_length_frames_and_empty_segments_are_harmless():
     gen = make_generator()
     await gen.push_audio(rtc.AudioFrame(b"", SR, 1, 0))
     await gen.push_audio(AudioSegmentEnd())
-    items = []
-    async for item in gen:
-        items.append(item)
-        if isinstance(item, AudioSegmentEnd) or len(items) > 20:
-            break
+    items = await until_segment_end(gen, limit=20)
     await gen.aclose()
     assert isinstance(items[-1], AudioSegmentEnd)
 
