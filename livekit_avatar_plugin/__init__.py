@@ -10,14 +10,17 @@ The public API is :class:`AvatarSession` and its options; everything else is int
 """
 
 from .config import AvatarSessionOptions, VideoOptions
+from .lifecycle import AvatarClosedEvent, CloseReason
 from .pipeline import FacePipeline, prewarm
 from .session import AvatarSession, AvatarSessionError
 from .state import ConversationState
 
 __all__ = [
+    "AvatarClosedEvent",
     "AvatarSession",
     "AvatarSessionError",
     "AvatarSessionOptions",
+    "CloseReason",
     "ConversationState",
     "FacePipeline",
     "VideoOptions",

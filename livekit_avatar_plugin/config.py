@@ -70,6 +70,23 @@ class AvatarSessionOptions(BaseModel):
         description="hard cap on the session; also bounds the avatar token's lifetime",
     )
 
+    idle_timeout_s: float | None = Field(
+        120.0,
+        gt=0,
+        description="close after this long with no user speech and no agent speech; None disables",
+    )
+    user_absent_timeout_s: float = Field(
+        60.0,
+        ge=10.0,
+        description="close after this long with no user (non-agent participant) in the room",
+    )
+    goodbye: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="a line the avatar says before it leaves on a timeout",
+    )
+
     @model_validator(mode="after")
     def _supported_rate(self) -> AvatarSessionOptions:
         if self.audio_sample_rate not in (16000, 24000, 48000):

@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from livekit.agents.voice.avatar import (
 
 from .config import AvatarSessionOptions
 from .generator import AvatarVideoGenerator
+from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
 from .participant import AvatarPublisher
 from .pipeline import FacePipeline, load_pipeline
 from .state import ConversationState
@@ -95,6 +97,10 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
         self._session_events: list[tuple[str, Any]] = []
         self._agent_room: rtc.Room | None = None
         self._closing = False
+        self._watchdog: SessionWatchdog | None = None
+        self._started_at: float | None = None
+        self._close_reason = CloseReason.CLOSED_BY_APP
+        self._close_detail = "aclose() called"
         self._publish_taps: list[Callable[[str, float, object], None]] = []
 
     # -- identity -----------------------------------------------------------------------
@@ -170,6 +176,17 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
         agent_session.output.replace_audio_tail(self._sink)
         self._watch_agent_session(agent_session)
         room.on("disconnected", self._on_agent_room_disconnected)
+        self._watchdog = SessionWatchdog(
+            room=room,
+            agent_session=agent_session,
+            avatar_identity=self.avatar_identity,
+            idle_timeout_s=self.options.idle_timeout_s,
+            user_absent_timeout_s=self.options.user_absent_timeout_s,
+            max_duration_s=self.options.max_duration_s,
+            on_expire=self._expire,
+        )
+        self._started_at = self._watchdog.started_at
+        self._watchdog.start()
 
     async def _start_participant(self, room: rtc.Room, generator: AvatarVideoGenerator) -> None:
         url, key, secret = self._credentials()
@@ -278,24 +295,45 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
         elif user in ("listening", "away") or agent in ("listening", "idle", "speaking"):
             gen.set_state(ConversationState.IDLE)
 
+    # -- timeouts and teardown ----------------------------------------------------------
+
+    async def _expire(self, reason: CloseReason, detail: str) -> None:
+        """A timeout fired: say goodbye if configured, then close the whole session."""
+        if self._closing:
+            return
+        self._close_reason, self._close_detail = reason, detail
+        logger.warning("avatar session timed out (%s): %s", reason.value, detail)
+        session = self._agent_session
+        if self.options.goodbye and session is not None:
+            try:
+                handle = session.say(self.options.goodbye, allow_interruptions=False)
+                await asyncio.wait_for(handle.wait_for_playout(), timeout=15.0)
+            except Exception:  # noqa: BLE001 - leaving matters more than the goodbye
+                logger.warning("goodbye line could not be played", exc_info=True)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.aclose()
+        await self.aclose()
+
     # -- teardown -----------------------------------------------------------------------
 
     def _on_agent_room_disconnected(self, *_: Any) -> None:
-        self._close_soon("agent room disconnected")
+        self._close_soon(CloseReason.AGENT_LEFT, "agent room disconnected")
 
     def _on_avatar_room_participant_left(self, participant: rtc.RemoteParticipant) -> None:
         if self._agent_room is not None and participant.identity == (
             self._agent_room.local_participant.identity
         ):
-            self._close_soon("agent left the room")
+            self._close_soon(CloseReason.AGENT_LEFT, "agent left the room")
 
     def _on_avatar_room_disconnected(self, *_: Any) -> None:
-        self._close_soon("avatar participant disconnected")
+        self._close_soon(CloseReason.AVATAR_DISCONNECTED, "avatar participant disconnected")
 
-    def _close_soon(self, reason: str) -> None:
+    def _close_soon(self, reason: CloseReason, detail: str) -> None:
         if self._closing:
             return
-        logger.info("closing avatar session: %s", reason)
+        self._close_reason, self._close_detail = reason, detail
+        logger.info("closing avatar session (%s): %s", reason.value, detail)
         asyncio.ensure_future(self.aclose())
 
     async def aclose(self) -> None:
@@ -303,6 +341,8 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
         if self._closing:
             return
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._agent_room is not None:
             self._agent_room.off("disconnected", self._on_agent_room_disconnected)
         if self._agent_session is not None:
@@ -323,4 +363,16 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
                 await super().aclose()
         else:
             self._agent_session = None
-        self.emit("avatar_closed", None)
+        duration = time.monotonic() - self._started_at if self._started_at else 0.0
+        logger.info(
+            "avatar session closed: %s (%s) after %.1f s",
+            self._close_reason.value,
+            self._close_detail,
+            duration,
+        )
+        self.emit(
+            "avatar_closed",
+            AvatarClosedEvent(
+                reason=self._close_reason, detail=self._close_detail, duration_s=duration
+            ),
+        )

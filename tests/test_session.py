@@ -16,8 +16,7 @@ from pydantic import ValidationError
 from livekit_avatar_plugin import AvatarSession, VideoOptions
 
 from .av_harness import make_token
-from .fakes import ScriptedLLM, SignalTTS
-from .pattern_pipeline import TestPatternPipeline
+from .rooms import Watcher, agent_with_avatar
 
 
 def test_invalid_options_fail_at_construction_naming_the_field():
@@ -63,67 +62,13 @@ def test_missing_credentials_name_the_variables(monkeypatch):
         avatar._credentials()
 
 
-async def _agent_with_avatar(info, room_name: str, **avatar_options):
-    agent_room = rtc.Room()
-    await agent_room.connect(
-        info.url, make_token(info, room_name, f"agent-{uuid.uuid4().hex[:6]}", agent=True)
-    )
-    session = AgentSession(llm=ScriptedLLM(["clicks 1"]), tts=SignalTTS())
-    avatar = AvatarSession(
-        face_pipeline=TestPatternPipeline(),
-        livekit_url=info.url,
-        api_key=info.api_key,
-        api_secret=info.api_secret,
-        **avatar_options,
-    )
-    await avatar.start(session, room=agent_room)
-    await session.start(
-        Agent(instructions="test"),
-        room=agent_room,
-        room_options=room_io.RoomOptions(
-            audio_input=False, text_input=False, close_on_disconnect=False
-        ),
-    )
-    return agent_room, session, avatar
-
-
-class _Watcher:
-    """A user in the room who notes when the avatar arrives and leaves."""
-
-    def __init__(self) -> None:
-        self.room = rtc.Room()
-        self.left: dict[str, float] = {}
-        self.video_from: set[str] = set()
-        self.room.on("participant_disconnected", self._left)
-        self.room.on("track_published", self._published)
-
-    def _left(self, p: rtc.RemoteParticipant) -> None:
-        self.left[p.identity] = time.monotonic()
-
-    def _published(self, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
-        if pub.kind == rtc.TrackKind.KIND_VIDEO:
-            self.video_from.add(p.identity)
-
-    async def wait_video(self, identity: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while identity not in self.video_from:
-            for p in self.room.remote_participants.values():
-                if p.identity == identity and any(
-                    t.kind == rtc.TrackKind.KIND_VIDEO for t in p.track_publications.values()
-                ):
-                    self.video_from.add(identity)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{identity} never published video")
-            await asyncio.sleep(0.05)
-
-
 @pytest.mark.livekit_server
 async def test_avatar_joins_publishes_on_behalf_and_leaves_within_2s_when_agent_disconnects(
     livekit_server,
 ):
     room_name = f"leave-{uuid.uuid4().hex[:8]}"
-    agent_room, session, avatar = await _agent_with_avatar(livekit_server, room_name)
-    watcher = _Watcher()
+    agent_room, session, avatar = await agent_with_avatar(livekit_server, room_name)
+    watcher = Watcher()
     await watcher.room.connect(livekit_server.url, make_token(livekit_server, room_name, "user-1"))
     try:
         await watcher.wait_video(avatar.avatar_identity)
@@ -158,8 +103,8 @@ async def test_aclose_leaves_the_room_and_releases_the_render_thread(livekit_ser
 
     room_name = f"close-{uuid.uuid4().hex[:8]}"
     before = {t.name for t in threading.enumerate()}
-    agent_room, session, avatar = await _agent_with_avatar(livekit_server, room_name)
-    watcher = _Watcher()
+    agent_room, session, avatar = await agent_with_avatar(livekit_server, room_name)
+    watcher = Watcher()
     await watcher.room.connect(livekit_server.url, make_token(livekit_server, room_name, "user-2"))
     try:
         await watcher.wait_video(avatar.avatar_identity)
