@@ -29,6 +29,7 @@ from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd
 
 from .config import VideoOptions
 from .generator import AvatarVideoGenerator
+from .metrics import MetricsRecorder
 
 logger = logging.getLogger("livekit_avatar_plugin.participant")
 
@@ -59,8 +60,11 @@ class _AudioClockedPacer:
         *,
         video_delay_s: float = 0.0,
         on_published: Callable[[str, float, object], None] | None = None,
+        frame_period_s: float = 0.04,
     ) -> None:
         self._audio = audio
+        self._late_after_s = frame_period_s / 2
+        self.metrics: MetricsRecorder | None = None
         self._video = video
         self._video_delay_s = video_delay_s
         self._on_published = on_published
@@ -77,12 +81,15 @@ class _AudioClockedPacer:
     def stage_video(self, frame: rtc.VideoFrame) -> None:
         self._frame = frame
 
-    async def push_audio(self, chunk: rtc.AudioFrame) -> None:
+    async def push_audio(self, chunk: rtc.AudioFrame) -> float:
+        """Queue one slice (and its staged frame); returns when the slice starts playing."""
         await self._audio.capture_frame(chunk)
         now = time.monotonic()
         if self._play_end < now:
             if self._play_end:
                 self.underruns += 1
+                if self.metrics is not None:
+                    self.metrics.underrun()
             self._play_end = now
         starts_in = self._play_end - now
         self._play_end += chunk.duration
@@ -90,9 +97,8 @@ class _AudioClockedPacer:
         if frame is not None:
             while self._pending and self._pending[0].cancelled():
                 self._pending.popleft()
-            handle = self._loop.call_later(
-                starts_in + self._video_delay_s, self._capture, frame
-            )
+            due = now + starts_in + self._video_delay_s
+            handle = self._loop.call_later(due - now, self._capture, frame, due)
             self._pending.append(handle)
         if self._on_published is not None:
             self._on_published("audio", now + starts_in, chunk)
@@ -100,12 +106,15 @@ class _AudioClockedPacer:
         excess = (self._play_end - time.monotonic()) - _AUDIO_LEAD_S
         if excess > 0:
             await asyncio.sleep(excess)
+        return now + starts_in
 
-    def _capture(self, frame: rtc.VideoFrame) -> None:
+    def _capture(self, frame: rtc.VideoFrame, due: float) -> None:
         if self._pending:
             self._pending.popleft()
         self._video.capture_frame(frame)
         self.frames_captured += 1
+        if self.metrics is not None:
+            self.metrics.frame(late=time.monotonic() - due > self._late_after_s)
         if self._on_published is not None:
             self._on_published("video", time.monotonic(), frame)
 
@@ -164,7 +173,10 @@ class AvatarPublisher:
             self._video_source,
             video_delay_s=video_delay_s,
             on_published=on_published,
+            frame_period_s=1.0 / video.fps,
         )
+        self._video_delay_s = video_delay_s
+        self.metrics: MetricsRecorder | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main_tasks: list[asyncio.Task[Any]] = []
         self._segment_open = False  # the agent has sent audio for a segment not yet finished
@@ -179,6 +191,10 @@ class AvatarPublisher:
     @property
     def generator(self) -> AvatarVideoGenerator:
         return self._generator
+
+    def attach_metrics(self, metrics: MetricsRecorder) -> None:
+        self.metrics = metrics
+        self._pacer.metrics = metrics
 
     async def start(self) -> None:
         await self._receiver.start()
@@ -208,12 +224,16 @@ class AvatarPublisher:
         self.audio_publication = await lp.publish_track(audio_track, audio_opts)
         self.video_publication = await lp.publish_track(video_track, video_opts)
         self._published.set()
+        if self.metrics is not None:
+            self.metrics.published(time.monotonic())
 
     async def _read_audio(self) -> None:
         try:
             async for frame in self._receiver:
                 if isinstance(frame, rtc.AudioFrame) and frame.samples_per_channel > 0:
                     self._segment_open = True
+                    if self.metrics is not None:
+                        self.metrics.segment_audio(time.monotonic())
                 await self._generator.push_audio(frame)
         except Exception:
             logger.exception("avatar audio receiver failed")
@@ -243,7 +263,7 @@ class AvatarPublisher:
                 continue
             # Audio: speech slices count toward the playback position; silence fills gaps.
             epoch = self._generator.epoch
-            await self._pacer.push_audio(item)
+            plays_at = await self._pacer.push_audio(item)
             if epoch != self._generator.epoch:
                 # An interruption landed while this slice was queued: make sure it is gone.
                 self._pacer.clear()
@@ -252,9 +272,13 @@ class AvatarPublisher:
                 if not self._playback_started:
                     self._playback_started = True
                     self._notify(self._receiver.notify_playback_started())
+                    if self.metrics is not None:
+                        self.metrics.first_speech_frame(plays_at + self._video_delay_s)
                 self._playback_position += item.duration
 
     def _finish_segment(self, *, interrupted: bool) -> None:
+        if self.metrics is not None and not interrupted:
+            self.metrics.segment_ended()
         if not self._segment_open:
             return
         self._segment_open = False
@@ -267,11 +291,16 @@ class AvatarPublisher:
         )
 
     def _on_clear_buffer(self) -> None:
+        requested_at = time.monotonic()
+        had_speech = self._segment_open
         self._generator.clear_buffer()
         # Drop what is already queued for playout; it would otherwise keep playing for
         # up to the queue's lead after the user barged in.
         self._pacer.clear()
         self._finish_segment(interrupted=True)
+        if self.metrics is not None and had_speech:
+            # The source emits silence on its next 10 ms tick once its queue is empty.
+            self.metrics.interrupted(requested_at, time.monotonic() + 0.01)
 
     def _notify(self, result: Any) -> None:
         if asyncio.iscoroutine(result):

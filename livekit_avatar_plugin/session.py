@@ -35,6 +35,7 @@ from livekit.agents.voice.avatar import (
 from .config import AvatarSessionOptions
 from .generator import AvatarVideoGenerator
 from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
+from .metrics import MetricsRecorder
 from .participant import AvatarPublisher
 from .pipeline import FacePipeline, load_pipeline
 from .state import ConversationState
@@ -98,6 +99,7 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
         self._agent_room: rtc.Room | None = None
         self._closing = False
         self._watchdog: SessionWatchdog | None = None
+        self._metrics: MetricsRecorder | None = None
         self._started_at: float | None = None
         self._close_reason = CloseReason.CLOSED_BY_APP
         self._close_detail = "aclose() called"
@@ -144,6 +146,7 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
                 "`avatar.start(...)`"
             )
         self._agent_room = room
+        started_at = time.monotonic()
         await super().start(agent_session, room)
 
         pipeline = self._face_pipeline or await asyncio.to_thread(load_pipeline, self._avatar)
@@ -157,6 +160,12 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
             sample_rate=self.options.audio_sample_rate,
         )
 
+        self._metrics = MetricsRecorder(
+            self._emit_metrics,
+            provider=PROVIDER,
+            started_at=started_at,
+            counters=lambda: (generator.stats.underruns, generator.stats.render_errors),
+        )
         if self.options.mode == "in_process":
             sink = QueueAudioOutput(sample_rate=self.options.audio_sample_rate)
             self._sink = sink
@@ -168,6 +177,7 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
                 video_delay_s=self.options.video_delay_ms / 1000.0,
                 on_published=self._on_published,
             )
+            self._publisher.attach_metrics(self._metrics)
             await self._publisher.start()
         else:
             await self._start_participant(room, generator)
@@ -210,6 +220,8 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
             video_delay_s=self.options.video_delay_ms / 1000.0,
             on_published=self._on_published,
         )
+        assert self._metrics is not None
+        self._publisher.attach_metrics(self._metrics)
         await self._publisher.start()
         self._sink = DataStreamAudioOutput(
             room,
@@ -349,6 +361,9 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
             for name, handler in self._session_events:
                 with contextlib.suppress(Exception):
                     self._agent_session.off(name, handler)
+        if self._metrics is not None and self._agent_session is not None:
+            with contextlib.suppress(Exception):
+                self._metrics.closed(self._close_reason.value)
         if self._publisher is not None:
             await self._publisher.aclose()
         if self._avatar_room is not None:

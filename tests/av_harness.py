@@ -278,6 +278,7 @@ class AVResult:
     sender_offsets_ms: list[float] = field(default_factory=list)
     video_delay_ms: float = 0.0
     receiver_audio_buffer_ms: float | None = None
+    metrics: list[Any] = field(default_factory=list)
     capture: Capture = field(repr=False, default_factory=Capture)
     marks: dict[str, float] = field(default_factory=dict)
 
@@ -322,6 +323,17 @@ class AVResult:
             if self.first_tts_byte_to_first_frame_ms is not None
             else "first TTS byte -> first synced frame n/a",
             f"audio+video in one stream          {self.same_stream}",
+            "avatar metrics events              "
+            + ", ".join(
+                f"{m.event}:"
+                + ",".join(
+                    f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in m.model_dump().items()
+                    if v is not None
+                    and k not in ("type", "timestamp", "metadata", "event", "playback_latency")
+                )
+                for m in self.metrics
+            ),
         ]
         return "\n".join(lines)
 
@@ -357,6 +369,13 @@ async def run_av_scenario(
     )
     sender = SenderLog()
     avatar.add_publish_tap(sender.tap)
+    metrics: list[Any] = []
+    session.on(
+        "metrics_collected",
+        lambda ev: metrics.append(ev.metrics)
+        if type(ev.metrics).__name__ == "LocalAvatarMetrics"
+        else None,
+    )
     viewer: Subscriber | None = None
     events: list[tuple[bool, float]] = []
     try:
@@ -376,8 +395,12 @@ async def run_av_scenario(
         )
         await asyncio.wait_for(viewer.video_track.wait(), 15)
         await asyncio.wait_for(viewer.audio_track.wait(), 15)
-        await asyncio.sleep(1.0)  # idle frames only
-        idle_before = len(viewer.capture.video)
+        # Wait until the viewer decodes video (its first keyframe), then idle a moment.
+        deadline = time.monotonic() + 15
+        while not viewer.capture.video and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        idle_before = len(sender.video)
         streams = await track_streams(info, room_name, avatar.avatar_identity)
 
         t_speech = time.monotonic()
@@ -442,6 +465,7 @@ async def run_av_scenario(
         ],
         video_delay_ms=video_delay_ms,
         receiver_audio_buffer_ms=receiver_buffer,
+        metrics=metrics,
         capture=cap,
         marks={
             "speech": t_speech,

@@ -47,3 +47,19 @@ async def test_avatar_av_sync_end_to_end(livekit_server, mode):
     assert result.interruption_to_still_video_ms is not None
     assert result.interruption_to_still_video_ms <= 500.0
     assert result.first_tts_byte_to_first_frame_ms is not None
+
+    # The session reported its own metrics through LiveKit's metrics events.
+    by_event: dict[str, list] = {}
+    for m in result.metrics:
+        by_event.setdefault(m.event, []).append(m)
+    joined = by_event["joined"][0]
+    assert 0 < joined.join_latency_s < 10 and 0 < joined.time_to_first_frame_s < 10
+    speech = by_event["speech"]
+    assert len(speech) == 3  # two clicks segments and the interrupted tone
+    assert all(0 <= m.first_audio_to_first_frame_s < 1.0 for m in speech)
+    (interruption,) = by_event["interruption"]
+    assert 0 <= interruption.interruption_to_silence_s < 0.1
+    (closed,) = by_event["closed"]
+    assert closed.close_reason == "closed_by_app"
+    assert closed.session_duration_s > 5
+    assert 20 <= closed.delivered_fps <= 26
