@@ -6,19 +6,62 @@ immediately with pydantic's error naming the field, not minutes later in a room.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+VideoQuality = Literal["auto", "high", "medium", "low"]
+"""``auto`` publishes simulcast layers so each subscriber adapts (and starts low, ramping
+up); ``high``/``medium``/``low`` pin one resolution and bitrate from the first frame."""
+
+VideoCodecName = Literal["vp8", "h264", "vp9", "av1"]
+
+# (width, height, max bitrate in bps), as in the product documents.
+QUALITY_PRESETS: dict[str, tuple[int, int, int]] = {
+    "high": (1280, 720, 2_000_000),
+    "medium": (854, 480, 1_000_000),
+    "low": (640, 360, 500_000),
+}
+_AUTO_SIZE = (512, 512)
+
+
+def _auto_bitrate(width: int, height: int, fps: float) -> int:
+    # About 0.25 bits per pixel per frame: 512x512 at 25 fps gets ~1.6 Mbps.
+    return int(min(2_500_000, max(300_000, width * height * fps * 0.25)))
+
+
 class VideoOptions(BaseModel):
-    """Size and rate of the avatar's published video."""
+    """Quality, size, rate and codec of the avatar's published video.
+
+    ``quality`` picks a preset; ``width``, ``height`` and ``max_bitrate`` override it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    width: int = Field(512, ge=64, le=1920, description="output width in pixels (even)")
-    height: int = Field(512, ge=64, le=1920, description="output height in pixels (even)")
+    quality: VideoQuality = "auto"
+    width: int = Field(0, ge=64, le=1920, description="output width in pixels (even)")
+    height: int = Field(0, ge=64, le=1920, description="output height in pixels (even)")
     fps: float = Field(25.0, ge=5.0, le=60.0, description="published frame rate")
+    max_bitrate: int = Field(
+        0, ge=100_000, le=10_000_000, description="encoder bitrate cap in bits per second"
+    )
+    codec: VideoCodecName = "vp8"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        quality = data.get("quality", "auto")
+        width, height, bitrate = QUALITY_PRESETS.get(quality, (*_AUTO_SIZE, 0))
+        data.setdefault("width", width)
+        data.setdefault("height", height)
+        if not data.get("max_bitrate"):
+            fps = float(data.get("fps", 25.0))
+            data["max_bitrate"] = bitrate or _auto_bitrate(data["width"], data["height"], fps)
+        return data
 
     @model_validator(mode="after")
     def _even_dimensions(self) -> VideoOptions:
@@ -27,6 +70,10 @@ class VideoOptions(BaseModel):
             if getattr(self, name) % 2:
                 raise ValueError(f"{name} must be even for the video encoder")
         return self
+
+    @property
+    def simulcast(self) -> bool:
+        return self.quality == "auto"
 
 
 AvatarMode = Literal["participant", "in_process"]
@@ -86,6 +133,24 @@ class AvatarSessionOptions(BaseModel):
         max_length=500,
         description="a line the avatar says before it leaves on a timeout",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _video_shortcuts(cls, data: Any) -> Any:
+        """Accept the product documents' names: ``video_quality=`` and ``video_codec=``."""
+        if not isinstance(data, dict) or not ({"video_quality", "video_codec"} & data.keys()):
+            return data
+        data = dict(data)
+        video = data.get("video", {})
+        video = video.model_dump(exclude={"width", "height", "max_bitrate"}) if isinstance(
+            video, VideoOptions
+        ) else dict(video)
+        if "video_quality" in data:
+            video["quality"] = data.pop("video_quality")
+        if "video_codec" in data:
+            video["codec"] = data.pop("video_codec")
+        data["video"] = video
+        return data
 
     @model_validator(mode="after")
     def _supported_rate(self) -> AvatarSessionOptions:

@@ -127,16 +127,18 @@ class _AudioClockedPacer:
 
 
 def default_video_publish_options(video: VideoOptions) -> rtc.TrackPublishOptions:
-    """Publish options with an explicit bitrate and frame-rate cap.
+    """Publish options for the avatar's video track from its quality settings.
 
-    Without an explicit encoding the encoder starts from a low default bitrate and drops
-    frames (seen as ~20 fps delivered at 512x512); lip-sync needs every frame, so under
-    pressure we would rather lose resolution than frame rate.
+    The bitrate cap is always explicit: without one the encoder starts from a low default
+    and drops frames (we saw ~20 fps delivered at 512x512). A pinned preset publishes a
+    single layer, so subscribers get the full resolution from the first frame; ``auto``
+    publishes simulcast layers (SVC for VP9/AV1) and lets each subscriber ramp up. Under
+    CPU pressure we would rather lose resolution than the frame rate lip-sync needs.
     """
-    pixels = video.width * video.height
-    bitrate = int(min(2_500_000, max(500_000, pixels * video.fps * 0.25)))
     opts = rtc.TrackPublishOptions(
-        video_encoding=rtc.VideoEncoding(max_bitrate=bitrate, max_framerate=video.fps),
+        video_encoding=rtc.VideoEncoding(max_bitrate=video.max_bitrate, max_framerate=video.fps),
+        video_codec=getattr(rtc.VideoCodec, video.codec.upper()),
+        simulcast=video.simulcast,
     )
     opts.degradation_preference = rtc.DegradationPreference.MAINTAIN_FRAMERATE.value
     return opts

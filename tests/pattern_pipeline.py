@@ -92,3 +92,21 @@ class TestPatternPipeline:
 
     def create_renderer(self, width: int, height: int) -> FlashRenderer:
         return FlashRenderer(width, height)
+
+
+class TexturedRenderer:
+    """Moving, detailed frames, so encoders spend real bits (for quality measurements)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        rng = np.random.default_rng(3)
+        self._base = rng.integers(0, 256, (height, width * 2, 3), dtype=np.uint8)
+        self._w = width
+
+    def render(self, mouth, state, t, energy=0.0):
+        shift = int(t * 40) % self._w
+        return np.ascontiguousarray(self._base[:, shift : shift + self._w])
+
+
+class TexturedPipeline(TestPatternPipeline):
+    def create_renderer(self, width: int, height: int) -> TexturedRenderer:
+        return TexturedRenderer(width, height)

@@ -23,8 +23,8 @@ async def agent_with_avatar(info, room_name: str, *, replies=("clicks 1",), **av
         info.url, make_token(info, room_name, f"agent-{uuid.uuid4().hex[:6]}", agent=True)
     )
     session = AgentSession(llm=ScriptedLLM(list(replies)), tts=SignalTTS())
+    avatar_options.setdefault("face_pipeline", TestPatternPipeline())
     avatar = AvatarSession(
-        face_pipeline=TestPatternPipeline(),
         livekit_url=info.url,
         api_key=info.api_key,
         api_secret=info.api_secret,
