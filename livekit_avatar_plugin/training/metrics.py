@@ -118,10 +118,12 @@ def passes(m: dict) -> dict:
 
 def degradation(clean: dict, cond: dict) -> dict:
     """Relative degradation (>0 = worse) per metric. false_closure is compared as the
-    share of open-vowel frames kept open (1 - rate); lag as |lag| growth in ms / 20 ms."""
+    share of open-vowel frames kept open (1 - rate); lag only fails (1.0) if it leaves +-20 ms."""
     out = {}
     for k in ("jaw_r", "bilabial_recall", "round_auc"):
         out[k] = (clean[k] - cond[k]) / max(abs(clean[k]), 1e-9)
     out["false_closure"] = ((1 - clean["false_closure"]) - (1 - cond["false_closure"])) / max(1 - clean["false_closure"], 1e-9)
-    out["lag_ms"] = (abs(cond["lag_ms"]) - abs(clean["lag_ms"])) / TARGETS["lag_ms"]
+    # a relative change of a lag near 0 ms means nothing: count it as degraded (1.0)
+    # only if the lag leaves the +-20 ms window, else 0
+    out["lag_ms"] = 0.0 if abs(cond["lag_ms"]) <= TARGETS["lag_ms"] else 1.0
     return out

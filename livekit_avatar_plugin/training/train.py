@@ -90,6 +90,42 @@ def loss_fn(logits, y, mask):
     return (bce * w).sum() / w.sum().clamp_min(1.0)
 
 
+def _mel_centres() -> np.ndarray:
+    fb = F.mel_filterbank()
+    freqs = np.arange(fb.shape[0]) * F.SAMPLE_RATE / F.WIN
+    return (fb * freqs[:, None]).sum(0) / fb.sum(0)
+
+
+def spec_augment(x: torch.Tensor, mean: torch.Tensor, rng: np.random.Generator, warp: bool = False) -> torch.Tensor:
+    """Channel / EQ variation the synthetic voices lack: a random spectral tilt and
+    bump on non-silent frames, and one masked band of mel bins (set to the mean)."""
+    B, nm, T = x.shape
+    bins = torch.linspace(-1.0, 1.0, nm)
+    tilt = torch.from_numpy(rng.uniform(-0.35, 0.35, B).astype(np.float32))
+    ctr = torch.from_numpy(rng.uniform(-1, 1, B).astype(np.float32))
+    amp = torch.from_numpy(rng.uniform(-0.25, 0.25, B).astype(np.float32))
+    eq = tilt[:, None] * bins[None, :] + amp[:, None] * torch.exp(-((bins[None, :] - ctr[:, None]) ** 2) / 0.05)
+    voiced = x > (float(np.log10(F.LOG_FLOOR)) + 0.3)
+    x = torch.where(voiced, torch.clamp(x + eq[:, :, None], min=float(np.log10(F.LOG_FLOOR))), x)
+    if warp:
+        # vocal-tract length warp in the mel domain: read band m at frequency f_m / alpha
+        centres = torch.from_numpy(_mel_centres())
+        for b in range(B):
+            if rng.random() < 0.5:
+                alpha = float(np.exp(rng.uniform(np.log(0.88), np.log(1.32))))
+                src = torch.from_numpy(np.interp(centres.numpy() / alpha, centres.numpy(), np.arange(nm)).astype(np.float32))
+                i0 = src.floor().long().clamp(0, nm - 1)
+                i1 = (i0 + 1).clamp(max=nm - 1)
+                fr = (src - i0.float())[:, None]
+                x[b] = x[b, i0, :] * (1 - fr) + x[b, i1, :] * fr
+    for b in range(B):
+        if rng.random() < 0.5:
+            w = int(rng.integers(1, 6))
+            f0 = int(rng.integers(0, nm - w))
+            x[b, f0 : f0 + w, :] = mean[f0 : f0 + w, None]
+    return x
+
+
 def plot_curves(hist: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -130,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mel-warp", action="store_true", help="also warp the mel axis (vocal-tract length) on the fly")
+    ap.add_argument("--no-specaug", dest="specaug", action="store_false", help="no tilt/EQ/band-mask augmentation")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -169,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             st = np.array([groups[g][rng.integers(len(groups[g]))] for g in gi])  # output start p -> input from p
             idx = st[:, None] + np.arange(L_in)[None, :]
             x = torch.from_numpy(S[idx].astype(np.float32)).permute(0, 2, 1)
+            if args.specaug:
+                x = spec_augment(x, net.mean, rng, warp=args.mel_warp)
             oidx = st[:, None] + (rf - 1) + np.arange(W)[None, :]
             y = torch.from_numpy(Y[oidx].astype(np.float32)).permute(0, 2, 1)
             m = torch.from_numpy(Mk[oidx].astype(np.float32))
