@@ -12,11 +12,12 @@ The public API is :class:`AvatarSession` and its options; everything else is int
 from .config import AvatarSessionOptions, VideoOptions
 from .lifecycle import AvatarClosedEvent, CloseReason
 from .pipeline import FacePipeline, prewarm
-from .session import AvatarSession, AvatarSessionError
+from .session import AvatarFailedEvent, AvatarSession, AvatarSessionError
 from .state import ConversationState
 
 __all__ = [
     "AvatarClosedEvent",
+    "AvatarFailedEvent",
     "AvatarSession",
     "AvatarSessionError",
     "AvatarSessionOptions",

@@ -108,6 +108,10 @@ class _AudioClockedPacer:
             await asyncio.sleep(excess)
         return now + starts_in
 
+    def queued_s(self) -> float:
+        """Audio handed to the source that has not started playing yet."""
+        return max(0.0, self._play_end - time.monotonic())
+
     def _capture(self, frame: rtc.VideoFrame, due: float) -> None:
         if self._pending:
             self._pending.popleft()
@@ -193,6 +197,12 @@ class AvatarPublisher:
     @property
     def generator(self) -> AvatarVideoGenerator:
         return self._generator
+
+    def heard_position(self) -> float:
+        """Seconds of the current segment already played out (not merely queued)."""
+        if not self._segment_open:
+            return 0.0
+        return max(0.0, self._playback_position - self._pacer.queued_s())
 
     def attach_metrics(self, metrics: MetricsRecorder) -> None:
         self.metrics = metrics

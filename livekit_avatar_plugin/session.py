@@ -19,12 +19,14 @@ import logging
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from livekit import api, rtc
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
+from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 from livekit.agents.voice.avatar import (
     AvatarSession as _LiveKitAvatarSession,
     DataStreamAudioOutput,
@@ -33,6 +35,7 @@ from livekit.agents.voice.avatar import (
 )
 
 from .config import AvatarSessionOptions
+from .failover import FailoverAudioOutput
 from .generator import AvatarVideoGenerator
 from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
 from .metrics import MetricsRecorder
@@ -57,7 +60,18 @@ class AvatarSessionError(RuntimeError):
     """The avatar could not be started."""
 
 
-class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
+@dataclass(frozen=True)
+class AvatarFailedEvent:
+    """Emitted as ``avatar_failed`` when the avatar participant dies or cannot join.
+
+    The session goes on: the agent publishes its own audio from then on, starting where
+    the user stopped hearing the avatar.
+    """
+
+    detail: str
+
+
+class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_failed"]]):
     """A local, lip-synced avatar for one agent session.
 
     Args:
@@ -94,7 +108,9 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
         self._identity = self.options.avatar_identity or f"avatar-{uuid.uuid4().hex[:12]}"
         self._avatar_room: rtc.Room | None = None
         self._publisher: AvatarPublisher | None = None
-        self._sink: DataStreamAudioOutput | QueueAudioOutput | None = None
+        self._sink: FailoverAudioOutput | QueueAudioOutput | None = None
+        self._fallback_outputs: list[Any] = []
+        self._failed = False
         self._session_events: list[tuple[str, Any]] = []
         self._agent_room: rtc.Room | None = None
         self._closing = False
@@ -180,7 +196,19 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
             self._publisher.attach_metrics(self._metrics)
             await self._publisher.start()
         else:
-            await self._start_participant(room, generator)
+            try:
+                await self._start_participant(room, generator)
+            except AvatarSessionError as exc:
+                # No face, but the agent must still be heard: speak from its own participant.
+                logger.error("%s; the agent will speak without an avatar", exc)
+                self._sink = FailoverAudioOutput(
+                    _NullAudioOutput(self.options.audio_sample_rate),
+                    sample_rate=self.options.audio_sample_rate,
+                    make_fallback=self._make_fallback,
+                )
+                await self._sink.failover(0.0)
+                self._failed = True
+                self.emit("avatar_failed", AvatarFailedEvent(detail=str(exc)))
 
         assert self._sink is not None
         agent_session.output.replace_audio_tail(self._sink)
@@ -205,9 +233,10 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
         avatar_room = rtc.Room()
         self._avatar_room = avatar_room
         try:
-            await avatar_room.connect(url, token)
+            await asyncio.wait_for(avatar_room.connect(url, token), timeout=10.0)
         except Exception as exc:
-            raise AvatarSessionError(f"avatar participant could not join {url}: {exc}") from exc
+            self._avatar_room = None
+            raise AvatarSessionError(f"avatar participant could not join {url}: {exc!r}") from exc
         avatar_room.on("participant_disconnected", self._on_avatar_room_participant_left)
         avatar_room.on("disconnected", self._on_avatar_room_disconnected)
 
@@ -223,7 +252,7 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
         assert self._metrics is not None
         self._publisher.attach_metrics(self._metrics)
         await self._publisher.start()
-        self._sink = DataStreamAudioOutput(
+        to_avatar = DataStreamAudioOutput(
             room,
             destination_identity=self._identity,
             sample_rate=self.options.audio_sample_rate,
@@ -231,6 +260,11 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
             # The avatar reports when audio really starts playing, which keeps the
             # agent's transcript timing honest.
             wait_playback_start=True,
+        )
+        self._sink = FailoverAudioOutput(
+            to_avatar,
+            sample_rate=self.options.audio_sample_rate,
+            make_fallback=self._make_fallback,
         )
         logger.info(
             "avatar participant %s joined room %s on behalf of %s",
@@ -339,7 +373,41 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
             self._close_soon(CloseReason.AGENT_LEFT, "agent left the room")
 
     def _on_avatar_room_disconnected(self, *_: Any) -> None:
-        self._close_soon(CloseReason.AVATAR_DISCONNECTED, "avatar participant disconnected")
+        if self._closing:
+            return
+        asyncio.ensure_future(self._fail_over("avatar participant disconnected"))
+
+    async def _make_fallback(self) -> Any:
+        """The agent's own audio track, as LiveKit's RoomIO would have published it."""
+        from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
+
+        assert self._agent_room is not None
+        output = _ParticipantAudioOutput(
+            self._agent_room,
+            sample_rate=self.options.audio_sample_rate,
+            num_channels=1,
+            track_publish_options=rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_MICROPHONE
+            ),
+            track_name="agent_audio",
+        )
+        # start() returns once someone subscribes; audio waits for that, as with RoomIO.
+        task = asyncio.ensure_future(output.start())
+        self._fallback_outputs.append((output, task))
+        return output
+
+    async def _fail_over(self, detail: str) -> None:
+        """The avatar died mid-session: keep the conversation going without a face."""
+        if self._failed or self._closing or not isinstance(self._sink, FailoverAudioOutput):
+            return
+        self._failed = True
+        heard = self._publisher.heard_position() if self._publisher is not None else 0.0
+        if self._publisher is not None:
+            publisher, self._publisher = self._publisher, None
+            await publisher.aclose()
+        await self._sink.failover(heard)
+        logger.error("avatar failed (%s); the agent continues with audio only", detail)
+        self.emit("avatar_failed", AvatarFailedEvent(detail=detail))
 
     def _close_soon(self, reason: CloseReason, detail: str) -> None:
         if self._closing:
@@ -366,6 +434,10 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
                 self._metrics.closed(self._close_reason.value)
         if self._publisher is not None:
             await self._publisher.aclose()
+        for output, task in self._fallback_outputs:
+            task.cancel()
+            with contextlib.suppress(Exception):
+                await output.aclose()
         if self._avatar_room is not None:
             self._avatar_room.off("disconnected", self._on_avatar_room_disconnected)
             self._avatar_room.off("participant_disconnected", self._on_avatar_room_participant_left)
@@ -391,3 +463,23 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed"]]):
                 reason=self._close_reason, detail=self._close_detail, duration_s=duration
             ),
         )
+
+
+class _NullAudioOutput(AudioOutput):
+    """Stands in for an avatar that never joined, until the failover replaces it."""
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__(
+            label="NoAvatar",
+            capabilities=AudioOutputCapabilities(pause=False),
+            sample_rate=sample_rate,
+        )
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+
+    def flush(self) -> None:
+        super().flush()
+
+    def clear_buffer(self) -> None:
+        pass

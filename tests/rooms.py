@@ -24,12 +24,10 @@ async def agent_with_avatar(info, room_name: str, *, replies=("clicks 1",), **av
     )
     session = AgentSession(llm=ScriptedLLM(list(replies)), tts=SignalTTS())
     avatar_options.setdefault("face_pipeline", TestPatternPipeline())
-    avatar = AvatarSession(
-        livekit_url=info.url,
-        api_key=info.api_key,
-        api_secret=info.api_secret,
-        **avatar_options,
-    )
+    avatar_options.setdefault("livekit_url", info.url)
+    avatar_options.setdefault("api_key", info.api_key)
+    avatar_options.setdefault("api_secret", info.api_secret)
+    avatar = AvatarSession(**avatar_options)
     await avatar.start(session, room=agent_room)
     await session.start(
         Agent(instructions="test"),
@@ -69,3 +67,46 @@ class Watcher:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{identity} never published video")
             await asyncio.sleep(0.05)
+
+
+class AudioWatcher(Watcher):
+    """A user who also records every audio track, per participant, with arrival times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio: dict[str, list[tuple[float, "np.ndarray"]]] = {}
+        self.audio_track_at: dict[str, float] = {}
+        self._readers: list[asyncio.Task] = []
+        self.room.on("track_subscribed", self._subscribed)
+
+    def _subscribed(self, track, publication, participant) -> None:
+        if track.kind != rtc.TrackKind.KIND_AUDIO:
+            return
+        self.audio_track_at.setdefault(participant.identity, time.monotonic())
+        frames = self.audio.setdefault(participant.identity, [])
+
+        async def read() -> None:
+            import numpy as np
+
+            async for ev in rtc.AudioStream(track, sample_rate=24000, num_channels=1):
+                frames.append((time.monotonic(), np.frombuffer(ev.frame.data, np.int16).copy()))
+
+        self._readers.append(asyncio.ensure_future(read()))
+
+    def click_onsets(self, identity: str) -> list[float]:
+        import numpy as np
+
+        onsets, last = [], -1.0
+        for arrival, pcm in self.audio.get(identity, []):
+            for idx in np.flatnonzero(np.abs(pcm.astype(np.int32)) > 0.25 * 32768):
+                t = arrival + idx / 24000
+                if t - last > 0.06:
+                    onsets.append(t)
+                last = t
+        return onsets
+
+    async def aclose(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        await self.room.disconnect()

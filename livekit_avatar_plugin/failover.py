@@ -1,0 +1,160 @@
+"""The agent's audio sink, with failover: if the avatar dies, the agent speaks by itself.
+
+``FailoverAudioOutput`` sits at the tail of the agent's audio chain. Normally it forwards
+everything to the avatar (LiveKit's data-stream sink). It keeps the audio of every segment
+the avatar has not yet reported finished, so when the avatar participant dies or never
+joins it can switch to a sink that publishes from the agent's own participant, replay
+exactly the part the user has not heard, and report playback for each segment itself:
+no speech lost, none repeated, and ``say()`` / ``generate_reply()`` never hang waiting
+for a ``playback_finished`` that a dead avatar cannot send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from livekit import rtc
+from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
+
+logger = logging.getLogger("livekit_avatar_plugin.failover")
+
+
+@dataclass
+class _Segment:
+    frames: list[rtc.AudioFrame] = field(default_factory=list)
+    flushed: bool = False
+    # Seconds of this segment already heard before a failover; the new sink counts from 0.
+    offset: float = 0.0
+
+
+def _skip(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:
+    """The audio after the first ``seconds``, cutting a frame if needed."""
+    out: list[rtc.AudioFrame] = []
+    remaining = seconds
+    for frame in frames:
+        if remaining <= 0:
+            out.append(frame)
+            continue
+        if frame.duration <= remaining:
+            remaining -= frame.duration
+            continue
+        cut = int(round(remaining * frame.sample_rate)) * frame.num_channels
+        data = memoryview(frame.data)[cut:]
+        out.append(
+            rtc.AudioFrame(
+                bytes(data), frame.sample_rate, frame.num_channels, len(data) // frame.num_channels
+            )
+        )
+        remaining = 0
+    return out
+
+
+class FailoverAudioOutput(AudioOutput):
+    def __init__(
+        self,
+        primary: AudioOutput,
+        *,
+        sample_rate: int,
+        make_fallback: Callable[[], Awaitable[AudioOutput]],
+    ) -> None:
+        super().__init__(
+            label="LocalAvatar",
+            capabilities=AudioOutputCapabilities(pause=False),
+            sample_rate=sample_rate,
+        )
+        self._make_fallback = make_fallback
+        self._segments: deque[_Segment] = deque()
+        self._active = primary
+        self._failed_over = False
+        self._lock = asyncio.Lock()
+        self._listen(primary)
+
+    @property
+    def failed_over(self) -> bool:
+        return self._failed_over
+
+    @property
+    def active_sink(self) -> AudioOutput:
+        return self._active
+
+    def _listen(self, sink: AudioOutput) -> None:
+        sink.on("playback_started", self._child_started)
+        sink.on("playback_finished", self._child_finished)
+
+    def _unlisten(self, sink: AudioOutput) -> None:
+        sink.off("playback_started", self._child_started)
+        sink.off("playback_finished", self._child_finished)
+
+    # -- AudioOutput ---------------------------------------------------------------------
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        async with self._lock:  # never interleave with a failover's replay
+            await super().capture_frame(frame)
+            if not self._segments or self._segments[-1].flushed:
+                self._segments.append(_Segment())
+            self._segments[-1].frames.append(frame)
+            await self._active.capture_frame(frame)
+
+    def flush(self) -> None:
+        super().flush()
+        if self._segments and not self._segments[-1].flushed:
+            self._segments[-1].flushed = True
+            self._active.flush()
+
+    def clear_buffer(self) -> None:
+        self._active.clear_buffer()
+
+    def on_attached(self) -> None:
+        self._active.on_attached()
+
+    def on_detached(self) -> None:
+        self._active.on_detached()
+
+    # -- child events ----------------------------------------------------------------------
+
+    def _child_started(self, ev) -> None:  # type: ignore[no-untyped-def]
+        self.on_playback_started(created_at=ev.created_at)
+
+    def _child_finished(self, ev) -> None:  # type: ignore[no-untyped-def]
+        segment = self._segments.popleft() if self._segments else _Segment()
+        self.on_playback_finished(
+            playback_position=segment.offset + ev.playback_position,
+            interrupted=ev.interrupted,
+            synchronized_transcript=ev.synchronized_transcript,
+        )
+
+    # -- failover --------------------------------------------------------------------------
+
+    async def failover(self, heard_s: float) -> None:
+        """Switch to the fallback sink; ``heard_s`` of the oldest open segment was heard."""
+        if self._failed_over:
+            return
+        async with self._lock:
+            self._failed_over = True
+            dead = self._active
+            self._unlisten(dead)
+            fallback = await self._make_fallback()
+            self._listen(fallback)
+            self._active = fallback
+            replayed = 0.0
+            for i, segment in enumerate(self._segments):
+                segment.offset = heard_s if i == 0 else 0.0
+                for frame in _skip(segment.frames, segment.offset):
+                    replayed += frame.duration
+                    await fallback.capture_frame(frame)
+                if segment.flushed:
+                    fallback.flush()
+            logger.warning(
+                "avatar unavailable: the agent now publishes its own audio "
+                "(%d open segment(s), %.2f s replayed from where the user stopped hearing)",
+                len(self._segments),
+                replayed,
+            )
+        try:
+            dead.on_detached()
+        except Exception:  # noqa: BLE001 - the dead sink's cleanup is best effort
+            logger.debug("detaching the avatar sink failed", exc_info=True)
