@@ -161,6 +161,7 @@ class AvatarPublisher:
         video_delay_s: float = 0.0,
         publish_options: Callable[[], rtc.TrackPublishOptions] | None = None,
         on_published: Callable[[str, float, object], None] | None = None,
+        on_died: Callable[[str], None] | None = None,
     ) -> None:
         """``on_published(kind, t, frame)`` is called as each audio slice is scheduled to
         play (``t`` = its playout start) and as each video frame is captured; it runs on
@@ -182,6 +183,7 @@ class AvatarPublisher:
             frame_period_s=1.0 / video.fps,
         )
         self._video_delay_s = video_delay_s
+        self._on_died = on_died
         self.metrics: MetricsRecorder | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main_tasks: list[asyncio.Task[Any]] = []
@@ -215,6 +217,21 @@ class AvatarPublisher:
             asyncio.create_task(self._read_audio(), name="avatar-read-audio"),
             asyncio.create_task(self._forward_frames(), name="avatar-forward-frames"),
         ]
+        for task in self._main_tasks:
+            task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[Any]) -> None:
+        # Either loop ending while we are not closing means the avatar has stopped
+        # working: it can no longer play what the agent sends.
+        if self._closed or self._on_died is None:
+            return
+        if task.cancelled():
+            why = f"{task.get_name()} was stopped"
+        elif task.exception() is not None:
+            why = f"{task.get_name()} failed: {task.exception()!r}"
+        else:
+            why = f"{task.get_name()} ended"
+        self._on_died(why)
 
     async def wait_published(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._published.wait(), timeout)

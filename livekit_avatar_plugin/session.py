@@ -248,6 +248,7 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
             video=self.options.video,
             video_delay_s=self.options.video_delay_ms / 1000.0,
             on_published=self._on_published,
+            on_died=self._on_publisher_died,
         )
         assert self._metrics is not None
         self._publisher.attach_metrics(self._metrics)
@@ -376,6 +377,10 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
         if self._closing:
             return
         asyncio.ensure_future(self._fail_over("avatar participant disconnected"))
+
+    def _on_publisher_died(self, why: str) -> None:
+        if not self._closing:
+            asyncio.ensure_future(self._fail_over(why))
 
     async def _make_fallback(self) -> Any:
         """The agent's own audio track, as LiveKit's RoomIO would have published it."""

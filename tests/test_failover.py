@@ -68,6 +68,36 @@ async def test_avatar_dying_mid_speech_hands_over_to_the_agent(livekit_server):
         await watcher.aclose()
 
 
+async def test_avatar_task_stopping_hands_over_too(livekit_server):
+    room = f"stop-{uuid.uuid4().hex[:8]}"
+    agent_room, session, avatar = await agent_with_avatar(livekit_server, room)
+    agent_id = agent_room.local_participant.identity
+    watcher = AudioWatcher()
+    await watcher.room.connect(livekit_server.url, make_token(livekit_server, room, "user-s"))
+    failed: list[AvatarFailedEvent] = []
+    avatar.on("avatar_failed", failed.append)
+    try:
+        await watcher.wait_video(avatar.avatar_identity)
+        handle = session.say("clicks 3")
+        await asyncio.sleep(1.0)
+        t_stop = time.monotonic()
+        avatar.publisher._main_tasks[1].cancel()  # the avatar's frame loop stops
+        await asyncio.wait_for(handle.wait_for_playout(), 10)
+        assert failed and "stopped" in failed[0].detail
+        assert watcher.audio_track_at[agent_id] - t_stop <= 2.0
+        await asyncio.sleep(0.8)
+        heard = len(watcher.click_onsets(avatar.avatar_identity)) + len(
+            watcher.click_onsets(agent_id)
+        )
+        # A click can straddle the switch; none may be lost, at most that one repeated.
+        assert len(click_times(3.0)) <= heard <= len(click_times(3.0)) + 1
+    finally:
+        await session.aclose()
+        await avatar.aclose()
+        await agent_room.disconnect()
+        await watcher.aclose()
+
+
 async def test_avatar_that_cannot_join_leaves_the_agent_speaking(livekit_server):
     room = f"nojoin-{uuid.uuid4().hex[:8]}"
     watcher = AudioWatcher()
