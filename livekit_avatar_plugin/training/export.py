@@ -29,7 +29,7 @@ def export(net: LipSyncTCN, path: Path, meta: dict | None = None) -> Path:
 
     net = net.eval()
     sizes = net.state_sizes
-    chans = [net.n_mels] + [net.width] * len(net.dilations)
+    chans = net.state_channels
     states = [torch.zeros(1, c, s) for c, s in zip(chans, sizes)]
     x = torch.randn(1, net.n_mels, 7) - 3
     in_names = ["feats"] + [f"state_{i}" for i in range(len(sizes))]

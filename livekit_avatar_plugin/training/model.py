@@ -33,6 +33,10 @@ class LipSyncTCN(nn.Module):
         return [self.kernel - 1] + [(self.kernel - 1) * d for d in self.dilations]
 
     @property
+    def state_channels(self) -> list[int]:
+        return [self.n_mels] + [self.width] * len(self.dilations)
+
+    @property
     def receptive_field(self) -> int:
         return 1 + sum(self.state_sizes)
 
@@ -69,3 +73,50 @@ class StepWrapper(nn.Module):
 
     def forward(self, x, *states):
         return self.net.step(x, *states)
+
+
+class Ensemble(nn.Module):
+    """Average of the probabilities of several ``LipSyncTCN`` with the same receptive field.
+
+    ``step`` takes / returns the members' states one after the other, so the exported
+    graph is still a plain step function.
+    """
+
+    def __init__(self, members: list[LipSyncTCN]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        rf = {m.receptive_field for m in members}
+        if len(rf) != 1:
+            raise ValueError("ensemble members need the same receptive field")
+        self.n_mels = members[0].n_mels
+        # logit offset per output channel applied after averaging (calibration)
+        self.register_buffer("offset", torch.zeros(members[0].n_out))
+
+    @property
+    def state_sizes(self) -> list[int]:
+        return [s for m in self.members for s in m.state_sizes]
+
+    @property
+    def state_channels(self) -> list[int]:
+        return [c for m in self.members for c in m.state_channels]
+
+    @property
+    def receptive_field(self) -> int:
+        return self.members[0].receptive_field
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(0)
+        return torch.logit(p.clamp(1e-7, 1 - 1e-7)) + self.offset[None, :, None]
+
+    def step(self, x: torch.Tensor, *states: torch.Tensor):
+        outs, new = [], []
+        k = 0
+        for m in self.members:
+            n = len(m.state_sizes)
+            res = m.step(x, *states[k : k + n])
+            outs.append(res[0])
+            new.extend(res[1:])
+            k += n
+        p = torch.stack(outs).mean(0).clamp(1e-7, 1 - 1e-7)
+        p = torch.sigmoid(torch.log(p) - torch.log1p(-p) + self.offset[None, :, None])
+        return (p, *new)
