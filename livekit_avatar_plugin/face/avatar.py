@@ -1,0 +1,492 @@
+"""Avatar packages: one-shot creation from a portrait photo, loading and validation.
+
+A package is a folder:
+
+    manifest.json     version, sizes, SHA-256 of every file
+    image.png         the chest-up working image (face ~200 px wide), RGB
+    background.png    clean plate: the background with the person filled in (background model)
+    person.png        person mask (uint8, 255 = person)
+    face.png          face-oval mask
+    mouth.png         outer-lip mask
+    landmarks.npy     (478, 3) float32 face mesh + iris in image.png pixels
+
+``create_avatar`` writes it atomically (temp folder + rename); ``load_avatar`` checks the
+version, every checksum, the array shapes and sizes and refuses paths outside the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
+from livekit_avatar_plugin._paths import model_path
+
+from . import landmarks as L
+
+log = logging.getLogger(__name__)
+
+PACKAGE_VERSION = 1
+MAX_PIXELS = 40_000_000
+MIN_FACE_PX = 80
+WORK_FACE_WIDTH = 200  # face width in the working image, pixels
+# chest-up crop around the face centre, in face widths
+CROP_LEFT = CROP_RIGHT = 2.3
+CROP_UP = 1.7
+CROP_DOWN = 2.9
+MAX_ARRAY_BYTES = 64 << 20
+MAX_SIDE = 4096
+FILES = ("image.png", "background.png", "person.png", "face.png", "mouth.png", "landmarks.npy")
+
+Progress = Callable[[str, float], None]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class AvatarCreationError(Exception):
+    """Avatar creation failed; ``exit_code`` is the CLI exit status for this cause."""
+
+    exit_code = 10
+
+
+class NoFaceError(AvatarCreationError):
+    exit_code = 11
+
+
+class FaceTooSmallError(AvatarCreationError):
+    exit_code = 12
+
+
+class CorruptImageError(AvatarCreationError):
+    exit_code = 13
+
+
+class NotAnImageError(AvatarCreationError):
+    exit_code = 14
+
+
+class ImageTooLargeError(AvatarCreationError):
+    exit_code = 15
+
+
+class AvatarPackageError(ValueError):
+    """An avatar package failed validation."""
+
+
+# ----------------------------------------------------------------------------- the Avatar
+
+
+@dataclass
+class Avatar:
+    path: Path
+    image: np.ndarray  # (H, W, 3) uint8
+    background: np.ndarray  # (H, W, 3) uint8 clean plate
+    person: np.ndarray  # (H, W) uint8
+    face: np.ndarray  # (H, W) uint8
+    mouth: np.ndarray  # (H, W) uint8
+    landmarks: np.ndarray  # (478, 3) float32
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[1], self.image.shape[0]
+
+    @property
+    def face_width(self) -> float:
+        oval = self.landmarks[list(L.FACE_OVAL), 0]
+        return float(oval.max() - oval.min())
+
+    @property
+    def face_center(self) -> tuple[float, float]:
+        p = self.landmarks[:468, :2]
+        return float(p[:, 0].mean()), float(p[:, 1].mean())
+
+
+# ----------------------------------------------------------------------------- reading photos
+
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"\x00\x00\x00\x0cjP")
+
+
+def read_photo(path: str | os.PathLike) -> np.ndarray:
+    """Decode a photo to RGB uint8: EXIF orientation, RGBA/LA/P, greyscale, CMYK, 16-bit."""
+    path = Path(path)
+    try:
+        head = path.open("rb").read(16)
+    except OSError as exc:
+        raise NotAnImageError(f"cannot read {path}: {exc}") from exc
+    looks_like_image = any(head.startswith(m) for m in _MAGIC)
+    Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding
+    try:
+        im = Image.open(path)
+    except Exception as exc:
+        if looks_like_image:
+            raise CorruptImageError(f"{path} looks like an image but cannot be decoded: {exc}") from exc
+        raise NotAnImageError(f"{path} is not an image file") from exc
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise ImageTooLargeError(f"{path} is {w}x{h} = {w * h / 1e6:.1f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP")
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+    except Exception as exc:
+        raise CorruptImageError(f"{path} is corrupt or truncated: {exc}") from exc
+    return to_rgb(im)
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float64)
+        top = 65535.0 if a.max() > 255 or mode.startswith("I;16") else 255.0
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(a[..., None], 3, 2))
+    if mode == "F":
+        a = np.asarray(im).astype(np.float64)
+        a = np.clip(a / max(a.max(), 1e-9) * 255 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(a[..., None], 3, 2))
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = np.asarray(im.convert("RGBA")).astype(np.float32)
+        a = rgba[..., 3:4] / 255.0
+        grey = np.float32(235.0)  # transparent areas become a flat light background
+        return (rgba[..., :3] * a + grey * (1 - a) + 0.5).astype(np.uint8)
+    if mode == "RGB":
+        return np.ascontiguousarray(np.asarray(im))
+    if mode.startswith("RGB") and ";16" in mode:
+        a = np.asarray(im).astype(np.float64) / 257.0
+        return (a + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+
+
+# ----------------------------------------------------------------------------- creation
+
+
+def _polygon_mask(size: tuple[int, int], pts: np.ndarray) -> np.ndarray:
+    m = Image.new("L", size, 0)
+    ImageDraw.Draw(m).polygon([(float(x), float(y)) for x, y in pts], fill=255)
+    return np.asarray(m)
+
+
+def _blur(a: np.ndarray, radius: float) -> np.ndarray:
+    im = Image.fromarray(a)
+    return np.asarray(im.filter(ImageFilter.GaussianBlur(radius)))
+
+
+def _background_model(img: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Clean plate: the person region filled by normalised blurring of the background."""
+    bgmask = (person < 128).astype(np.float32)
+    out = img.astype(np.float32).copy()
+    filled = np.zeros_like(out)
+    weight = np.zeros(bgmask.shape, np.float32)
+    h, w = bgmask.shape
+    # progressively larger blurs fill larger holes; small radii keep background detail
+    for radius in (4, 12, 36, 100, 300):
+        small = max(1, int(radius // 4))
+        sw, sh = max(1, w // small), max(1, h // small)
+        m = np.asarray(Image.fromarray((bgmask * 255).astype(np.uint8)).resize((sw, sh), Image.BILINEAR)).astype(np.float32) / 255
+        c = np.asarray(Image.fromarray(img).resize((sw, sh), Image.BILINEAR)).astype(np.float32)
+        r = max(1.0, radius / small)
+        num = np.stack([np.asarray(Image.fromarray(c[..., k] * m).filter(ImageFilter.GaussianBlur(r)) if False else
+                                   _blurf(c[..., k] * m, r)) for k in range(3)], -1)
+        den = _blurf(m, r)
+        est = num / np.maximum(den, 1e-4)[..., None]
+        est = np.asarray(Image.fromarray(np.clip(est, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)).astype(np.float32)
+        denu = np.asarray(Image.fromarray(np.clip(den * 255, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)).astype(np.float32) / 255
+        ok = (denu > 0.05) & (weight == 0) & (bgmask < 0.5)
+        filled[ok] = est[ok]
+        weight[ok] = 1
+    rest = (weight == 0) & (bgmask < 0.5)
+    if rest.any():
+        filled[rest] = np.median(img[bgmask > 0.5], 0) if (bgmask > 0.5).any() else 128
+    out[bgmask < 0.5] = filled[bgmask < 0.5]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _blurf(a: np.ndarray, r: float) -> np.ndarray:
+    """Gaussian-ish blur of a float image (three box passes, separable, numpy)."""
+    k = max(1, int(round(r)))
+    out = a.astype(np.float32)
+    for axis in (0, 1):
+        for _ in range(3):
+            pad = [(0, 0), (0, 0)]
+            pad[axis] = (k, k)
+            p = np.pad(out, pad, mode="edge")
+            c = np.cumsum(p, axis=axis, dtype=np.float64)
+            c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+            n = out.shape[axis]
+            hi = np.take(c, np.arange(2 * k + 1, 2 * k + 1 + n), axis=axis)
+            lo = np.take(c, np.arange(0, n), axis=axis)
+            out = ((hi - lo) / (2 * k + 1)).astype(np.float32)
+    return out
+
+
+def _person_mask(img: np.ndarray, pts: np.ndarray, fw: float) -> np.ndarray:
+    """Person mask: pixels unlike the border background, connected to a plausible body region."""
+    h, w = img.shape[:2]
+    f = img.astype(np.float32)
+    border = np.concatenate([f[:4].reshape(-1, 3), f[:, :4].reshape(-1, 3), f[:, -4:].reshape(-1, 3)])
+    # background colours: a few cluster centres from the top and side borders
+    cents = border[np.linspace(0, len(border) - 1, 48).astype(int)]
+    for _ in range(5):
+        d = ((border[:, None] - cents[None]) ** 2).sum(-1)
+        lab = d.argmin(1)
+        for k in range(len(cents)):
+            sel = border[lab == k]
+            if len(sel):
+                cents[k] = sel.mean(0)
+    small_s = max(1, int(max(h, w) // 400))
+    fs = f[::small_s, ::small_s]
+    dist = np.full(fs.shape[:2], np.inf, np.float32)
+    for c in cents:
+        dist = np.minimum(dist, np.sqrt(((fs - c) ** 2).sum(-1)))
+    spread = np.sqrt(((border - cents[lab]) ** 2).sum(-1))
+    thr = max(18.0, float(np.percentile(spread, 98)) * 1.5)
+    fg = dist > thr
+    fg = np.asarray(Image.fromarray((fg * 255).astype(np.uint8)).resize((w, h), Image.NEAREST)) > 127
+    # plausible person region: head ellipse + neck + torso trapezoid
+    cx, cy = pts[:468, 0].mean(), pts[:468, 1].mean()
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    head = ((xx - cx) / (0.85 * fw)) ** 2 + ((yy - (cy - 0.2 * fw)) / (1.15 * fw)) ** 2 <= 1
+    chin = pts[L.CHIN, 1]
+    torso_half = 0.45 * fw + np.clip(yy - chin, 0, None) * 1.6
+    torso = (yy > chin - 0.1 * fw) & (np.abs(xx - cx) < torso_half)
+    face = _polygon_mask((w, h), pts[list(L.FACE_OVAL), :2]) > 127
+    person = (fg & (head | torso)) | face
+    # close small holes
+    # close holes (hair similar to the background) on a 4x smaller mask
+    pm = Image.fromarray((person * 255).astype(np.uint8)).resize((max(1, w // 4), max(1, h // 4)), Image.BILINEAR)
+    r = max(3, int(fw * 0.05)) | 1
+    pm = pm.filter(ImageFilter.MaxFilter(r)).filter(ImageFilter.MinFilter(r))
+    pm = pm.resize((w, h), Image.BILINEAR)
+    return np.where((np.asarray(pm) > 127) | face, 255, 0).astype(np.uint8)
+
+
+def _progress(cb: Progress | None, stage: str, frac: float) -> None:
+    if cb is not None:
+        cb(stage, frac)
+
+
+def create_avatar(photo_path: str | os.PathLike, out_dir: str | os.PathLike, progress: Progress | None = None) -> Avatar:
+    """Build an avatar package from one portrait photo; writes ``out_dir`` atomically."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    _progress(progress, "reading photo", 0.0)
+    img = read_photo(photo_path)
+    _progress(progress, "detecting face", 0.2)
+    dets = L.detect_faces(img)
+    if not dets:
+        raise NoFaceError(f"no face found in {photo_path}")
+    if len(dets) > 1:
+        log.warning("%d faces found in %s; using the largest", len(dets), photo_path)
+    det = dets[0]
+    if det.width < MIN_FACE_PX:
+        raise FaceTooSmallError(f"the face in {photo_path} is {det.width:.0f} px wide; at least {MIN_FACE_PX} px is needed")
+    _progress(progress, "face mesh", 0.35)
+    mesh = L.face_mesh(img, det)
+    if mesh.presence < 0.5:
+        raise NoFaceError(f"no clear face found in {photo_path}")
+    pts = mesh.points
+    oval = pts[list(L.FACE_OVAL)]
+    fw = float(oval[:, 0].max() - oval[:, 0].min())
+    if fw < MIN_FACE_PX * 0.8:
+        raise FaceTooSmallError(f"the face in {photo_path} is {fw:.0f} px wide; at least {MIN_FACE_PX} px is needed")
+    _progress(progress, "framing", 0.5)
+    image, work_pts = _frame_work_image(img, pts, fw)
+    _progress(progress, "masks", 0.6)
+    wfw = WORK_FACE_WIDTH
+    person = _person_mask(image, work_pts, wfw)
+    size = (image.shape[1], image.shape[0])
+    face = _polygon_mask(size, work_pts[list(L.FACE_OVAL), :2])
+    mouth = _polygon_mask(size, work_pts[list(L.OUTER_LIPS), :2])
+    _progress(progress, "background model", 0.75)
+    background = _background_model(image, person)
+    _progress(progress, "writing package", 0.9)
+    arrays = {"image.png": image, "background.png": background, "person.png": person, "face.png": face,
+              "mouth.png": mouth, "landmarks.npy": work_pts.astype(np.float32)}
+    _write_package(out_dir, arrays, source=Path(photo_path).name, face_px=fw)
+    _progress(progress, "done", 1.0)
+    log.info("avatar created in %.2f s", time.perf_counter() - t0)
+    return load_avatar(out_dir)
+
+
+def _frame_work_image(img: np.ndarray, pts: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
+    """Crop chest-up around the face and rescale so the face is WORK_FACE_WIDTH px wide."""
+    s = WORK_FACE_WIDTH / fw
+    cx, cy = float(pts[:468, 0].mean()), float(pts[:468, 1].mean())
+    ow = int(round((CROP_LEFT + CROP_RIGHT) * WORK_FACE_WIDTH))
+    oh = int(round((CROP_UP + CROP_DOWN) * WORK_FACE_WIDTH))
+    h, w = img.shape[:2]
+    cw, ch = (CROP_LEFT + CROP_RIGHT) * fw, (CROP_UP + CROP_DOWN) * fw
+    x0 = cx - CROP_LEFT * fw
+    y0 = cy - CROP_UP * fw
+    # keep the crop inside the photo where the photo is big enough (less headroom rather
+    # than invented pixels); headroom never drops below 0.9 face widths above the centre
+    if ch <= h:
+        y0 = min(max(y0, 0.0), h - ch)
+    else:
+        y0 = max(min(y0, 0.0), cy - CROP_UP * fw)
+    y0 = min(y0, cy - 0.9 * fw)
+    if cw <= w:
+        x0 = min(max(x0, 0.0), w - cw)
+    # pre-shrink big photos with PIL (area-correct) before the affine sample
+    pre = 1.0
+    src = img
+    if s < 0.5:
+        pre = s * 1.5
+        src = np.asarray(Image.fromarray(img).resize((max(1, round(w * pre)), max(1, round(h * pre))), Image.BOX))
+    m = np.array([[1 / s * pre, 0, (x0 + 0.5 / s) * pre - 0.5], [0, 1 / s * pre, (y0 + 0.5 / s) * pre - 0.5]])
+    out = L.warp_affine(src, m, (ow, oh))
+    # outside the photo: mark, later filled with the background model (never mirrored scenery)
+    ys, xs = np.mgrid[0:oh, 0:ow]
+    sx = x0 + (xs + 0.5) / s
+    sy = y0 + (ys + 0.5) / s
+    outside = (sx < 0) | (sy < 0) | (sx > w) | (sy > h)
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if outside.any():
+        # edge-replicated (by the sampler) then heavily smoothed: a flat extension, no scenery
+        soft = np.stack([_blurf(out[..., k].astype(np.float32), WORK_FACE_WIDTH * 0.25) for k in range(3)], -1)
+        ramp = _blurf(outside.astype(np.float32), 6)[..., None]
+        out = np.clip(out * (1 - ramp) + soft * ramp + 0.5, 0, 255).astype(np.uint8)
+    wp = pts.copy()
+    wp[:, 0] = (pts[:, 0] - x0) * s
+    wp[:, 1] = (pts[:, 1] - y0) * s
+    wp[:, 2] = pts[:, 2] * s
+    return np.ascontiguousarray(out), wp
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _encode(name: str, arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    if name.endswith(".npy"):
+        np.save(buf, arr, allow_pickle=False)
+    else:
+        Image.fromarray(arr).save(buf, format="PNG", compress_level=4)
+    return buf.getvalue()
+
+
+def _write_package(out_dir: Path, arrays: dict[str, np.ndarray], **meta) -> None:
+    out_dir = out_dir.resolve()
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    try:
+        os.chmod(tmp, 0o755)
+        files = {}
+        for name, arr in arrays.items():
+            data = _encode(name, arr)
+            (tmp / name).write_bytes(data)
+            files[name] = {"sha256": _sha(data), "bytes": len(data), "shape": list(arr.shape)}
+        manifest = {"format": "livekit-avatar", "version": PACKAGE_VERSION, "files": files,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "work_face_width": WORK_FACE_WIDTH, **meta}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+            os.replace(out_dir, old / "x")
+            try:
+                os.replace(tmp, out_dir)
+            except Exception:
+                os.replace(old / "x", out_dir)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _safe_member(root: Path, name: str) -> Path:
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
+        raise AvatarPackageError(f"illegal file name in manifest: {name!r}")
+    p = root / name
+    if p.is_symlink() or not p.resolve().is_relative_to(root.resolve()):
+        raise AvatarPackageError(f"{name!r} points outside the package")
+    return p
+
+
+def load_avatar(path: str | os.PathLike) -> Avatar:
+    root = Path(path)
+    mpath = root / "manifest.json"
+    if not mpath.is_file():
+        raise AvatarPackageError(f"{root} is not an avatar package (no manifest.json)")
+    if mpath.stat().st_size > 1 << 20:
+        raise AvatarPackageError("manifest.json is too large")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except ValueError as exc:
+        raise AvatarPackageError(f"manifest.json is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("version") != PACKAGE_VERSION:
+        raise AvatarPackageError(f"unsupported avatar package version {manifest.get('version') if isinstance(manifest, dict) else None!r}; this build reads version {PACKAGE_VERSION}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != set(FILES):
+        raise AvatarPackageError(f"manifest must list exactly {FILES}")
+    data = {}
+    for name, info in files.items():
+        p = _safe_member(root, name)
+        if not isinstance(info, dict) or not p.is_file():
+            raise AvatarPackageError(f"{name} is missing")
+        size = p.stat().st_size
+        if size > MAX_ARRAY_BYTES or size != info.get("bytes"):
+            raise AvatarPackageError(f"{name} has the wrong size")
+        raw = p.read_bytes()
+        if _sha(raw) != info.get("sha256"):
+            raise AvatarPackageError(f"checksum mismatch for {name}")
+        data[name] = raw
+    arrays = {}
+    for name, raw in data.items():
+        if name.endswith(".npy"):
+            try:
+                arr = np.load(io.BytesIO(raw), allow_pickle=False)
+            except Exception as exc:
+                raise AvatarPackageError(f"{name} is not a valid array: {exc}") from exc
+        else:
+            with Image.open(io.BytesIO(raw)) as im:
+                if im.size[0] > MAX_SIDE or im.size[1] > MAX_SIDE:
+                    raise AvatarPackageError(f"{name} is too large")
+                arr = np.asarray(im)
+        arrays[name] = arr
+    img = arrays["image.png"]
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise AvatarPackageError("image.png must be RGB 8-bit")
+    hw = img.shape[:2]
+    if arrays["background.png"].shape != img.shape:
+        raise AvatarPackageError("background.png has the wrong shape")
+    for name in ("person.png", "face.png", "mouth.png"):
+        if arrays[name].shape != hw or arrays[name].dtype != np.uint8:
+            raise AvatarPackageError(f"{name} has the wrong shape")
+    lm = arrays["landmarks.npy"]
+    if lm.shape != (478, 3) or lm.dtype != np.float32 or not np.all(np.isfinite(lm)):
+        raise AvatarPackageError("landmarks.npy must be a finite (478, 3) float32 array")
+    if lm[:, 0].min() < 0 or lm[:, 1].min() < 0 or lm[:, 0].max() > hw[1] or lm[:, 1].max() > hw[0]:
+        raise AvatarPackageError("landmarks lie outside the image")
+    return Avatar(root, img, arrays["background.png"], arrays["person.png"], arrays["face.png"],
+                  arrays["mouth.png"], lm, manifest)
+
+
+_DEFAULT: Avatar | None = None
+
+
+def default_avatar() -> Avatar:
+    """The shipped astronaut avatar (models/avatars/default), loaded once per process."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load_avatar(model_path("avatars", "default"))
+    return _DEFAULT
