@@ -11,6 +11,7 @@ import pytest
 from livekit import rtc
 from livekit.agents import Agent, AgentSession
 from livekit.agents.voice import room_io
+from livekit.rtc.participant import PublishTrackError
 from pydantic import ValidationError
 
 from livekit_avatar_plugin import AvatarSession, VideoOptions
@@ -127,3 +128,44 @@ async def test_aclose_leaves_the_room_and_releases_the_render_thread(livekit_ser
         await session.aclose()
         await agent_room.disconnect()
         await watcher.room.disconnect()
+
+
+@pytest.mark.livekit_server
+async def test_the_avatar_token_is_refused_anything_beyond_its_job(livekit_server):
+    import aiohttp
+
+    room_name = f"priv-{uuid.uuid4().hex[:8]}"
+    avatar = AvatarSession(max_duration_s=120)
+    token = avatar._mint_token(
+        room_name, "agent-x", livekit_server.api_key, livekit_server.api_secret
+    )
+    room = rtc.Room()
+    await room.connect(livekit_server.url, token)
+    try:
+        # Allowed: the camera track the avatar exists to publish.
+        cam = rtc.LocalVideoTrack.create_video_track("cam", rtc.VideoSource(64, 64))
+        await room.local_participant.publish_track(
+            cam, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
+        )
+        # Refused: any other source. The server ignores the request, the SDK gives up...
+        screen = rtc.LocalVideoTrack.create_video_track("screen", rtc.VideoSource(64, 64))
+        with pytest.raises(PublishTrackError):
+            await room.local_participant.publish_track(
+                screen, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_SCREENSHARE)
+            )
+        # ...and the server's own record shows the camera only.
+        from .av_harness import track_streams
+
+        assert sorted(await track_streams(livekit_server, room_name, avatar.avatar_identity)) == [
+            "cam"
+        ]
+        # Refused: room administration through the server API.
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(
+                f"{livekit_server.http_url}/twirp/livekit.RoomService/ListParticipants",
+                json={"room": room_name},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert resp.status in (401, 403), await resp.text()
+    finally:
+        await room.disconnect()
