@@ -42,7 +42,7 @@ MAX_PIXELS = 40_000_000
 MIN_FACE_PX = 80
 WORK_FACE_WIDTH = 200  # face width in the working image, pixels
 # chest-up crop around the face centre, in face widths
-CROP_LEFT = CROP_RIGHT = 2.3
+CROP_LEFT = CROP_RIGHT = 3.0
 CROP_UP = 1.7
 CROP_DOWN = 2.9
 MAX_ARRAY_BYTES = 64 << 20

@@ -1,0 +1,470 @@
+"""Real-time face renderer: jaw/lip warp, mouth interior, blinks, head motion. numpy only.
+
+Design (for speed): everything that depends only on the output size is precomputed in
+``__init__``: the framed base frame, a head ROI, displacement basis fields on that ROI
+and a lower-face box with the jaw/lip fields. Per frame: one small matrix-vector product
+gives the smooth displacement (head motion, blink, brows), the lower-face box adds the
+jaw/lip displacement with a split at the lip line (which is what opens a gap), a packed
+integer bilinear gather samples the base frame, the gap is filled with a shaded mouth
+interior, and the ROI is written into a preallocated output frame. Pixels outside the
+person mask (dilated a few px) never move, so flat backgrounds stay untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from livekit_avatar_plugin.face import landmarks as L
+from livekit_avatar_plugin.face.avatar import Avatar, _blurf, _polygon_mask
+from livekit_avatar_plugin.state import ConversationState
+
+_SHIFT = 21
+_M8 = np.int64(0xFF | (0xFF << _SHIFT) | (0xFF << (2 * _SHIFT)))
+_HALF = np.int64(128 | (128 << _SHIFT) | (128 << (2 * _SHIFT)))
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    a = rgb.astype(np.int64)
+    return a[..., 0] | (a[..., 1] << _SHIFT) | (a[..., 2] << (2 * _SHIFT))
+
+
+def _unpack_into(p: np.ndarray, out: np.ndarray) -> None:
+    out[..., 0] = p & 0xFF
+    out[..., 1] = (p >> _SHIFT) & 0xFF
+    out[..., 2] = (p >> (2 * _SHIFT)) & 0xFF
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _interp_curve(pts: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    order = np.argsort(pts[:, 0])
+    return np.interp(xs, pts[order, 0], pts[order, 1])
+
+
+class FaceRenderer:
+    """Renders frames of one avatar at one output size. One per session; not thread-safe."""
+
+    def __init__(self, avatar: Avatar, width: int = 512, height: int = 512, seed: int = 0, ring: int = 8):
+        self.avatar = avatar
+        self.width, self.height = int(width), int(height)
+        self.rng = np.random.default_rng(seed)
+        self._setup_framing()
+        self._setup_fields()
+        self._setup_interior()
+        self._frames = [self.base.copy() for _ in range(max(1, ring))]
+        self._fi = 0
+        self._last_t: float | None = None
+        self._p = np.zeros(8, np.float64)  # smoothed motion parameters
+        self._mouth = np.zeros(3, np.float64)
+        self._energy = 0.0
+        self._next_blink = float(self.rng.uniform(1.0, 3.0))
+        self._blink_start = -10.0
+        self._blink_dur = 0.15
+        self._next_nod = 0.0
+        self._nod_start = -10.0
+        self._brow_start = -10.0
+        self._next_brow = 0.0
+        self._phases = self.rng.uniform(0, 2 * np.pi, 8)
+        self.blink_log: list[tuple[float, float]] = []  # (start, duration) of every blink
+        self.debug: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ precomputation
+    def _setup_framing(self) -> None:
+        av = self.avatar
+        W, H = self.width, self.height
+        fw0 = av.face_width
+        cx0, cy0 = av.face_center
+        # chest-up: face width relative to the frame, limited by both sides
+        fw = min(H / 3.3, W / 2.5)
+        s = fw / fw0
+        self.scale = s
+        self.fw = fw
+        ty = 0.40 * H if W >= H * 0.9 else 0.34 * H
+        tx = W / 2
+        # never show beyond the package image: shrink/shift if needed
+        ih, iw = av.image.shape[:2]
+        s = max(s, W / iw, H / ih)
+        self.scale = s
+        self.fw = fw = fw0 * s
+        ox = tx - cx0 * s
+        oy = ty - cy0 * s
+        ox = min(0.0, max(ox, W - iw * s))
+        oy = min(0.0, max(oy, H - ih * s))
+        self.ox, self.oy = ox, oy
+        m = np.array([[1 / s, 0, (0.5 - ox) / s - 0.5], [0, 1 / s, (0.5 - oy) / s - 0.5]])
+        src = av.image
+        if s < 0.6:  # area pre-shrink
+            from PIL import Image
+
+            pre = s * 1.5
+            src = np.asarray(Image.fromarray(av.image).resize((max(1, round(iw * pre)), max(1, round(ih * pre))), Image.BOX))
+            m = np.array([[pre / s, 0, ((0.5 - ox) / s) * pre - 0.5], [0, pre / s, ((0.5 - oy) / s) * pre - 0.5]])
+        self.base = np.ascontiguousarray(np.clip(L.warp_affine(src, m, (W, H)) + 0.5, 0, 255).astype(np.uint8))
+        msk = np.ascontiguousarray(L.warp_affine(av.person[..., None], np.array([[1 / s, 0, (0.5 - ox) / s - 0.5], [0, 1 / s, (0.5 - oy) / s - 0.5]]), (W, H))[..., 0])
+        self.person = msk
+        self.pts = av.landmarks.copy()
+        self.pts[:, 0] = av.landmarks[:, 0] * s + ox
+        self.pts[:, 1] = av.landmarks[:, 1] * s + oy
+        self.pts[:, 2] = av.landmarks[:, 2] * s
+
+    def _setup_fields(self) -> None:
+        W, H = self.width, self.height
+        P = self.pts
+        fw = self.fw
+        cx, cy = P[:468, 0].mean(), P[:468, 1].mean()
+        chin = P[L.CHIN, :2]
+        # head ROI: head ellipse + margin, clipped to frame
+        x0 = int(max(0, math.floor(cx - 0.95 * fw)))
+        x1 = int(min(W, math.ceil(cx + 0.95 * fw)))
+        y0 = int(max(0, math.floor(cy - 1.15 * fw)))
+        y1 = int(min(H, math.ceil(chin[1] + 0.4 * fw)))
+        self.roi = (x0, y0, x1, y1)
+        h, w = y1 - y0, x1 - x0
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        # head weight: head ellipse (incl. hair) fading down the neck, limited to the
+        # person mask dilated by ~4 px and feathered: background beyond never moves
+        e = ((xs - cx) / (0.95 * fw)) ** 2 + ((ys - (cy - 0.2 * fw)) / (1.25 * fw)) ** 2
+        head = 1 - _smoothstep((np.sqrt(e) - 0.8) / 0.25)
+        neck = 1 - _smoothstep((ys - chin[1]) / (0.35 * fw))
+        head = np.maximum(head * neck, 0)
+        person = self.person[y0:y1, x0:x1].astype(np.float32) / 255.0
+        d = max(2, int(round(4 * fw / 170)))
+        dil = person.copy()
+        for _ in range(d):
+            dil = np.maximum(dil, np.maximum.reduce([np.roll(dil, 1, 0), np.roll(dil, -1, 0), np.roll(dil, 1, 1), np.roll(dil, -1, 1)]))
+        dil = np.clip(_blurf(dil, 1.5) * 1.5 - 0.25, 0, 1) * (dil > 0)
+        # zero weight at the ROI border so the ROI edge never shows a seam
+        border = np.minimum.reduce([xs - x0, x1 - 1 - xs, ys - y0, y1 - 1 - ys])
+        edge = _smoothstep(border / 6.0)
+        wh = (head * dil * edge).astype(np.float32)
+        self.w_head = wh
+        face = _polygon_mask((W, H), P[list(L.FACE_OVAL), :2])[y0:y1, x0:x1].astype(np.float32) / 255
+        face = _blurf(face, 0.08 * fw) * wh
+        self.w_face = face
+        pcx, pcy = cx, chin[1] + 0.3 * fw  # pivot for roll: the neck
+        # basis: [tx, ty, roll, nod(face dy), yaw(face dx), blink, brow]
+        zeros = np.zeros_like(wh)
+        blink_dy, brow_dy = self._eye_fields(xs, ys)
+        bases = [
+            (wh, zeros),  # tx (px)
+            (zeros, wh),  # ty (px)
+            (-(ys - pcy) * wh, (xs - pcx) * wh),  # roll (rad)
+            (zeros, face),  # nod: face interior dy (px)
+            (face, zeros),  # yaw-ish: face interior dx (px)
+            (zeros, blink_dy),  # blink 0..1
+            (zeros, brow_dy),  # brow raise (px)
+        ]
+        self.n_basis = len(bases)
+        B = np.stack([np.stack([bx.ravel(), by.ravel()]) for bx, by in bases])  # K, 2, N
+        self.B = np.ascontiguousarray(B.reshape(len(bases), -1).T.astype(np.float32))  # (2N, K)
+        self.grid_x = xs.ravel().astype(np.float32)
+        self.grid_y = ys.ravel().astype(np.float32)
+        self.roi_shape = (h, w)
+        # packed, padded texture of the base frame (rows of the ROI + 1 px guard)
+        self.tex = _pack(self.base).ravel()
+        self._setup_mouth_fields(xs, ys)
+
+    def _eye_fields(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        P = self.pts
+        fw = self.fw
+        blink = np.zeros_like(xs)
+        brow = np.zeros_like(xs)
+        for upper, lower, browi in ((L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER, L.RIGHT_BROW),
+                                    (L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_BROW)):
+            up = P[list(upper), :2]
+            lo = P[list(lower), :2]
+            ex0, ex1 = up[:, 0].min(), up[:, 0].max()
+            ew = ex1 - ex0
+            xc = np.clip(xs, ex0, ex1)
+            top = _interp_curve(up, xc)
+            bot = _interp_curve(lo, xc)
+            bot = np.maximum(bot, top + 0.5)
+            # how far the lid must travel at this column; tapered beyond the corners
+            travel = (bot - top) * (1 - _smoothstep((np.abs(xs - (ex0 + ex1) / 2) - ew / 2) / (0.15 * ew)))
+            travel = travel * 1.0
+            lid_h = 0.12 * fw
+            above = 1 - _smoothstep((top - ys) / lid_h)
+            below = 1 - _smoothstep((ys - bot) / 1.2)
+            wgt = np.where(ys < top, above, below)
+            blink += travel * wgt * (ys > top - lid_h)
+            # brows: raise the brow and the skin above the upper lid a little
+            b = P[list(browi), :2]
+            bx, by = b[:, 0].mean(), b[:, 1].mean()
+            r = np.sqrt(((xs - bx) / (0.35 * fw)) ** 2 + ((ys - by) / (0.22 * fw)) ** 2)
+            brow += -(1 - _smoothstep(r - 0.2)) * (1 - _smoothstep((ys - top) / 2.0) * 0.0)
+        brow = brow * np.where(ys < 0, 1, 1)
+        return blink.astype(np.float32), (brow * self.w_face_pre(xs, ys)).astype(np.float32)
+
+    def w_face_pre(self, xs, ys):
+        return np.clip(self.w_head_lookup(xs, ys), 0, 1) if hasattr(self, "w_head") else 1.0
+
+    def w_head_lookup(self, xs, ys):
+        return self.w_head
+
+    def _setup_mouth_fields(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        P = self.pts
+        fw = self.fw
+        x0, y0, x1, y1 = self.roi
+        iu = P[list(L.INNER_UPPER), :2]
+        il = P[list(L.INNER_LOWER), :2]
+        ou = P[list(L.OUTER_UPPER), :2]
+        ol = P[list(L.OUTER_LOWER), :2]
+        mc0, mc1 = P[61, :2], P[291, :2]
+        mcx = (mc0[0] + mc1[0]) / 2
+        mw = mc1[0] - mc0[0]
+        chin = P[L.CHIN, :2]
+        nose = P[2, :2] if True else P[L.NOSE_TIP, :2]
+        # lower-face box
+        bx0 = int(max(x0, math.floor(mcx - 0.62 * fw)))
+        bx1 = int(min(x1, math.ceil(mcx + 0.62 * fw)))
+        by0 = int(max(y0, math.floor(nose[1] + 0.02 * fw)))
+        by1 = int(min(y1, math.ceil(chin[1] + 0.25 * fw)))
+        self.mbox = (bx0, by0, bx1, by1)
+        sl = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
+        mx = xs[sl]
+        my = ys[sl]
+        xcl = np.clip(mx, iu[:, 0].min(), iu[:, 0].max())
+        top = _interp_curve(iu, xcl)
+        bot = _interp_curve(il, xcl)
+        bot = np.maximum(bot, top)
+        mid = (top + bot) / 2
+        self.m_sdist = (my - mid).astype(np.float32)
+        rest_gap = (bot - top)
+        # profiles along x
+        u = np.clip((mx - mcx) / (mw / 2), -1.5, 1.5)
+        lens = np.sqrt(np.clip(1 - u ** 2, 0, 1))
+        inside = 1 - _smoothstep((np.abs(u) - 0.85) / 0.4)
+        # vertical extents
+        upper_lip_h = max(2.0, float(np.median(_interp_curve(iu, np.clip(mx[0], iu[:, 0].min(), iu[:, 0].max())) - _interp_curve(ou, np.clip(mx[0], ou[:, 0].min(), ou[:, 0].max())))))
+        lower_lip_h = max(2.0, float(np.median(_interp_curve(ol, np.clip(mx[0], ol[:, 0].min(), ol[:, 0].max())) - _interp_curve(il, np.clip(mx[0], il[:, 0].min(), il[:, 0].max())))))
+        d = self.m_sdist
+        # upper region weight: 1 at the lip line, fading over ~1.6 upper-lip heights
+        w_up = (1 - _smoothstep((-d) / (upper_lip_h * 1.8))) * inside
+        # lower lip: 1 at the line, fading towards the chin
+        w_lolip = (1 - _smoothstep(d / (lower_lip_h * 2.2 + 0.08 * fw))) * inside
+        # jaw: the lower face below the line, fading at the cheeks and below the chin
+        jx = 1 - _smoothstep((np.abs(mx - mcx) - 0.32 * fw) / (0.22 * fw))
+        jy = 1 - _smoothstep((my - chin[1]) / (0.22 * fw))
+        w_jaw = jx * jy
+        # outside the mouth the jaw field continues above the line (no seam at the corners)
+        w_jaw_up = jx * (1 - inside) * (1 - _smoothstep((-d) / (0.1 * fw)))
+        self.m_inside = inside.astype(np.float32)
+        wh = self.w_head[sl]
+        # opening profile: a lens between the corners
+        self.m_open_up = (lens * w_up).astype(np.float32)  # upward displacement per px of opening
+        self.m_open_lo = (lens * w_lolip).astype(np.float32)
+        self.m_close_up = (rest_gap / 2 * w_up).astype(np.float32)  # px, closes the rest gap
+        self.m_close_lo = (rest_gap / 2 * w_lolip).astype(np.float32)
+        self.m_jaw = (w_jaw * (1 - w_lolip)).astype(np.float32)  # chin moves, lips handled apart
+        self.m_jaw_up = w_jaw_up.astype(np.float32)
+        # rounding: corners move inward, lips push out vertically a little
+        self.m_round_dx = (-(mx - mcx) / (mw / 2) * (1 - _smoothstep((np.abs(d) - 0.05 * fw) / (0.18 * fw))) * jx).astype(np.float32)
+        # fade every mouth field to zero at the box edges (no seams)
+        bh, bw = mx.shape
+        by = np.arange(bh, dtype=np.float32)[:, None]
+        bxx = np.arange(bw, dtype=np.float32)[None, :]
+        edge = _smoothstep(np.minimum(np.minimum(by, bh - 1 - by), np.minimum(bxx, bw - 1 - bxx)) / (0.06 * fw))
+        self.m_wh = (wh * edge).astype(np.float32)
+        self.mouth_width = mw
+        self.max_open = 0.24 * fw  # inner lip gap at jaw_open=1
+        self.max_jaw = 0.13 * fw
+        self.rest_gap = float(np.max(rest_gap * inside))
+        self.m_u = u.astype(np.float32)
+        self.upper_lip_h = upper_lip_h
+        self.m_sl = sl
+
+    def _setup_interior(self) -> None:
+        av = self.avatar
+        img = av.image.astype(np.float32)
+        face = av.face > 127
+        skin = np.median(img[face], 0) if face.any() else np.array([180, 140, 120], np.float32)
+        lum = float(skin.mean()) / 170.0
+        lum = float(np.clip(lum, 0.45, 1.3))
+        # teeth colour: if the photo shows teeth (bright pixels inside the mouth), use them
+        mouth = av.mouth > 127
+        teeth = np.array([236, 230, 215], np.float32) * lum
+        if mouth.any():
+            mp = img[mouth]
+            bright = mp[mp.mean(1) > np.percentile(mp.mean(1), 85)]
+            if len(bright) and bright.mean() > skin.mean():
+                teeth = np.clip(bright.mean(0) * 1.0, 0, 255)
+        tint = skin / max(skin.mean(), 1)
+        self.c_teeth = np.clip(teeth, 0, 255).astype(np.float32)
+        self.c_cavity = np.clip(np.array([70, 22, 24], np.float32) * lum * (0.7 + 0.3 * tint), 0, 255)
+        self.c_tongue = np.clip(np.array([170, 80, 82], np.float32) * lum * (0.8 + 0.2 * tint), 0, 255)
+
+    # ------------------------------------------------------------------ motion
+    def reset_motion(self) -> None:
+        """Interruption hook: drop energy-driven motion; smoothed values decay (no pop)."""
+        self._energy = 0.0
+        self._nod_start = -10.0
+
+    def _targets(self, state: ConversationState, t: float, energy: float) -> np.ndarray:
+        ph = self._phases
+        fw = self.fw
+        k = fw / 170.0  # motion scales with the face size
+        tgt = np.zeros(8)
+        # idle sway + breathing (always present, small)
+        tgt[0] = k * (1.2 * math.sin(0.31 * t + ph[0]) + 0.6 * math.sin(0.73 * t + ph[1]))
+        tgt[1] = k * (0.8 * math.sin(2 * math.pi * t / 4.2 + ph[2]))  # breathing
+        tgt[2] = 0.012 * math.sin(0.23 * t + ph[3]) + 0.006 * math.sin(0.61 * t + ph[4])
+        tgt[3] = k * 0.6 * math.sin(0.41 * t + ph[5])
+        tgt[4] = k * 1.0 * math.sin(0.27 * t + ph[6])
+        if state == ConversationState.LISTENING:
+            if t >= self._next_nod:
+                self._nod_start = t
+                self._next_nod = t + float(self.rng.uniform(2.0, 4.5))
+            if t >= self._next_brow:
+                self._brow_start = t
+                self._next_brow = t + float(self.rng.uniform(3.0, 7.0))
+            nd = t - self._nod_start
+            if nd < 0.9:
+                tgt[3] += k * 3.0 * math.sin(math.pi * nd / 0.9) ** 2
+            bd = t - self._brow_start
+            if bd < 1.2:
+                tgt[6] = k * 2.5 * math.sin(math.pi * bd / 1.2)
+            tgt[2] += 0.02  # slight attentive tilt
+        elif state == ConversationState.THINKING:
+            tgt[4] += k * 2.0
+            tgt[3] -= k * 1.0
+            tgt[6] = k * 1.0
+        elif state == ConversationState.SPEAKING:
+            e = self._energy
+            tgt[3] += k * 4.0 * e * math.sin(2 * math.pi * 1.6 * t + ph[7])
+            tgt[2] += 0.025 * e * math.sin(2 * math.pi * 0.5 * t + ph[2])
+            tgt[0] += k * 1.5 * e * math.sin(2 * math.pi * 0.35 * t + ph[3])
+            tgt[6] = k * 2.0 * max(0.0, e - 0.4)
+        return tgt
+
+    def _blink(self, t: float) -> float:
+        if t >= self._next_blink and t - self._blink_start > self._blink_dur:
+            self._blink_start = t
+            self._blink_dur = float(self.rng.uniform(0.10, 0.20))
+            self.blink_log.append((t, self._blink_dur))
+            self._next_blink = t + self._blink_dur + float(self.rng.uniform(2.0, 6.0)) - self._blink_dur
+        p = (t - self._blink_start) / self._blink_dur
+        if 0 <= p <= 1:
+            return 0.5 - 0.5 * math.cos(2 * math.pi * p)
+        return 0.0
+
+    # ------------------------------------------------------------------ per frame
+    def render(self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float = 0.0) -> np.ndarray:
+        t = float(t)
+        dt = 0.04 if self._last_t is None else min(max(t - self._last_t, 0.0), 0.25)
+        first = self._last_t is None
+        self._last_t = t
+        state = ConversationState(state)
+        e_in = float(np.clip(energy, 0, 1)) if state == ConversationState.SPEAKING else 0.0
+        a_e = 1 - math.exp(-dt / (0.08 if e_in > self._energy else 0.35))
+        self._energy += (e_in - self._energy) * a_e
+        tgt = self._targets(state, t, e_in)
+        a = 1.0 if first else 1 - math.exp(-dt / 0.18)
+        self._p += (tgt - self._p) * a
+        m_in = np.array([float(np.clip(mouth.get("jaw_open", 0.0) or 0.0, 0, 1)),
+                         float(np.clip(mouth.get("lips_closed", 0.0) or 0.0, 0, 1)),
+                         float(np.clip(mouth.get("lip_round", 0.0) or 0.0, 0, 1))])
+        am = 1.0 if first else 1 - math.exp(-dt / 0.025)
+        self._mouth += (m_in - self._mouth) * am
+        blink = self._blink(t)
+        return self._draw(self._mouth, blink)
+
+    def _draw(self, mouth: np.ndarray, blink: float) -> np.ndarray:
+        p = self._p
+        coef = np.array([p[0], p[1], p[2], p[3], p[4], blink, p[6]], np.float32)
+        h, w = self.roi_shape
+        x0, y0, x1, y1 = self.roi
+        N = h * w
+        disp = self.B @ coef  # (2N,)
+        dx = disp[:N].reshape(h, w)
+        dy = disp[N:].reshape(h, w)
+        # ---- lower face: jaw/lips with the split at the (moving) lip line
+        jaw, closed, rnd = (float(v) for v in mouth)
+        sl = self.m_sl
+        open_px = jaw * (1 - closed) * self.max_open + 0.0
+        close_amt = closed
+        jaw_px = jaw * self.max_jaw * (1 - 0.5 * closed)
+        mdy_head = dy[sl]
+        sd = self.m_sdist - mdy_head  # signed distance to the lip line, after head motion
+        lower = sd >= 0
+        up_disp = -(open_px * 0.3) * self.m_open_up + close_amt * self.m_close_up + jaw_px * self.m_jaw_up
+        lo_disp = (open_px * 0.7) * self.m_open_lo - close_amt * self.m_close_lo + jaw_px * self.m_jaw
+        mdy = np.where(lower, lo_disp, up_disp) * self.m_wh
+        rdx = rnd * 0.12 * self.mouth_width * self.m_round_dx * self.m_wh
+        dx[sl] += rdx
+        dy[sl] += mdy
+        # gap: pixels whose source lies across the lip line (soft edge of 1 px)
+        src_sd = sd - mdy
+        depth = np.where(lower, -src_sd, src_sd)
+        alpha = np.clip(depth, 0.0, 1.0) * self.m_inside
+        # ---- packed bilinear gather from the base frame
+        sx = self.grid_x - dx.ravel()
+        sy = self.grid_y - dy.ravel()
+        np.clip(sx, 0, self.width - 1.001, out=sx)
+        np.clip(sy, 0, self.height - 1.001, out=sy)
+        ix = sx.astype(np.int32)
+        iy = sy.astype(np.int32)
+        fx = ((sx - ix) * 16 + 0.5).astype(np.int64)
+        fy = ((sy - iy) * 16 + 0.5).astype(np.int64)
+        idx = iy.astype(np.int64) * self.width + ix
+        tex = self.tex
+        W = self.width
+        p00 = tex[idx]
+        p01 = tex[idx + 1]
+        p10 = tex[idx + W]
+        p11 = tex[idx + W + 1]
+        gx = 16 - fx
+        top = p00 * gx + p01 * fx
+        bot = p10 * gx + p11 * fx
+        res = ((top * (16 - fy) + bot * fy + _HALF) >> 8) & _M8
+        res = res.reshape(h, w)
+        # ---- mouth interior where the lips parted
+        if alpha.max() > 0:
+            self._interior(res, sl, sd, alpha, up_disp * self.m_wh, lo_disp * self.m_wh, open_px)
+            self.debug["gap_px"] = float(alpha.sum(0).max())
+        else:
+            self.debug["gap_px"] = 0.0
+        out = self._frames[self._fi]
+        self._fi = (self._fi + 1) % len(self._frames)
+        _unpack_into(res, out[y0:y1, x0:x1])
+        return out
+
+    def _interior(self, res, sl, sd, alpha, up_disp, lo_disp, open_px) -> None:
+        ys, xs = np.nonzero(alpha > 0)
+        a = alpha[ys, xs]
+        top = -up_disp[ys, xs]  # the upper inner edge (relative to the line)
+        bot = lo_disp[ys, xs]
+        gap = np.maximum(bot - top, 1e-3)
+        v = np.clip((sd[ys, xs] - top) / gap, 0, 1)  # 0 at the upper lip, 1 at the lower
+        u = np.abs(self.m_u[ys, xs])
+        depth_from_top = sd[ys, xs] - top
+        teeth_h = min(0.075 * self.fw, 0.55 * max(open_px, 1.0) + 0.3 * self.rest_gap)
+        c = np.broadcast_to(self.c_cavity, (len(ys), 3)).copy()
+        # tongue in the lower part for wider openings
+        tw = np.clip((v - 0.55) / 0.3, 0, 1) * np.clip(open_px / (0.12 * self.fw), 0, 1)
+        c += (self.c_tongue - self.c_cavity) * tw[:, None]
+        # upper teeth just under the upper lip, with faint gaps between teeth
+        tooth = np.clip((teeth_h - depth_from_top) / 1.2, 0, 1) * np.clip((1.0 - u) / 0.2, 0, 1)
+        period = 0.075 * self.fw
+        xsx = (xs + sl[1].start) * 1.0
+        ridge = 0.88 + 0.12 * np.abs(np.cos(np.pi * (xsx - (self.m_u.shape[1] / 2 + sl[1].start)) / period))
+        tcol = self.c_teeth[None] * ridge[:, None] * (1 - 0.12 * (depth_from_top / max(teeth_h, 1))[:, None])
+        c = c * (1 - tooth[:, None]) + tcol * tooth[:, None]
+        # light: darker towards the corners and deep inside, shadow under the upper lip
+        shade = (1 - 0.35 * u ** 2) * (0.75 + 0.25 * np.exp(-np.maximum(depth_from_top, 0) / (0.5 * self.upper_lip_h + 1)))
+        c *= shade[:, None]
+        c = np.clip(c, 0, 255)
+        sub = res[sl]
+        old = sub[ys, xs]
+        ai = (a * 256).astype(np.int64)
+        new = _pack(c + 0.5)
+        sub[ys, xs] = ((new * ai + old * (256 - ai) + _HALF) >> 8) & _M8
+
+    # convenience
+    def mouth_gap_px(self) -> float:
+        return float(self.debug.get("gap_px", 0.0))
