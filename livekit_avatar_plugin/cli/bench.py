@@ -1,0 +1,27 @@
+"""``livekit-avatar bench``: renderer ms/frame (512x512, 1280x720) and 12 MP avatar creation, one core."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1", "ORT_NUM_THREADS": "1"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="benchmark the face renderer and avatar creation on one core")
+    p.add_argument("--frames", type=int, default=500, help="frames per size (default 500)")
+    p.add_argument("--skip-create", action="store_true", help="skip the 12 MP creation timing")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # a fresh interpreter so BLAS/OpenMP read the one-thread settings before numpy loads
+    env = dict(os.environ, **_ENV)
+    cmd = [sys.executable, "-m", "livekit_avatar_plugin.render.bench", str(args.frames)]
+    if args.skip_create:
+        cmd.append("--skip-create")
+    return subprocess.call(cmd, env=env)

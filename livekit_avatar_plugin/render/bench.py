@@ -1,0 +1,78 @@
+"""Benchmark body (run by ``livekit-avatar bench`` in a one-thread interpreter)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _pin_one_core() -> str:
+    try:
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}"
+    except (AttributeError, OSError):
+        return "not pinned"
+
+
+def bench_render(width: int, height: int, frames: int) -> tuple[float, float]:
+    from livekit_avatar_plugin.face.avatar import default_avatar
+    from livekit_avatar_plugin.render.renderer import FaceRenderer
+    from livekit_avatar_plugin.state import ConversationState
+
+    r = FaceRenderer(default_avatar(), width, height, seed=0)
+    fps = 25.0
+    times = []
+    for i in range(frames + 20):
+        t = i / fps
+        m = {"jaw_open": 0.5 + 0.5 * np.sin(t * 9.0), "lips_closed": float((i // 7) % 5 == 0),
+             "lip_round": 0.5 + 0.5 * np.sin(t * 3.0)}
+        t0 = time.perf_counter()
+        r.render(m, ConversationState.SPEAKING, t, 0.6)
+        if i >= 20:
+            times.append(time.perf_counter() - t0)
+    a = np.array(times) * 1000
+    return float(a.mean()), float(np.percentile(a, 95))
+
+
+def bench_create() -> float:
+    import skimage.data
+    from PIL import Image
+
+    from livekit_avatar_plugin.face.avatar import create_avatar
+
+    img = Image.fromarray(skimage.data.astronaut()).resize((3000, 3000), Image.BICUBIC)
+    canvas = Image.new("RGB", (4000, 3000), tuple(int(v) for v in np.asarray(img)[5, 5]))
+    canvas.paste(img, (500, 0))
+    with tempfile.TemporaryDirectory() as td:
+        photo = Path(td) / "photo12mp.jpg"
+        canvas.save(photo, quality=92)
+        create_avatar(photo, Path(td) / "warm")  # load models, warm caches
+        t0 = time.perf_counter()
+        create_avatar(photo, Path(td) / "avatar")
+        return time.perf_counter() - t0
+
+
+def main(argv: list[str]) -> int:
+    frames = int(argv[0]) if argv else 500
+    print(f"one core ({_pin_one_core()}), OMP/BLAS threads = {os.environ.get('OMP_NUM_THREADS')}, "
+          f"onnxruntime intra-op threads = 1; video encoding excluded")
+    for w, h, target in ((512, 512, 4.0), (1280, 720, 8.0)):
+        mean, p95 = bench_render(w, h, frames)
+        print(f"render {w}x{h}: {mean:.2f} ms/frame mean, {p95:.2f} ms p95 over {frames} frames (target <= {target:g} ms)")
+    if "--skip-create" not in argv:
+        try:
+            dt = bench_create()
+            print(f"create from a 12 MP photo (4000x3000 JPEG): {dt:.2f} s (target <= 3 s)")
+        except ImportError:
+            print("create: skipped (needs scikit-image for the test photo)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
