@@ -289,12 +289,18 @@ def create_avatar(photo_path: str | os.PathLike, out_dir: str | os.PathLike, pro
         raise NoFaceError(f"no face found in {photo_path}")
     if len(dets) > 1:
         log.warning("%d faces found in %s; using the largest", len(dets), photo_path)
-    det = dets[0]
-    if det.width < MIN_FACE_PX:
-        raise FaceTooSmallError(f"the face in {photo_path} is {det.width:.0f} px wide; at least {MIN_FACE_PX} px is needed")
-    _progress(progress, "face mesh", 0.35)
-    mesh = L.face_mesh(img, det)
-    if mesh.presence < 0.5:
+    mesh = None
+    for det in dets:  # largest first; skip detections the mesh model does not confirm
+        if det.width < MIN_FACE_PX:
+            break
+        _progress(progress, "face mesh", 0.35)
+        mesh = L.face_mesh(img, det)
+        if mesh.presence >= 0.5:
+            break
+        mesh = None
+    if mesh is None:
+        if dets[0].width < MIN_FACE_PX:
+            raise FaceTooSmallError(f"the face in {photo_path} is {dets[0].width:.0f} px wide; at least {MIN_FACE_PX} px is needed")
         raise NoFaceError(f"no clear face found in {photo_path}")
     pts = mesh.points
     oval = pts[list(L.FACE_OVAL)]

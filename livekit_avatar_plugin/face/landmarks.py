@@ -215,12 +215,14 @@ def detect_faces(img: np.ndarray, min_score: float = 0.5) -> list[FaceDetection]
     h, w = img.shape[:2]
     cands: list[FaceDetection] = []
     views = [(0, 0, w, h)]
-    if max(h, w) > 1.3 * min(h, w):
-        side = min(h, w)
-        if w > h:
-            views += [((w - side) // 2, 0, side, side)]
-        else:
-            views += [(0, max(0, (h - side) // 3), side, side)]
+    side = min(h, w)
+    if max(h, w) > 1.3 * side:
+        # overlapping square tiles along the long side (faces stay large enough for the
+        # short-range model in wide or tall photos)
+        n = int(np.ceil(max(h, w) / side * 1.5))
+        for k in range(n):
+            off = int(round(k * (max(h, w) - side) / max(n - 1, 1)))
+            views.append((off, 0, side, side) if w > h else (0, off, side, side))
     for vx, vy, vw, vh in views:
         sub = img[vy:vy + vh, vx:vx + vw]
         inp, s, px, py = _letterbox(sub)

@@ -73,6 +73,7 @@ class FaceRenderer:
         self._phases = self.rng.uniform(0, 2 * np.pi, 8)
         self.blink_log: list[tuple[float, float]] = []  # (start, duration) of every blink
         self.debug: dict[str, float] = {}
+        self.debug_mouth = False  # tests: also count rest-pose teeth pixels still visible
 
     # ------------------------------------------------------------------ precomputation
     def _setup_framing(self) -> None:
@@ -276,6 +277,7 @@ class FaceRenderer:
         self.max_jaw = 0.13 * fw
         self.rest_gap = float(np.max(rest_gap * inside))
         self.m_u = u.astype(np.float32)
+        self.m_rest_half = (rest_gap / 2).astype(np.float32)
         self.upper_lip_h = upper_lip_h
         self.m_sl = sl
 
@@ -402,6 +404,9 @@ class FaceRenderer:
         src_sd = sd - mdy
         depth = np.where(lower, -src_sd, src_sd)
         alpha = np.clip(depth, 0.0, 1.0) * self.m_inside
+        if self.debug_mouth:
+            vis = (self.m_inside > 0.9) & (np.abs(src_sd) < self.m_rest_half - 0.75) & (alpha == 0)
+            self.debug["teeth_px"] = float(vis.sum())
         # ---- packed bilinear gather from the base frame
         sx = self.grid_x - dx.ravel()
         sy = self.grid_y - dy.ravel()
