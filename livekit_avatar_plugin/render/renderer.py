@@ -245,6 +245,9 @@ class FaceRenderer:
         upper_lip_h = max(2.0, float(np.median(_interp_curve(iu, np.clip(mx[0], iu[:, 0].min(), iu[:, 0].max())) - _interp_curve(ou, np.clip(mx[0], ou[:, 0].min(), ou[:, 0].max())))))
         lower_lip_h = max(2.0, float(np.median(_interp_curve(ol, np.clip(mx[0], ol[:, 0].min(), ol[:, 0].max())) - _interp_curve(il, np.clip(mx[0], il[:, 0].min(), il[:, 0].max())))))
         d = self.m_sdist
+        gmax = float(np.max(rest_gap * inside)) if rest_gap.size else 0.0
+        upper_lip_h = max(upper_lip_h, 0.06 * fw) + gmax / 2
+        lower_lip_h = max(lower_lip_h, 0.07 * fw) + gmax / 2
         # upper region weight: 1 at the lip line, fading over ~1.6 upper-lip heights
         w_up = (1 - _smoothstep((-d) / (upper_lip_h * 1.8))) * inside
         # lower lip: 1 at the line, fading towards the chin
@@ -260,10 +263,14 @@ class FaceRenderer:
         # opening profile: a lens between the corners
         self.m_open_up = (lens * w_up).astype(np.float32)  # upward displacement per px of opening
         self.m_open_lo = (lens * w_lolip).astype(np.float32)
-        self.m_close_up = (rest_gap / 2 * w_up).astype(np.float32)  # px, closes the rest gap
-        self.m_close_lo = (rest_gap / 2 * w_lolip).astype(np.float32)
-        self.m_jaw = (w_jaw * (1 - w_lolip)).astype(np.float32)  # chin moves, lips handled apart
-        self.m_jaw_up = w_jaw_up.astype(np.float32)
+        # closing the photo's own lip gap: rest_gap already falls to 0 at the inner corners
+        self.m_close_up = (rest_gap / 2 * (1 - _smoothstep((-d) / (upper_lip_h * 1.8)))).astype(np.float32)
+        self.m_close_lo = (rest_gap / 2 * (1 - _smoothstep(d / (lower_lip_h * 2.2 + 0.08 * fw)))).astype(np.float32)
+        # chin moves; at the lip line the jaw moves nothing (the opening is handled apart),
+        # so lips pressed together stay together whatever the jaw does
+        w_lo_vert = 1 - _smoothstep(d / (lower_lip_h * 2.2 + 0.08 * fw))
+        self.m_jaw = (w_jaw * (1 - w_lo_vert)).astype(np.float32)
+        self.m_jaw_up = np.zeros_like(self.m_jaw)
         # rounding: corners move inward, lips push out vertically a little
         self.m_round_dx = (-(mx - mcx) / (mw / 2) * (1 - _smoothstep((np.abs(d) - 0.05 * fw) / (0.18 * fw))) * jx).astype(np.float32)
         # fade every mouth field to zero at the box edges (no seams)
@@ -403,7 +410,7 @@ class FaceRenderer:
         # gap: pixels whose source lies across the lip line (soft edge of 1 px)
         src_sd = sd - mdy
         depth = np.where(lower, -src_sd, src_sd)
-        alpha = np.clip(depth, 0.0, 1.0) * self.m_inside
+        alpha = np.clip(depth - 0.02, 0.0, 1.0) * self.m_inside
         if self.debug_mouth:
             vis = (self.m_inside > 0.9) & (np.abs(src_sd) < self.m_rest_half - 0.75) & (alpha == 0)
             self.debug["teeth_px"] = float(vis.sum())

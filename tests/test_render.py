@@ -1,0 +1,166 @@
+"""Face renderer: lips, mouth interior, blinks, flat backgrounds, smoothness, sizes."""
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from livekit_avatar_plugin.face.avatar import create_avatar, default_avatar
+from livekit_avatar_plugin.render.renderer import FaceRenderer
+from livekit_avatar_plugin.state import ConversationState as S
+
+FPS = 25.0
+
+
+def _settle(r, mouth, state=S.SPEAKING, t0=0.0, n=12, energy=0.0):
+    f = None
+    for i in range(n):
+        f = r.render(mouth, state, t0 + i / FPS, energy)
+    return f
+
+
+@pytest.mark.parametrize("size", [(512, 512), (854, 480), (1280, 720), (720, 1280), (256, 256)])
+def test_output_format(size):
+    r = FaceRenderer(default_avatar(), *size, seed=1)
+    f = r.render({}, S.IDLE, 0.0)
+    assert f.shape == (size[1], size[0], 3) and f.dtype == np.uint8 and f.flags.c_contiguous
+    # chest-up: face roughly centred horizontally, in the upper half, sensible size
+    cx = r.pts[:468, 0].mean() / size[0]
+    cy = r.pts[:468, 1].mean() / size[1]
+    assert 0.35 < cx < 0.65 and 0.15 < cy < 0.55
+    assert 0.15 < r.fw / min(size) < 0.5
+
+
+def test_lips_close_fully_for_pbm():
+    r = FaceRenderer(default_avatar(), 512, 512)
+    r.debug_mouth = True
+    _settle(r, {"jaw_open": 1.0, "lips_closed": 1.0})
+    assert r.debug["gap_px"] == 0.0
+    assert r.debug["teeth_px"] == 0.0  # even the photo's smile gap is closed
+    _settle(r, {"jaw_open": 0.0, "lips_closed": 0.0}, t0=1.0)
+    assert r.debug["teeth_px"] > 0  # the astronaut smiles with her teeth at rest
+
+
+def test_interior_only_when_open():
+    r = FaceRenderer(default_avatar(), 512, 512)
+    closed = _settle(r, {"jaw_open": 0.0}).copy()
+    assert r.debug["gap_px"] == 0.0
+    opened = _settle(r, {"jaw_open": 0.8}, t0=0.5).copy()
+    assert r.debug["gap_px"] > 0.06 * r.fw
+    half = _settle(r, {"jaw_open": 0.3}, t0=1.0)
+    assert 0 < r.debug["gap_px"] < opened.shape[0]
+    # the open mouth is darker inside than the closed one at the lip centre
+    x, y = r.pts[[13, 14], :2].mean(0).astype(int)
+    assert opened[y - 2:y + 3, x - 3:x + 4].mean() < closed[y - 2:y + 3, x - 3:x + 4].mean() + 40
+    assert half is not None
+
+
+def test_extra_and_missing_mouth_keys():
+    r = FaceRenderer(default_avatar(), 256, 256)
+    f1 = _settle(r, {"jaw_open": 0.4, "smile": 1.0, "unknown": 3.0}).copy()
+    r2 = FaceRenderer(default_avatar(), 256, 256)
+    f2 = _settle(r2, {"jaw_open": 0.4})
+    assert np.array_equal(f1, f2)
+
+
+def test_blink_timing_statistics():
+    r = FaceRenderer(default_avatar(), 256, 256, seed=3)
+    n = int(300 * FPS)
+    for i in range(n):
+        r._blink(i / FPS)  # the blink clock alone: fast
+    starts = np.array([s for s, _ in r.blink_log])
+    durs = np.array([d for _, d in r.blink_log])
+    gaps = np.diff(starts)
+    assert len(starts) > 40
+    assert durs.min() >= 0.1 and durs.max() <= 0.2
+    assert gaps.min() >= 2.0 - 1 / FPS and gaps.max() <= 6.0 + 1 / FPS
+    assert 3.0 < gaps.mean() < 5.0
+
+
+def test_blink_closes_the_eyes():
+    r = FaceRenderer(default_avatar(), 512, 512, seed=0)
+    x, y = r.pts[159, :2].astype(int)
+    yb = int(r.pts[145, 1])
+    ref = FaceRenderer(default_avatar(), 512, 512, seed=0)  # same motion, never blinks
+    r._next_blink = 0.5
+    ref._next_blink = 1e9
+    diffs = []
+    for i in range(30):
+        t = 0.5 + i * 0.01
+        f = r.render({}, S.IDLE, t)
+        g = ref.render({}, S.IDLE, t)
+        diffs.append(np.abs(f[y:yb, x - 4:x + 5].astype(int) - g[y:yb, x - 4:x + 5]).mean())
+    assert max(diffs) > 10
+    assert diffs[-1] == 0
+
+
+@pytest.fixture(scope="module")
+def flat_avatar(tmp_path_factory):
+    av = default_avatar()
+    colour = np.array([70, 130, 180], np.uint8)
+    m = (av.person > 127)[..., None]
+    img = np.where(m, av.image, colour)
+    d = tmp_path_factory.mktemp("flat")
+    Image.fromarray(img).save(d / "flat.png")
+    return create_avatar(d / "flat.png", d / "avatar"), colour
+
+
+def test_flat_background_untouched(flat_avatar):
+    av, colour = flat_avatar
+    r = FaceRenderer(av, 512, 512, seed=5)
+    base = r.base.astype(np.int16)
+    person = np.abs(base - colour.astype(np.int16)).max(-1) > 6
+    near = person.copy()
+    for _ in range(12):
+        near = near | np.roll(near, 1, 0) | np.roll(near, -1, 0) | np.roll(near, 1, 1) | np.roll(near, -1, 1)
+    far = ~near
+    assert far.mean() > 0.3
+    # no scenery: far background is the flat colour
+    assert np.abs(base[far] - colour).max() <= 2
+    worst = 0
+    states = [S.SPEAKING, S.LISTENING, S.IDLE, S.THINKING]
+    for i in range(1000):
+        t = i / FPS
+        st = states[(i // 60) % 4]
+        m = {"jaw_open": 0.5 + 0.5 * math.sin(7 * t), "lips_closed": float(i % 9 == 0), "lip_round": 0.5 + 0.5 * math.sin(2 * t)}
+        f = r.render(m, st, t, 0.5 + 0.5 * math.sin(3 * t))
+        if i % 5 == 0:
+            worst = max(worst, int(np.abs(f[far].astype(np.int16) - base[far]).max()))
+    assert worst <= 2
+
+
+def test_no_pops_across_states_and_interruptions():
+    r = FaceRenderer(default_avatar(), 512, 512, seed=2)
+    x0, y0, x1, y1 = r.roi
+    prev = None
+    diffs = []
+    seq = [S.IDLE, S.LISTENING, S.THINKING, S.SPEAKING, S.IDLE, S.SPEAKING, S.LISTENING]
+    for i in range(400):
+        t = i / FPS
+        st = seq[(i // 50) % len(seq)]
+        speaking = st == S.SPEAKING
+        m = {"jaw_open": (0.4 + 0.4 * math.sin(9 * t)) if speaking else 0.0}
+        if i == 230:
+            r.reset_motion()  # interruption mid-speech
+        f = r.render(m, st, t, 0.9 if speaking else 0.0)[y0:y1, x0:x1].astype(np.int16)
+        if prev is not None:
+            diffs.append(np.abs(f - prev).mean())
+        prev = f
+    diffs = np.array(diffs)
+    # no frame changes much more than the typical motion (state switches every 50 frames)
+    assert diffs.max() < 6.0, diffs.max()
+    switch = diffs[[49 + 50 * k for k in range(7)]]
+    assert switch.max() < 3 * np.percentile(diffs, 90) + 1
+
+
+def test_speaking_motion_follows_energy():
+    def motion(energy):
+        r = FaceRenderer(default_avatar(), 256, 256, seed=4)
+        ps = []
+        for i in range(200):
+            r.render({}, S.SPEAKING, i / FPS, energy)
+            ps.append(r._p.copy())
+        return np.std(np.array(ps)[:, 3])
+
+    assert motion(1.0) > 1.5 * motion(0.0)
