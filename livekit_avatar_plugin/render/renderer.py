@@ -272,7 +272,9 @@ class FaceRenderer:
         self.m_jaw = (w_jaw * (1 - w_lo_vert)).astype(np.float32)
         self.m_jaw_up = np.zeros_like(self.m_jaw)
         # rounding: corners move inward, lips push out vertically a little
-        self.m_round_dx = (-(mx - mcx) / (mw / 2) * (1 - _smoothstep((np.abs(d) - 0.05 * fw) / (0.18 * fw))) * jx).astype(np.float32)
+        ur = np.clip((mx - mcx) / (mw / 2), -1.0, 1.0)
+        fall_x = 1 - _smoothstep((np.abs((mx - mcx) / (mw / 2)) - 1.0) / 0.7)
+        self.m_round_dx = (-ur * fall_x * (1 - _smoothstep((np.abs(d) - 0.04 * fw) / (0.16 * fw)))).astype(np.float32)
         # fade every mouth field to zero at the box edges (no seams)
         bh, bw = mx.shape
         by = np.arange(bh, dtype=np.float32)[:, None]
@@ -281,7 +283,7 @@ class FaceRenderer:
         self.m_wh = (wh * edge).astype(np.float32)
         self.mouth_width = mw
         self.max_open = 0.24 * fw  # inner lip gap at jaw_open=1
-        self.max_jaw = 0.13 * fw
+        self.max_jaw = 0.10 * fw
         self.rest_gap = float(np.max(rest_gap * inside))
         self.m_u = u.astype(np.float32)
         self.m_rest_half = (rest_gap / 2).astype(np.float32)
@@ -449,13 +451,13 @@ class FaceRenderer:
     def _interior(self, res, sl, sd, alpha, up_disp, lo_disp, open_px) -> None:
         ys, xs = np.nonzero(alpha > 0)
         a = alpha[ys, xs]
-        top = -up_disp[ys, xs]  # the upper inner edge (relative to the line)
+        top = up_disp[ys, xs]  # the upper inner edge (relative to the line; negative = above)
         bot = lo_disp[ys, xs]
         gap = np.maximum(bot - top, 1e-3)
         v = np.clip((sd[ys, xs] - top) / gap, 0, 1)  # 0 at the upper lip, 1 at the lower
         u = np.abs(self.m_u[ys, xs])
         depth_from_top = sd[ys, xs] - top
-        teeth_h = min(0.075 * self.fw, 0.55 * max(open_px, 1.0) + 0.3 * self.rest_gap)
+        teeth_h = min(0.045 * self.fw, 0.3 * max(open_px, 1.0) + 0.15 * self.rest_gap)
         c = np.broadcast_to(self.c_cavity, (len(ys), 3)).copy()
         # tongue in the lower part for wider openings
         tw = np.clip((v - 0.55) / 0.3, 0, 1) * np.clip(open_px / (0.12 * self.fw), 0, 1)
