@@ -308,7 +308,7 @@ def create_avatar(photo_path: str | os.PathLike, out_dir: str | os.PathLike, pro
     if fw < MIN_FACE_PX * 0.8:
         raise FaceTooSmallError(f"the face in {photo_path} is {fw:.0f} px wide; at least {MIN_FACE_PX} px is needed")
     _progress(progress, "framing", 0.5)
-    image, work_pts = _frame_work_image(img, pts, fw)
+    image, work_pts, photo_box = _frame_work_image(img, pts, fw)
     _progress(progress, "masks", 0.6)
     wfw = WORK_FACE_WIDTH
     person = _person_mask(image, work_pts, wfw)
@@ -320,7 +320,7 @@ def create_avatar(photo_path: str | os.PathLike, out_dir: str | os.PathLike, pro
     _progress(progress, "writing package", 0.9)
     arrays = {"image.png": image, "background.png": background, "person.png": person, "face.png": face,
               "mouth.png": mouth, "landmarks.npy": work_pts.astype(np.float32)}
-    _write_package(out_dir, arrays, source=Path(photo_path).name, face_px=fw)
+    _write_package(out_dir, arrays, source=Path(photo_path).name, face_px=round(fw, 2), photo_box=photo_box)
     _progress(progress, "done", 1.0)
     log.info("avatar created in %.2f s", time.perf_counter() - t0)
     return load_avatar(out_dir)
@@ -368,7 +368,8 @@ def _frame_work_image(img: np.ndarray, pts: np.ndarray, fw: float) -> tuple[np.n
     wp[:, 0] = (pts[:, 0] - x0) * s
     wp[:, 1] = (pts[:, 1] - y0) * s
     wp[:, 2] = pts[:, 2] * s
-    return np.ascontiguousarray(out), wp
+    box = [max(0.0, -x0 * s), max(0.0, -y0 * s), min(float(ow), (w - x0) * s), min(float(oh), (h - y0) * s)]
+    return np.ascontiguousarray(out), wp, [round(v, 2) for v in box]
 
 
 def _sha(data: bytes) -> str:
@@ -483,6 +484,10 @@ def load_avatar(path: str | os.PathLike) -> Avatar:
         raise AvatarPackageError("landmarks.npy must be a finite (478, 3) float32 array")
     if lm[:, 0].min() < 0 or lm[:, 1].min() < 0 or lm[:, 0].max() > hw[1] or lm[:, 1].max() > hw[0]:
         raise AvatarPackageError("landmarks lie outside the image")
+    pb = manifest.get("photo_box")
+    if pb is not None and (not isinstance(pb, list) or len(pb) != 4
+                           or not all(isinstance(v, (int, float)) and 0 <= v <= max(hw) for v in pb)):
+        raise AvatarPackageError("photo_box must be 4 numbers inside the image")
     return Avatar(root, img, arrays["background.png"], arrays["person.png"], arrays["face.png"],
                   arrays["mouth.png"], lm, manifest)
 

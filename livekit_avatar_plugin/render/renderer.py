@@ -88,13 +88,19 @@ class FaceRenderer:
         self.fw = fw
         ty = 0.40 * H if W >= H * 0.9 else 0.34 * H
         tx = W / 2
-        # never show beyond the package image: shrink/shift if needed
+        # stay inside the real photo where possible (zoom in up to 1.5x rather than show
+        # the filled extension), and never beyond the package image
         ih, iw = av.image.shape[:2]
+        bx0, by0, bx1, by1 = av.manifest.get("photo_box") or [0, 0, iw, ih]
+        s = min(max(s, W / max(bx1 - bx0, 1), H / max(by1 - by0, 1)), 1.5 * s)
         s = max(s, W / iw, H / ih)
         self.scale = s
         self.fw = fw = fw0 * s
         ox = tx - cx0 * s
         oy = ty - cy0 * s
+        # prefer the photo box, then the whole image
+        ox = min(-bx0 * s, max(ox, W - bx1 * s)) if (bx1 - bx0) * s >= W else ox
+        oy = min(-by0 * s, max(oy, H - by1 * s)) if (by1 - by0) * s >= H else oy
         ox = min(0.0, max(ox, W - iw * s))
         oy = min(0.0, max(oy, H - ih * s))
         self.ox, self.oy = ox, oy
@@ -161,6 +167,7 @@ class FaceRenderer:
             (zeros, blink_dy),  # blink 0..1
             (zeros, brow_dy),  # brow raise (px)
         ]
+        self._setup_eyes(xs, ys)
         self.n_basis = len(bases)
         B = np.stack([np.stack([bx.ravel(), by.ravel()]) for bx, by in bases])  # K, 2, N
         self.B = np.ascontiguousarray(B.reshape(len(bases), -1).T.astype(np.float32))  # (2N, K)
@@ -201,6 +208,45 @@ class FaceRenderer:
             brow += -(1 - _smoothstep(r - 0.2)) * (1 - _smoothstep((ys - top) / 2.0) * 0.0)
         brow = brow * np.where(ys < 0, 1, 1)
         return blink.astype(np.float32), (brow * self.w_face_pre(xs, ys)).astype(np.float32)
+
+    def _setup_eyes(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        """Per-eye boxes for the lid: the upper lid slides down over the eye (occluding it)
+        while the skin above compresses; computed per frame because it is not linear in
+        the blink amount."""
+        P = self.pts
+        fw = self.fw
+        x0, y0, x1, y1 = self.roi
+        self.eyes = []
+        for upper, lower in ((L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER), (L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER)):
+            up = P[list(upper), :2]
+            lo = P[list(lower), :2]
+            ex0, ex1 = up[:, 0].min(), up[:, 0].max()
+            ew = ex1 - ex0
+            lid = 0.10 * fw
+            bx0 = int(max(x0, math.floor(ex0 - 0.25 * ew)))
+            bx1 = int(min(x1, math.ceil(ex1 + 0.25 * ew)))
+            by0 = int(max(y0, math.floor(up[:, 1].min() - lid - 2)))
+            by1 = int(min(y1, math.ceil(lo[:, 1].max() + 3)))
+            sl = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
+            ex = xs[sl]
+            ey = ys[sl]
+            xc = np.clip(ex, ex0, ex1)
+            top = _interp_curve(up, xc)
+            bot = np.maximum(_interp_curve(lo, xc), top + 0.5)
+            taper = 1 - _smoothstep((np.abs(ex - (ex0 + ex1) / 2) - ew / 2) / (0.2 * ew))
+            travel = (bot - top) * taper
+            edge = _smoothstep(np.minimum.reduce([ex - bx0, bx1 - 1 - ex, ey - by0, by1 - 1 - ey]) / 3.0)
+            self.eyes.append((sl, (ey - top).astype(np.float32), travel.astype(np.float32), float(lid),
+                              (self.w_head[sl] * edge).astype(np.float32)))
+
+    def _lids(self, dy: np.ndarray, blink: float) -> None:
+        if blink <= 1e-4:
+            return
+        for sl, rel, travel, lid, wgt in self.eyes:
+            r = rel - dy[sl]  # position relative to the (moved) upper lid
+            bt = blink * travel
+            inside = (r >= -lid) & (r < bt)
+            dy[sl] += np.where(inside, (r + lid) * bt / (lid + bt + 1e-6), 0.0) * wgt
 
     def w_face_pre(self, xs, ys):
         return np.clip(self.w_head_lookup(xs, ys), 0, 1) if hasattr(self, "w_head") else 1.0
@@ -387,13 +433,14 @@ class FaceRenderer:
 
     def _draw(self, mouth: np.ndarray, blink: float) -> np.ndarray:
         p = self._p
-        coef = np.array([p[0], p[1], p[2], p[3], p[4], blink, p[6]], np.float32)
+        coef = np.array([p[0], p[1], p[2], p[3], p[4], 0.0, p[6]], np.float32)
         h, w = self.roi_shape
         x0, y0, x1, y1 = self.roi
         N = h * w
         disp = self.B @ coef  # (2N,)
         dx = disp[:N].reshape(h, w)
         dy = disp[N:].reshape(h, w)
+        self._lids(dy, blink)
         # ---- lower face: jaw/lips with the split at the (moving) lip line
         jaw, closed, rnd = (float(v) for v in mouth)
         sl = self.m_sl
