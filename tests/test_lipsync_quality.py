@@ -53,20 +53,7 @@ def test_lag(results):
     assert abs(results["clean"]["lag_ms"]) <= 20
 
 
-@pytest.mark.parametrize(
-    "cond",
-    (
-        pytest.param(
-            "snr20",
-            marks=pytest.mark.xfail(
-                reason="known shortfall (docs/lipsync.md): on this dozen, bilabial recall drops "
-                "0.90 -> 0.81 at 20 dB white-noise SNR (10.7% > 10%); the 40-utterance eval shows 0%",
-                strict=False,
-            ),
-        ),
-        "8khz",
-    ),
-)
+@pytest.mark.parametrize("cond", ("snr20", "8khz"))
 def test_robustness(results, cond):
     deg = M.degradation(results["clean"], results[cond])
     assert all(v <= 0.10 for v in deg.values()), deg

@@ -96,7 +96,7 @@ def _mel_centres() -> np.ndarray:
     return (fb * freqs[:, None]).sum(0) / fb.sum(0)
 
 
-def spec_augment(x: torch.Tensor, mean: torch.Tensor, rng: np.random.Generator, warp: bool = False) -> torch.Tensor:
+def spec_augment(x: torch.Tensor, mean: torch.Tensor, rng: np.random.Generator, warp: bool = False, noise: bool = False) -> torch.Tensor:
     """Channel / EQ variation the synthetic voices lack: a random spectral tilt and
     bump on non-silent frames, and one masked band of mel bins (set to the mean)."""
     B, nm, T = x.shape
@@ -107,6 +107,17 @@ def spec_augment(x: torch.Tensor, mean: torch.Tensor, rng: np.random.Generator, 
     eq = tilt[:, None] * bins[None, :] + amp[:, None] * torch.exp(-((bins[None, :] - ctr[:, None]) ** 2) / 0.05)
     voiced = x > (float(np.log10(F.LOG_FLOOR)) + 0.3)
     x = torch.where(voiced, torch.clamp(x + eq[:, :, None], min=float(np.log10(F.LOG_FLOOR))), x)
+    if noise:
+        # additive stationary noise in the power domain: 10^x + N, at 8-35 dB below the
+        # crop's loudest frames, white-ish with a random tilt (pink/brown-like)
+        ref = x.mean(dim=1).amax(dim=1)  # [B] log10 power of the loudest frame
+        snr = torch.from_numpy(rng.uniform(8, 35, B).astype(np.float32))
+        slope = torch.from_numpy(rng.uniform(-1.5, 0.3, B).astype(np.float32))
+        on = torch.from_numpy((rng.random(B) < 0.5).astype(np.float32))
+        lvl = ref - snr / 10.0
+        nb = lvl[:, None] + slope[:, None] * (bins[None, :] + 1) / 2 - slope[:, None] * 0.5
+        noisy = torch.log10(10.0 ** x + 10.0 ** nb[:, :, None])
+        x = torch.where(on[:, None, None] > 0, noisy, x)
     if warp:
         # vocal-tract length warp in the mel domain: read band m at frequency f_m / alpha
         centres = torch.from_numpy(_mel_centres())
@@ -167,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mel-warp", action="store_true", help="also warp the mel axis (vocal-tract length) on the fly")
+    ap.add_argument("--mel-noise", action="store_true", help="also add stationary noise in the mel power domain on the fly")
     ap.add_argument("--no-specaug", dest="specaug", action="store_false", help="no tilt/EQ/band-mask augmentation")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -208,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             idx = st[:, None] + np.arange(L_in)[None, :]
             x = torch.from_numpy(S[idx].astype(np.float32)).permute(0, 2, 1)
             if args.specaug:
-                x = spec_augment(x, net.mean, rng, warp=args.mel_warp)
+                x = spec_augment(x, net.mean, rng, warp=args.mel_warp, noise=args.mel_noise)
             oidx = st[:, None] + (rf - 1) + np.arange(W)[None, :]
             y = torch.from_numpy(Y[oidx].astype(np.float32)).permute(0, 2, 1)
             m = torch.from_numpy(Mk[oidx].astype(np.float32))
