@@ -177,6 +177,20 @@ class FaceRenderer:
         # packed, padded texture of the base frame (rows of the ROI + 1 px guard)
         self.tex = _pack(self.base).ravel()
         self._setup_mouth_fields(xs, ys)
+        # active pixels: only these can move (head weight > 0, mouth and eye boxes)
+        active = wh > 0
+        for sl_e, *_ in self.eyes:
+            active[sl_e] = True
+        active[self.m_sl] = True
+        act = np.flatnonzero(active.ravel())
+        N = h * w
+        self.act = act
+        self.B_act = np.ascontiguousarray(np.concatenate([self.B[act], self.B[N + act]]))
+        self.gx_act = self.grid_x[act].copy()
+        self.gy_act = self.grid_y[act].copy()
+        self._res = _pack(self.base[y0:y1, x0:x1]).ravel().copy()
+        self._dxy = np.zeros((2, h, w), np.float32)
+        self.B = None  # only the active rows are kept
 
     def _eye_fields(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         P = self.pts
@@ -437,9 +451,13 @@ class FaceRenderer:
         h, w = self.roi_shape
         x0, y0, x1, y1 = self.roi
         N = h * w
-        disp = self.B @ coef  # (2N,)
-        dx = disp[:N].reshape(h, w)
-        dy = disp[N:].reshape(h, w)
+        act = self.act
+        na = len(act)
+        disp = self.B_act @ coef  # (2 * active,)
+        dxy = self._dxy
+        dx, dy = dxy[0], dxy[1]
+        dx.ravel()[act] = disp[:na]
+        dy.ravel()[act] = disp[na:]
         self._lids(dy, blink)
         # ---- lower face: jaw/lips with the split at the (moving) lip line
         jaw, closed, rnd = (float(v) for v in mouth)
@@ -464,8 +482,8 @@ class FaceRenderer:
             vis = (self.m_inside > 0.9) & (np.abs(src_sd) < self.m_rest_half - 0.75) & (alpha == 0)
             self.debug["teeth_px"] = float(vis.sum())
         # ---- packed bilinear gather from the base frame
-        sx = self.grid_x - dx.ravel()
-        sy = self.grid_y - dy.ravel()
+        sx = self.gx_act - dx.ravel()[act]
+        sy = self.gy_act - dy.ravel()[act]
         np.clip(sx, 0, self.width - 1.001, out=sx)
         np.clip(sy, 0, self.height - 1.001, out=sy)
         ix = sx.astype(np.int32)
@@ -482,7 +500,8 @@ class FaceRenderer:
         gx = 16 - fx
         top = p00 * gx + p01 * fx
         bot = p10 * gx + p11 * fx
-        res = ((top * (16 - fy) + bot * fy + _HALF) >> 8) & _M8
+        res = self._res
+        res[act] = ((top * (16 - fy) + bot * fy + _HALF) >> 8) & _M8
         res = res.reshape(h, w)
         # ---- mouth interior where the lips parted
         if alpha.max() > 0:
