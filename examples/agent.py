@@ -3,7 +3,7 @@
     python examples/agent.py dev        # needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET
 
 With OPENAI_API_KEY set it talks through OpenAI's realtime model; without it, a keyless
-local assistant (espeak-ng voice) greets and repeats what you type in the room's chat.
+local assistant (piper or espeak-ng voice) greets and repeats what you type in the room's chat.
 AVATAR=/path/to/package (made by `livekit-avatar create photo.jpg -o ...`) picks a face.
 AVATAR_MODE=in_process publishes the face from the agent's own participant instead.
 """
@@ -45,11 +45,11 @@ async def entrypoint(ctx: JobContext) -> None:
         )
         instructions = "You are a friendly, concise assistant with a face."
     else:
-        from _keyless import EchoAssistant, EspeakTTS
+        from livekit_avatar_plugin.keyless import EchoAssistant, LocalTTS
 
         session = AgentSession(
             llm=EchoAssistant(),
-            tts=EspeakTTS(),
+            tts=LocalTTS(),
             turn_handling={"interruption": {"resume_false_interruption": False}},
         )
         instructions = "Repeat what the user types."

@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from livekit.agents import llm, tts
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+
+from livekit_avatar_plugin.keyless import SingleReplyLLM
 
 SAMPLE_RATE = 24000
 VIDEO_FPS = 25.0
@@ -62,39 +63,18 @@ def signal_for(text: str) -> np.ndarray:
     return click_track(seconds)
 
 
-class ScriptedLLM(llm.LLM):
+class ScriptedLLM(SingleReplyLLM):
+    """Answers turn n with line n of the script (the last line repeats)."""
+
     def __init__(self, replies: list[str]) -> None:
         super().__init__()
         self._replies = list(replies)
         self.calls = 0
 
-    def chat(
-        self,
-        *,
-        chat_ctx: llm.ChatContext,
-        tools: list[Any] | None = None,
-        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
-        parallel_tool_calls: Any = NOT_GIVEN,
-        tool_choice: Any = NOT_GIVEN,
-        extra_kwargs: Any = NOT_GIVEN,
-    ) -> llm.LLMStream:
+    def reply_for(self, chat_ctx: llm.ChatContext) -> str:
         reply = self._replies[min(self.calls, len(self._replies) - 1)]
         self.calls += 1
-        return _ScriptedStream(
-            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, reply=reply
-        )
-
-
-class _ScriptedStream(llm.LLMStream):
-    def __init__(self, llm_: ScriptedLLM, *, reply: str, **kwargs: Any) -> None:
-        super().__init__(llm_, **kwargs)
-        self._reply = reply
-
-    async def _run(self) -> None:
-        request_id = uuid.uuid4().hex
-        self._event_ch.send_nowait(
-            llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=self._reply))
-        )
+        return reply
 
 
 @dataclass
