@@ -28,7 +28,17 @@ def setup(proc: JobProcess) -> None:
     prewarm(AVATAR)
 
 
-server = AgentServer(setup_fnc=setup)
+# How many avatar sessions one worker process renders; dispatch stops beyond it.
+MAX_SESSIONS = int(os.environ.get("AVATAR_MAX_SESSIONS", "4"))
+
+
+def load(server: AgentServer) -> float:
+    # The default load is the machine's CPU, which a rendering avatar keeps busy by
+    # design: report used capacity instead, so LiveKit dispatches up to MAX_SESSIONS.
+    return min(1.0, len(server.active_jobs) / MAX_SESSIONS)
+
+
+server = AgentServer(setup_fnc=setup, load_fnc=load)
 
 
 @server.rtc_session()
