@@ -106,9 +106,10 @@ def flat_avatar(tmp_path_factory):
     return create_avatar(d / "flat.png", d / "avatar"), colour
 
 
-def test_flat_background_untouched(flat_avatar):
+@pytest.mark.parametrize("size,frames", [((512, 512), 1000), ((1280, 720), 300)])
+def test_flat_background_untouched(flat_avatar, size, frames):
     av, colour = flat_avatar
-    r = FaceRenderer(av, 512, 512, seed=5)
+    r = FaceRenderer(av, *size, seed=5)
     base = r.base.astype(np.int16)
     person = np.abs(base - colour.astype(np.int16)).max(-1) > 6
     near = person.copy()
@@ -120,7 +121,7 @@ def test_flat_background_untouched(flat_avatar):
     assert np.abs(base[far] - colour).max() <= 2
     worst = 0
     states = [S.SPEAKING, S.LISTENING, S.IDLE, S.THINKING]
-    for i in range(1000):
+    for i in range(frames):
         t = i / FPS
         st = states[(i // 60) % 4]
         m = {"jaw_open": 0.5 + 0.5 * math.sin(7 * t), "lips_closed": float(i % 9 == 0), "lip_round": 0.5 + 0.5 * math.sin(2 * t)}

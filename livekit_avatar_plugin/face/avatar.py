@@ -263,13 +263,42 @@ def _person_mask(img: np.ndarray, pts: np.ndarray, fw: float) -> np.ndarray:
     torso = (yy > chin - 0.1 * fw) & (np.abs(xx - cx) < torso_half)
     face = _polygon_mask((w, h), pts[list(L.FACE_OVAL), :2]) > 127
     person = (fg & (head | torso)) | face
+    if float(np.percentile(spread, 98)) > 10.0:
+        # busy background: the colour test leaves holes in hair that resembles it; close
+        # them inside the head region only (on a flat background the mask is exact and a
+        # closing would only claim concave background)
+        pm = Image.fromarray((person * 255).astype(np.uint8)).resize((max(1, w // 4), max(1, h // 4)), Image.BILINEAR)
+        r = max(3, int(fw * 0.05)) | 1
+        pm = pm.filter(ImageFilter.MaxFilter(r)).filter(ImageFilter.MinFilter(r)).resize((w, h), Image.BILINEAR)
+        person = person | ((np.asarray(pm) > 127) & head)
+        # and the hair cannot be told from such a background reliably: take the whole head
+        # ellipse (a little scenery next to the hair may then move with the head)
+        person = person | head
     # close small holes
-    # close holes (hair similar to the background) on a 4x smaller mask
-    pm = Image.fromarray((person * 255).astype(np.uint8)).resize((max(1, w // 4), max(1, h // 4)), Image.BILINEAR)
-    r = max(3, int(fw * 0.05)) | 1
-    pm = pm.filter(ImageFilter.MaxFilter(r)).filter(ImageFilter.MinFilter(r))
-    pm = pm.resize((w, h), Image.BILINEAR)
-    return np.where((np.asarray(pm) > 127) | face, 255, 0).astype(np.uint8)
+    # fill holes (hair similar to the background): background regions not connected to
+    # the image border become person. No morphological closing, which would also claim
+    # concave background (e.g. beside the neck) and let it move.
+    sw, sh = max(1, w // 4), max(1, h // 4)
+    small = np.asarray(Image.fromarray((person * 255).astype(np.uint8)).resize((sw, sh), Image.BILINEAR)) > 127
+    bg = ~small
+    reach = np.zeros_like(bg)
+    reach[0, :] = bg[0, :]
+    reach[:, 0] = bg[:, 0]
+    reach[:, -1] = bg[:, -1]
+    reach[-1, :] = bg[-1, :]
+    for _ in range(4 * (sw + sh)):
+        grown = reach.copy()
+        grown[1:] |= reach[:-1]
+        grown[:-1] |= reach[1:]
+        grown[:, 1:] |= reach[:, :-1]
+        grown[:, :-1] |= reach[:, 1:]
+        grown &= bg
+        if np.array_equal(grown, reach):
+            break
+        reach = grown
+    holes = bg & ~reach
+    holes_full = np.asarray(Image.fromarray((holes * 255).astype(np.uint8)).resize((w, h), Image.NEAREST)) > 127
+    return np.where(person | holes_full, 255, 0).astype(np.uint8)
 
 
 def _progress(cb: Progress | None, stage: str, frac: float) -> None:

@@ -384,7 +384,7 @@ class FaceRenderer:
         # idle sway + breathing (always present, small)
         tgt[0] = k * (1.2 * math.sin(0.31 * t + ph[0]) + 0.6 * math.sin(0.73 * t + ph[1]))
         tgt[1] = k * (0.8 * math.sin(2 * math.pi * t / 4.2 + ph[2]))  # breathing
-        tgt[2] = 0.012 * math.sin(0.23 * t + ph[3]) + 0.006 * math.sin(0.61 * t + ph[4])
+        tgt[2] = 0.007 * math.sin(0.23 * t + ph[3]) + 0.004 * math.sin(0.61 * t + ph[4])
         tgt[3] = k * 0.6 * math.sin(0.41 * t + ph[5])
         tgt[4] = k * 1.0 * math.sin(0.27 * t + ph[6])
         if state == ConversationState.LISTENING:
@@ -400,7 +400,7 @@ class FaceRenderer:
             bd = t - self._brow_start
             if bd < 1.2:
                 tgt[6] = k * 2.5 * math.sin(math.pi * bd / 1.2)
-            tgt[2] += 0.02  # slight attentive tilt
+            tgt[2] += 0.012  # slight attentive tilt
         elif state == ConversationState.THINKING:
             tgt[4] += k * 2.0
             tgt[3] -= k * 1.0
@@ -408,7 +408,7 @@ class FaceRenderer:
         elif state == ConversationState.SPEAKING:
             e = self._energy
             tgt[3] += k * 4.0 * e * math.sin(2 * math.pi * 1.6 * t + ph[7])
-            tgt[2] += 0.025 * e * math.sin(2 * math.pi * 0.5 * t + ph[2])
+            tgt[2] += 0.015 * e * math.sin(2 * math.pi * 0.5 * t + ph[2])
             tgt[0] += k * 1.5 * e * math.sin(2 * math.pi * 0.35 * t + ph[3])
             tgt[6] = k * 2.0 * max(0.0, e - 0.4)
         return tgt
