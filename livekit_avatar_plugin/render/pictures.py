@@ -76,7 +76,8 @@ def speaking_gif(out: Path, text: str) -> None:
         else:
             f = r.render({}, S.LISTENING if i < lead else S.IDLE, t)
         frames.append(Image.fromarray(f[box]))
-    pal = frames[len(frames) // 2].quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+    mosaic = Image.fromarray(np.concatenate([np.asarray(f) for f in frames[:: max(1, len(frames) // 8)]], 1))
+    pal = mosaic.quantize(colors=256, method=Image.Quantize.MAXCOVERAGE)
     q = [fr.quantize(palette=pal, dither=Image.Dither.NONE) for fr in frames]
     q[0].save(out, save_all=True, append_images=q[1:], duration=int(1000 / fps), loop=0, optimize=True)
 
