@@ -44,13 +44,23 @@ def _make_bad(tmp: Path, kind: str, astro: np.ndarray) -> Path:
         p = tmp / "notes.jpg"
         p.write_text("this is not a photo\n" * 20)
         return p
+    if kind == "wav":
+        import wave
+
+        p = tmp / "speech.wav"
+        with wave.open(str(p), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(bytes(3200))
+        return p
     if kind == "huge":
         return _save(tmp, "huge.png", Image.new("1", (8000, 5100), 0))
     raise AssertionError(kind)
 
 
 CASES = [("noface", A.NoFaceError, 11), ("small", A.FaceTooSmallError, 12), ("corrupt", A.CorruptImageError, 13),
-         ("notimage", A.NotAnImageError, 14), ("huge", A.ImageTooLargeError, 15)]
+         ("notimage", A.NotAnImageError, 14), ("wav", A.NotAnImageError, 14), ("huge", A.ImageTooLargeError, 15)]
 
 
 @pytest.mark.parametrize("kind,exc,code", CASES)

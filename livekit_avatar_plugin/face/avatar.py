@@ -116,7 +116,13 @@ class Avatar:
 
 # ----------------------------------------------------------------------------- reading photos
 
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"\x00\x00\x00\x0cjP")
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")
+
+
+def _looks_like_image(head: bytes) -> bool:
+    if head[:4] == b"RIFF":
+        return head[8:12] == b"WEBP"
+    return any(head.startswith(m) for m in _MAGIC)
 
 
 def read_photo(path: str | os.PathLike) -> np.ndarray:
@@ -126,7 +132,7 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
         head = path.open("rb").read(16)
     except OSError as exc:
         raise NotAnImageError(f"cannot read {path}: {exc}") from exc
-    looks_like_image = any(head.startswith(m) for m in _MAGIC)
+    looks_like_image = _looks_like_image(head)
     Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding
     try:
         im = Image.open(path)
