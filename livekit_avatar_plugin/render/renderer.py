@@ -367,8 +367,8 @@ class FaceRenderer:
                 teeth = np.clip(bright.mean(0) * 1.0, 0, 255)
         tint = skin / max(skin.mean(), 1)
         self.c_teeth = np.clip(teeth, 0, 255).astype(np.float32)
-        self.c_cavity = np.clip(np.array([70, 22, 24], np.float32) * lum * (0.7 + 0.3 * tint), 0, 255)
-        self.c_tongue = np.clip(np.array([170, 80, 82], np.float32) * lum * (0.8 + 0.2 * tint), 0, 255)
+        self.c_cavity = np.clip(np.array([52, 14, 17], np.float32) * lum * (0.7 + 0.3 * tint), 0, 255)
+        self.c_tongue = np.clip(np.array([178, 86, 88], np.float32) * lum * (0.8 + 0.2 * tint), 0, 255)
 
     # ------------------------------------------------------------------ motion
     def reset_motion(self) -> None:
@@ -526,7 +526,8 @@ class FaceRenderer:
         teeth_h = min(0.045 * self.fw, 0.3 * max(open_px, 1.0) + 0.15 * self.rest_gap)
         c = np.broadcast_to(self.c_cavity, (len(ys), 3)).copy()
         # tongue in the lower part for wider openings
-        tw = np.clip((v - 0.55) / 0.3, 0, 1) * np.clip(open_px / (0.12 * self.fw), 0, 1)
+        tw = np.clip((v - 0.45) / 0.35, 0, 1) ** 0.8 * np.clip(open_px / (0.10 * self.fw), 0, 1)
+        tw *= np.clip((0.85 - u) / 0.3, 0, 1)  # the tongue is narrower than the mouth
         c += (self.c_tongue - self.c_cavity) * tw[:, None]
         # upper teeth just under the upper lip, with faint gaps between teeth
         tooth = np.clip((teeth_h - depth_from_top) / 1.2, 0, 1) * np.clip((1.0 - u) / 0.2, 0, 1)
