@@ -17,12 +17,19 @@ from .fakes import ScriptedLLM, SignalTTS
 from .pattern_pipeline import TestPatternPipeline
 
 
-async def agent_with_avatar(info, room_name: str, *, replies=("clicks 1",), **avatar_options):
+async def agent_with_avatar(
+    info, room_name: str, *, replies=("clicks 1",), tts=None, **avatar_options
+):
+    """An agent (scripted LLM, ``tts`` or the signal TTS) whose avatar has started.
+
+    The avatar uses the test-pattern face unless ``face_pipeline`` is given; pass
+    ``face_pipeline=None`` for the shipped face.
+    """
     agent_room = rtc.Room()
     await agent_room.connect(
         info.url, make_token(info, room_name, f"agent-{uuid.uuid4().hex[:6]}", agent=True)
     )
-    session = AgentSession(llm=ScriptedLLM(list(replies)), tts=SignalTTS())
+    session = AgentSession(llm=ScriptedLLM(list(replies)), tts=tts or SignalTTS())
     avatar_options.setdefault("face_pipeline", TestPatternPipeline())
     avatar_options.setdefault("livekit_url", info.url)
     avatar_options.setdefault("api_key", info.api_key)

@@ -10,15 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from livekit import rtc
-from livekit.agents import Agent, AgentSession
-from livekit.agents.voice import room_io
-
-from livekit_avatar_plugin import AvatarSession, ConversationState, VideoOptions
+from livekit_avatar_plugin import ConversationState, VideoOptions
 from livekit_avatar_plugin.keyless import LocalTTS
 from livekit_avatar_plugin.pipeline import load_pipeline
 
 from .av_harness import make_token
-from .fakes import ScriptedLLM
+from .rooms import agent_with_avatar
 
 pytestmark = pytest.mark.livekit_server
 
@@ -38,15 +35,11 @@ def mouth_box(size: int = 512) -> tuple[slice, slice]:
 async def test_default_avatar_moves_its_mouth_with_speech_and_rests_after(livekit_server):
     box = mouth_box()
     room = f"face-{uuid.uuid4().hex[:8]}"
-    agent_room = rtc.Room()
-    await agent_room.connect(
-        livekit_server.url, make_token(livekit_server, room, "agent-face", agent=True)
-    )
-    session = AgentSession(llm=ScriptedLLM(["unused"]), tts=LocalTTS())
-    avatar = AvatarSession(
-        livekit_url=livekit_server.url,
-        api_key=livekit_server.api_key,
-        api_secret=livekit_server.api_secret,
+    agent_room, session, avatar = await agent_with_avatar(
+        livekit_server,
+        room,
+        tts=LocalTTS(),
+        face_pipeline=None,  # the shipped lip-sync model and renderer
         video=VideoOptions(quality="auto", width=512, height=512),
     )
     viewer = rtc.Room()
@@ -72,14 +65,6 @@ async def test_default_avatar_moves_its_mouth_with_speech_and_rests_after(liveki
 
     viewer.on("track_subscribed", on_track)
     try:
-        await avatar.start(session, room=agent_room)
-        await session.start(
-            Agent(instructions="test"),
-            room=agent_room,
-            room_options=room_io.RoomOptions(
-                audio_input=False, text_input=False, close_on_disconnect=False
-            ),
-        )
         await viewer.connect(livekit_server.url, make_token(livekit_server, room, "viewer-face"))
         deadline = time.monotonic() + 20
         while len(mouth) < 25 and time.monotonic() < deadline:
