@@ -95,7 +95,11 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", default="participant,in_process")
     parser.add_argument("--video-delay-ms", default="0,75", help="comma list to compare")
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/av_sync_timeline.png")
+    parser.add_argument(
+        "--plot",
+        default=str(ROOT / "docs/img/av_sync_timeline.png"),
+        help="where to write the timeline picture; empty for none",
+    )
     args = parser.parse_args()
     lines: list[str] = []
     plotted = False
@@ -108,7 +112,7 @@ async def main() -> None:
                     results.append(await run_av_scenario(info, mode=mode, video_delay_ms=delay))
                 lines += summarise(mode, delay, results)
                 if not plotted and args.plot:
-                    plot_timeline(results[-1], args.plot)
+                    plot_timeline(results[-1], Path(args.plot))
                     plotted = True
     print("\n".join(lines))
 

@@ -272,7 +272,12 @@ class AvatarVideoGenerator(VideoGenerator):
             yield self._audio_frame(self._silence)
 
     async def _drain_inbox(self, loop: asyncio.AbstractEventLoop) -> None:
+        # TTS audio arrives much faster than real time. Feed it to the model only until
+        # the next frame can be made, so a long reply landing at once never stalls the
+        # frame clock; one 100 ms chunk per 40 ms frame still keeps input well ahead.
         while self._inbox:
+            if self._segments and self._frame_ready(self._segments[0]):
+                return
             item = self._inbox.popleft()
             epoch = self._epoch
             if isinstance(item, AudioSegmentEnd):
