@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -78,7 +78,6 @@ class GeneratorStats:
     segments: int = 0
     interruptions: int = 0
     render_seconds: float = 0.0
-    first_speech_frame_at: list[float] = field(default_factory=list)
 
 
 class _Segment:
@@ -375,8 +374,6 @@ class AvatarVideoGenerator(VideoGenerator):
             chunk = chunk.copy()  # the segment buffer may grow (reallocate) under us
         mouth = self._mouth_at(segment, (k + 0.5) / self._fps)
         self._last_mouth = mouth
-        if k == 0:
-            self.stats.first_speech_frame_at.append(time.monotonic())
         self.stats.speech_frames += 1
         video = await self._render(loop, mouth, ConversationState.SPEAKING, _energy(chunk))
         return video, self._audio_frame(chunk)

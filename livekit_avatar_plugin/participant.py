@@ -75,8 +75,6 @@ class _AudioClockedPacer:
         # Kept here rather than read from AudioSource.queued_duration, which undercounts
         # after an underrun (it subtracts the idle gap from the new chunk).
         self._play_end = 0.0
-        self.frames_captured = 0
-        self.underruns = 0
 
     def stage_video(self, frame: rtc.VideoFrame) -> None:
         self._frame = frame
@@ -86,10 +84,8 @@ class _AudioClockedPacer:
         await self._audio.capture_frame(chunk)
         now = time.monotonic()
         if self._play_end < now:
-            if self._play_end:
-                self.underruns += 1
-                if self.metrics is not None:
-                    self.metrics.underrun()
+            if self._play_end and self.metrics is not None:
+                self.metrics.underrun()
             self._play_end = now
         starts_in = self._play_end - now
         self._play_end += chunk.duration
@@ -116,7 +112,6 @@ class _AudioClockedPacer:
         if self._pending:
             self._pending.popleft()
         self._video.capture_frame(frame)
-        self.frames_captured += 1
         if self.metrics is not None:
             self.metrics.frame(late=time.monotonic() - due > self._late_after_s)
         if self._on_published is not None:
@@ -194,7 +189,6 @@ class AvatarPublisher:
         self._closed = False
         self.audio_publication: rtc.LocalTrackPublication | None = None
         self.video_publication: rtc.LocalTrackPublication | None = None
-        self.first_frame_at: float | None = None
 
     @property
     def generator(self) -> AvatarVideoGenerator:
@@ -232,9 +226,6 @@ class AvatarPublisher:
         else:
             why = f"{task.get_name()} ended"
         self._on_died(why)
-
-    async def wait_published(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._published.wait(), timeout)
 
     async def _publish_tracks(self) -> None:
         audio_track = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK_NAME, self._audio_source)
@@ -287,8 +278,6 @@ class AvatarPublisher:
                     # Publish on the first frame: the track is live the moment it exists.
                     await self._publish_tracks()
                 self._pacer.stage_video(item)
-                if self.first_frame_at is None:
-                    self.first_frame_at = time.monotonic()
                 continue
             # Audio: speech slices count toward the playback position; silence fills gaps.
             epoch = self._generator.epoch

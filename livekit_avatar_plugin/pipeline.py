@@ -11,18 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .generator import FrameRenderer, MouthMotion
 
-if TYPE_CHECKING:
-    from .face.avatar import Avatar
-
 logger = logging.getLogger("livekit_avatar_plugin.pipeline")
-
-AvatarSource = "str | Path | Avatar"
 
 
 @runtime_checkable

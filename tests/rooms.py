@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 
+import numpy as np
 from livekit import rtc
 from livekit.agents import Agent, AgentSession
 from livekit.agents.voice import room_io
@@ -81,7 +82,7 @@ class AudioWatcher(Watcher):
 
     def __init__(self) -> None:
         super().__init__()
-        self.audio: dict[str, list[tuple[float, "np.ndarray"]]] = {}
+        self.audio: dict[str, list[tuple[float, np.ndarray]]] = {}
         self.audio_track_at: dict[str, float] = {}
         self._readers: list[asyncio.Task] = []
         self.room.on("track_subscribed", self._subscribed)
@@ -93,16 +94,12 @@ class AudioWatcher(Watcher):
         frames = self.audio.setdefault(participant.identity, [])
 
         async def read() -> None:
-            import numpy as np
-
             async for ev in rtc.AudioStream(track, sample_rate=24000, num_channels=1):
                 frames.append((time.monotonic(), np.frombuffer(ev.frame.data, np.int16).copy()))
 
         self._readers.append(asyncio.ensure_future(read()))
 
     def click_onsets(self, identity: str) -> list[float]:
-        import numpy as np
-
         onsets, last = [], -1.0
         for arrival, pcm in self.audio.get(identity, []):
             for idx in np.flatnonzero(np.abs(pcm.astype(np.int32)) > 0.25 * 32768):

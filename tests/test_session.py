@@ -9,8 +9,6 @@ import uuid
 import jwt
 import pytest
 from livekit import rtc
-from livekit.agents import Agent, AgentSession
-from livekit.agents.voice import room_io
 from livekit.rtc.participant import PublishTrackError
 from pydantic import ValidationError
 
