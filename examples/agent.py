@@ -48,20 +48,12 @@ async def entrypoint(ctx: JobContext) -> None:
     if os.environ.get("OPENAI_API_KEY"):
         from livekit.plugins import openai
 
-        session = AgentSession(
-            llm=openai.realtime.RealtimeModel(voice="marin"),
-            # An avatar cannot pause, so a false interruption must not try to resume.
-            turn_handling={"interruption": {"resume_false_interruption": False}},
-        )
+        session = AgentSession(llm=openai.realtime.RealtimeModel(voice="marin"))
         instructions = "You are a friendly, concise assistant with a face."
     else:
         from livekit_avatar_plugin.keyless import EchoAssistant, LocalTTS
 
-        session = AgentSession(
-            llm=EchoAssistant(),
-            tts=LocalTTS(),
-            turn_handling={"interruption": {"resume_false_interruption": False}},
-        )
+        session = AgentSession(llm=EchoAssistant(), tts=LocalTTS())
         instructions = "Repeat what the user types."
 
     avatar = AvatarSession(

@@ -164,6 +164,7 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
         self._agent_room = room
         started_at = time.monotonic()
         await super().start(agent_session, room)
+        _disable_false_interruption_resume(agent_session)
 
         pipeline = self._face_pipeline or await asyncio.to_thread(load_pipeline, self._avatar)
         video = self.options.video
@@ -467,6 +468,20 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
             AvatarClosedEvent(
                 reason=self._close_reason, detail=self._close_detail, duration_s=duration
             ),
+        )
+
+
+def _disable_false_interruption_resume(agent_session: AgentSession) -> None:
+    """An avatar cannot pause, so a "false" interruption can never be resumed.
+
+    LiveKit would ignore the option with a warning on every session; turn it off once,
+    visibly, so the session's behaviour matches its configuration.
+    """
+    interruption = agent_session.options.turn_handling["interruption"]
+    if interruption.get("resume_false_interruption"):
+        interruption["resume_false_interruption"] = False
+        logger.info(
+            "resume_false_interruption turned off: an avatar cannot pause its speech"
         )
 
 

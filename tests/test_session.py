@@ -167,3 +167,15 @@ async def test_the_avatar_token_is_refused_anything_beyond_its_job(livekit_serve
             assert resp.status in (401, 403), await resp.text()
     finally:
         await room.disconnect()
+
+
+@pytest.mark.livekit_server
+async def test_false_interruption_resume_is_turned_off_with_an_avatar(livekit_server):
+    room_name = f"resume-{uuid.uuid4().hex[:8]}"
+    agent_room, session, avatar = await agent_with_avatar(livekit_server, room_name)
+    try:
+        assert session.options.turn_handling["interruption"]["resume_false_interruption"] is False
+    finally:
+        await session.aclose()
+        await avatar.aclose()
+        await agent_room.disconnect()
