@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("livekit_avatar_plugin.session")
 
 PROVIDER = "livekit-avatar-plugin"
+_CONNECTION_POLL_S = 0.1
+# How long the avatar may spend reconnecting before the agent speaks by itself.
+_RECONNECT_GRACE_S = 1.0
 # The avatar publishes camera + microphone and talks to the agent over RPC/byte streams;
 # it never needs room admin, recording or other participants' media.
 _AVATAR_PUBLISH_SOURCES = ["camera", "microphone"]
@@ -115,6 +118,7 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
         self._agent_room: rtc.Room | None = None
         self._closing = False
         self._watchdog: SessionWatchdog | None = None
+        self._connection_watch: asyncio.Task[None] | None = None
         self._metrics: MetricsRecorder | None = None
         self._started_at: float | None = None
         self._close_reason = CloseReason.CLOSED_BY_APP
@@ -240,6 +244,9 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
             raise AvatarSessionError(f"avatar participant could not join {url}: {exc!r}") from exc
         avatar_room.on("participant_disconnected", self._on_avatar_room_participant_left)
         avatar_room.on("disconnected", self._on_avatar_room_disconnected)
+        self._connection_watch = asyncio.create_task(
+            self._watch_connections(room, avatar_room), name="avatar-connection-watch"
+        )
 
         receiver = DataStreamAudioReceiver(avatar_room, sender_identity=agent_identity)
         self._publisher = AvatarPublisher(
@@ -379,6 +386,34 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
             return
         asyncio.ensure_future(self._fail_over("avatar participant disconnected"))
 
+    async def _watch_connections(self, agent_room: rtc.Room, avatar_room: rtc.Room) -> None:
+        """Notice a lost agent or avatar connection within a fraction of a second.
+
+        The rooms' "disconnected" events are not always emitted (a local disconnect, a
+        killed process's socket), and the fallbacks are slow: the server tells the other
+        participants about a departure seconds late, and the receiver's RPC retries took
+        nearly 3 s to give up. A short avatar reconnect is tolerated; a longer one counts
+        as death.
+        """
+        reconnecting_since: float | None = None
+        while not self._closing:
+            await asyncio.sleep(_CONNECTION_POLL_S)
+            if agent_room.connection_state == rtc.ConnectionState.CONN_DISCONNECTED:
+                self._close_soon(CloseReason.AGENT_LEFT, "agent room disconnected")
+                return
+            if self._failed:
+                continue  # the agent already speaks by itself; keep watching the agent
+            state = avatar_room.connection_state
+            if state == rtc.ConnectionState.CONN_DISCONNECTED:
+                await self._fail_over("avatar participant disconnected")
+            elif state == rtc.ConnectionState.CONN_RECONNECTING:
+                now = time.monotonic()
+                reconnecting_since = reconnecting_since or now
+                if now - reconnecting_since >= _RECONNECT_GRACE_S:
+                    await self._fail_over("avatar connection lost (still reconnecting)")
+            else:
+                reconnecting_since = None
+
     def _on_publisher_died(self, why: str) -> None:
         if not self._closing:
             asyncio.ensure_future(self._fail_over(why))
@@ -429,6 +464,8 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
         self._closing = True
         if self._watchdog is not None:
             self._watchdog.stop()
+        if self._connection_watch is not None and self._connection_watch is not asyncio.current_task():
+            self._connection_watch.cancel()
         if self._agent_room is not None:
             self._agent_room.off("disconnected", self._on_agent_room_disconnected)
         if self._agent_session is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -114,3 +115,37 @@ class AudioWatcher(Watcher):
             task.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
         await self.room.disconnect()
+
+
+class AgentRoom:
+    """An agent with its avatar, and a watching user, in a fresh room; see ``agent_room``."""
+
+    def __init__(self, room_name: str, agent_room, session, avatar, watcher) -> None:
+        self.room_name = room_name
+        self.agent_room = agent_room
+        self.session = session
+        self.avatar = avatar
+        self.watcher = watcher
+        self.failed: list = []
+        avatar.on("avatar_failed", self.failed.append)
+
+    @property
+    def agent_id(self) -> str:
+        return self.agent_room.local_participant.identity
+
+
+@contextlib.asynccontextmanager
+async def agent_room(info, prefix: str, *, watcher_cls=AudioWatcher, **avatar_options):
+    """Set up an agent with an avatar and a watcher, and tear all of it down after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    room, session, avatar = await agent_with_avatar(info, name, **avatar_options)
+    watcher = watcher_cls()
+    try:
+        await watcher.room.connect(info.url, make_token(info, name, f"user-{prefix}"))
+        yield AgentRoom(name, room, session, avatar, watcher)
+    finally:
+        await session.aclose()
+        await avatar.aclose()
+        await room.disconnect()
+        closer = getattr(watcher, "aclose", None)
+        await (closer() if closer else watcher.room.disconnect())
