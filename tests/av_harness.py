@@ -240,18 +240,16 @@ def silence_after(capture: Capture, t0: float, *, rms_threshold: float = 1000.0)
     return last_loud_end - t0
 
 
-def first_video_at_or_above(capture: Capture, level: float, *, after: float) -> float | None:
+def first_video_after(capture: Capture, after: float, bright: bool, level: float) -> float | None:
+    """Arrival of the first frame after ``after`` whose luma is above (or below) ``level``."""
     for arrival, luma in capture.video:
-        if arrival >= after and luma > level:
+        if arrival >= after and (luma > level) == bright:
             return arrival
     return None
 
 
-def first_video_below(capture: Capture, level: float, *, after: float) -> float | None:
-    for arrival, luma in capture.video:
-        if arrival >= after and luma < level:
-            return arrival
-    return None
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -284,7 +282,7 @@ class AVResult:
 
     @property
     def median_offset_ms(self) -> float:
-        return statistics.median(self.offsets_ms) if self.offsets_ms else float("nan")
+        return _median(self.offsets_ms)
 
     @property
     def p95_abs_offset_ms(self) -> float:
@@ -292,7 +290,7 @@ class AVResult:
 
     @property
     def sender_median_offset_ms(self) -> float:
-        return statistics.median(self.sender_offsets_ms) if self.sender_offsets_ms else float("nan")
+        return _median(self.sender_offsets_ms)
 
     @property
     def sender_p95_abs_offset_ms(self) -> float:
@@ -441,10 +439,10 @@ async def run_av_scenario(
     sent = sum(len(click_times(s)) for s in click_seconds)
     first_byte = tts.history.records[0].first_byte_at if tts.history.records else None
     first_frame = (
-        first_video_at_or_above(cap, SPEECH_THRESHOLD, after=first_byte) if first_byte else None
+        first_video_after(cap, first_byte, True, SPEECH_THRESHOLD) if first_byte else None
     )
     silent = silence_after(cap, t_interrupt)
-    still = first_video_below(cap, SPEECH_THRESHOLD, after=t_interrupt)
+    still = first_video_after(cap, t_interrupt, False, SPEECH_THRESHOLD)
     return AVResult(
         mode=mode,
         fps_configured=fps,

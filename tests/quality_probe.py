@@ -13,7 +13,7 @@ from livekit_avatar_plugin.local_server import ServerInfo
 
 from .av_harness import make_token
 from .pattern_pipeline import TexturedPipeline
-from .rooms import agent_with_avatar
+from .rooms import agent_with_avatar, shut_down
 
 
 @dataclass
@@ -96,11 +96,5 @@ async def probe_quality(
                 break
         await asyncio.wait_for(first_frame.wait(), 10)
     finally:
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        await session.aclose()
-        await avatar.aclose()
-        await agent_room.disconnect()
-        await viewer.disconnect()
+        await shut_down(session, avatar, agent_room, viewer, readers=readers)
     return probe

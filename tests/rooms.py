@@ -117,6 +117,17 @@ class AudioWatcher(Watcher):
         await self.room.disconnect()
 
 
+async def shut_down(session, avatar, *rooms: rtc.Room, readers=()) -> None:
+    """Stop reader tasks, close the agent session and avatar, leave the rooms."""
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    await session.aclose()
+    await avatar.aclose()
+    for room in rooms:
+        await room.disconnect()
+
+
 class AgentRoom:
     """An agent with its avatar, and a watching user, in a fresh room; see ``agent_room``."""
 
@@ -144,8 +155,6 @@ async def agent_room(info, prefix: str, *, watcher_cls=AudioWatcher, **avatar_op
         await watcher.room.connect(info.url, make_token(info, name, f"user-{prefix}"))
         yield AgentRoom(name, room, session, avatar, watcher)
     finally:
-        await session.aclose()
-        await avatar.aclose()
-        await room.disconnect()
+        await shut_down(session, avatar, room)
         closer = getattr(watcher, "aclose", None)
         await (closer() if closer else watcher.room.disconnect())

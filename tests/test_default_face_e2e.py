@@ -15,7 +15,7 @@ from livekit_avatar_plugin.keyless import LocalTTS
 from livekit_avatar_plugin.pipeline import load_pipeline
 
 from .av_harness import make_token
-from .rooms import agent_with_avatar
+from .rooms import agent_with_avatar, shut_down
 
 pytestmark = pytest.mark.livekit_server
 
@@ -78,13 +78,7 @@ async def test_default_avatar_moves_its_mouth_with_speech_and_rests_after(liveki
         t_end = time.monotonic()
         await asyncio.sleep(2.0)
     finally:
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        await session.aclose()
-        await avatar.aclose()
-        await viewer.disconnect()
-        await agent_room.disconnect()
+        await shut_down(session, avatar, viewer, agent_room, readers=readers)
 
     def motion(t0: float, t1: float) -> float:
         crops = [c for t, c in mouth if t0 <= t <= t1]

@@ -77,6 +77,14 @@ def resample_lookahead_s(rate: int) -> float:
     return _resample_table(rate)[2] / rate
 
 
+
+def _drop_before(buf: np.ndarray, buf_start: int, keep_from: int) -> tuple[np.ndarray, int]:
+    """Forget buffered samples before absolute index ``keep_from`` (no longer needed)."""
+    drop = keep_from - buf_start
+    if drop > 0:
+        return buf[drop:], keep_from
+    return buf, buf_start
+
 class StreamResampler:
     """Exact streaming resampler ``rate`` -> 16 kHz (identity at 16 kHz)."""
 
@@ -129,11 +137,9 @@ class StreamResampler:
                 out[s : s + block] = np.einsum("ij,ij->i", win[rows[s : s + block]], self._table[phase[s : s + block]])
         self._n_out = end
         # drop input no longer needed: next output needs from i0(n_out) - H + 1
-        keep_from = (self._n_out * p) // q - h + 1
-        drop = keep_from - self._buf_start
-        if drop > 0:
-            self._buf = self._buf[drop:]
-            self._buf_start = keep_from
+        self._buf, self._buf_start = _drop_before(
+            self._buf, self._buf_start, (self._n_out * p) // q - h + 1
+        )
         return out
 
     def push(self, x: np.ndarray) -> np.ndarray:
@@ -241,11 +247,7 @@ class StreamLogMel:
         idx = starts[:, None] + np.arange(WIN)[None, :]
         out = logmel_frames(self._buf[idx])
         self._t = t_end
-        keep_from = self._t * HOP - half
-        drop = keep_from - self._buf_start
-        if drop > 0:
-            self._buf = self._buf[drop:]
-            self._buf_start = keep_from
+        self._buf, self._buf_start = _drop_before(self._buf, self._buf_start, self._t * HOP - half)
         return out
 
     def push(self, x: np.ndarray) -> np.ndarray:
