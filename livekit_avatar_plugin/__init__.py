@@ -5,15 +5,17 @@ Data flows one way::
     agent TTS audio -> audio/ (features, lip-sync model) -> mouth motion
                     -> render/ (face renderer over face/ avatar)  -> frames
                     -> generator + participant (A/V sync)          -> LiveKit room
+    turns (first message, protected turns) steers the agent's side of the same session.
 
 The public API is :class:`AvatarSession` and its options; everything else is internal.
 """
 
-from .config import AvatarSessionOptions, VideoOptions
+from .config import AvatarSessionOptions, FirstMessage, ToolProtection, VideoOptions
 from .lifecycle import AvatarClosedEvent, CloseReason
 from .pipeline import FacePipeline, prewarm
 from .session import AvatarFailedEvent, AvatarSession, AvatarSessionError
 from .state import ConversationState
+from .turns import Protection, ProtectionReleasedEvent, ProtectionStartedEvent
 
 __all__ = [
     "AvatarClosedEvent",
@@ -24,6 +26,11 @@ __all__ = [
     "CloseReason",
     "ConversationState",
     "FacePipeline",
+    "FirstMessage",
+    "Protection",
+    "ProtectionReleasedEvent",
+    "ProtectionStartedEvent",
+    "ToolProtection",
     "VideoOptions",
     "prewarm",
 ]

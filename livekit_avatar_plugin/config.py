@@ -76,10 +76,74 @@ class VideoOptions(BaseModel):
         return self.quality == "auto"
 
 
-AvatarMode = Literal["participant", "in_process"]
+class FirstMessage(BaseModel):
+    """How the session opens (product documents: "Disable" and "Interruptible").
+
+    Enabled with neither ``text`` nor ``instructions``, the greeting is the first speech the
+    agent starts on its own (e.g. in ``Agent.on_enter``), or, if it starts none by the time
+    the avatar is on screen, one generated from the agent's own instructions.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        True, description="false: no greeting; the persona waits for the user to speak first"
+    )
+    text: str | None = Field(
+        None, min_length=1, max_length=2000, description="say exactly this (no LLM call)"
+    )
+    instructions: str | None = Field(
+        None, min_length=1, max_length=4000, description="generate the greeting from these"
+    )
+    interruptible: bool = Field(
+        True,
+        description=(
+            "false: the greeting plays to completion before user input is accepted "
+            "(consent language, instructions)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FirstMessage:
+        if self.text is not None and self.instructions is not None:
+            raise ValueError("give first_message either text or instructions, not both")
+        return self
+
+
+class ToolProtection(BaseModel):
+    """Shield tool-driven turns (the tool's execution and its spoken reply) from barge-in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    tools: frozenset[str] = Field(
+        frozenset(), description="names of the tools to protect; empty means every tool"
+    )
+    max_hold_s: float = Field(
+        30.0,
+        gt=0,
+        le=600.0,
+        description="safety cap: protection is released after this long whatever happens",
+    )
+
+    def covers(self, tool_name: str) -> bool:
+        return self.enabled and (not self.tools or tool_name in self.tools)
+
+
+InputDuringProtection = Literal["discard", "defer"]
+"""What happens to what the user says while a turn is protected: ``discard`` drops it (the
+product documents' behaviour); ``defer`` keeps it in the chat history and answers it right
+after the protected turn ends."""
+
+
+AvatarMode = Literal["participant", "in_process", "dispatch"]
 """``participant``: the avatar joins as its own participant, publishing on behalf of the
 agent (the default, like hosted avatars). ``in_process``: the agent's own participant
-publishes the avatar video and audio; no second participant joins."""
+publishes the avatar video and audio; no second participant joins. ``dispatch``: LiveKit
+dispatches the avatar job to a separate avatar worker (``livekit-avatar worker``)
+registered under ``agent_name``; it renders there and publishes on behalf of the agent."""
+
+DEFAULT_AVATAR_AGENT_NAME = "livekit-avatar"
 
 
 class AvatarSessionOptions(BaseModel):
@@ -96,6 +160,21 @@ class AvatarSessionOptions(BaseModel):
         description="identity of the avatar participant; a unique one is made per job if unset",
     )
     avatar_name: str = Field("avatar", min_length=1, max_length=128)
+    agent_name: str = Field(
+        DEFAULT_AVATAR_AGENT_NAME,
+        min_length=1,
+        max_length=128,
+        description="mode='dispatch': the agent name the avatar workers registered under",
+    )
+    dispatch_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120.0,
+        description=(
+            "mode='dispatch': how long to wait for a worker to join and publish video before "
+            "the agent speaks without a face"
+        ),
+    )
     audio_sample_rate: int = Field(
         24000, description="sample rate of the audio the avatar publishes"
     )
@@ -127,6 +206,9 @@ class AvatarSessionOptions(BaseModel):
         ge=10.0,
         description="close after this long with no user (non-agent participant) in the room",
     )
+    first_message: FirstMessage = Field(default_factory=FirstMessage)
+    tool_protection: ToolProtection = Field(default_factory=ToolProtection)
+    input_during_protection: InputDuringProtection = "discard"
     goodbye: str | None = Field(
         None,
         min_length=1,

@@ -200,6 +200,10 @@ class AvatarPublisher:
             return 0.0
         return max(0.0, self._playback_position - self._pacer.queued_s())
 
+    async def wait_published(self) -> None:
+        """Return once the avatar's audio and video tracks are published (frames flowing)."""
+        await self._published.wait()
+
     def attach_metrics(self, metrics: MetricsRecorder) -> None:
         self.metrics = metrics
         self._pacer.metrics = metrics

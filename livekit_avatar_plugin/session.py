@@ -42,6 +42,7 @@ from .metrics import MetricsRecorder
 from .participant import AvatarPublisher
 from .pipeline import FacePipeline, load_pipeline
 from .state import ConversationState
+from .turns import Protection, TurnController
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
@@ -74,7 +75,11 @@ class AvatarFailedEvent:
     detail: str
 
 
-class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_failed"]]):
+class AvatarSession(
+    _LiveKitAvatarSession[
+        Literal["avatar_closed", "avatar_failed", "protection_started", "protection_released"]
+    ]
+):
     """A local, lip-synced avatar for one agent session.
 
     Args:
@@ -124,6 +129,7 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
         self._close_reason = CloseReason.CLOSED_BY_APP
         self._close_detail = "aclose() called"
         self._publish_taps: list[Callable[[str, float, object], None]] = []
+        self._turns: TurnController | None = None
 
     # -- identity -----------------------------------------------------------------------
 
@@ -141,6 +147,51 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
     def publisher(self) -> AvatarPublisher | None:
         """The running publisher (for metrics and tests); ``None`` before ``start``."""
         return self._publisher
+
+    # -- turn control -------------------------------------------------------------------
+
+    @property
+    def protected(self) -> bool:
+        """True while a greeting, tool turn or app flow is shielded from interruption."""
+        return self._turns is not None and self._turns.protected
+
+    def protect(self, reason: str = "app") -> Protection:
+        """Shield a flow of your own from barge-in: ``async with avatar.protect("booking"):``
+        or ``@avatar.protect("booking")`` on a coroutine.
+
+        While it is held, no speech can be interrupted by the user and user turns are not
+        answered; what the user says is handled per ``input_during_protection``. It is
+        released when the block exits (however it exits), or after
+        ``tool_protection.max_hold_s`` with a warning. Call after :meth:`start`.
+        """
+        if self._turns is None:
+            raise AvatarSessionError("call avatar.start(...) before avatar.protect(...)")
+        return self._turns.protect(reason)
+
+    async def text_input_cb(self, session: AgentSession, ev: Any) -> None:
+        """Pass as ``RoomOptions(text_input=TextInputOptions(text_input_cb=avatar.text_input_cb))``
+        so typed messages follow the same protection rules as spoken ones."""
+        if self._turns is None:
+            raise AvatarSessionError("text input arrived before avatar.start(...)")
+        await self._turns.text_input(session, ev)
+
+    async def _wait_on_screen(self) -> None:
+        """Return once the face is published (at once if the agent speaks without one)."""
+        if self._failed:
+            return
+        if self._publisher is not None:
+            await self._publisher.wait_published()
+            return
+        # Rendered elsewhere (dispatch mode): the face is on screen once its video track is.
+        room = self._agent_room
+        while room is not None and not self._failed and not self._closing:
+            participant = room.remote_participants.get(self.avatar_identity)
+            if participant is not None and any(
+                pub.kind == rtc.TrackKind.KIND_VIDEO
+                for pub in participant.track_publications.values()
+            ):
+                return
+            await asyncio.sleep(_CONNECTION_POLL_S)
 
     def add_publish_tap(self, tap: Callable[[str, float, object], None]) -> None:
         """Observe every audio slice and video frame as it goes out (kind, time, frame).
@@ -217,6 +268,8 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
 
         assert self._sink is not None
         agent_session.output.replace_audio_tail(self._sink)
+        self._turns = TurnController(agent_session, self.options, self.emit)
+        self._turns.attach(self._wait_on_screen)
         self._watch_agent_session(agent_session)
         room.on("disconnected", self._on_agent_room_disconnected)
         self._watchdog = SessionWatchdog(
@@ -361,7 +414,9 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
         session = self._agent_session
         if self.options.goodbye and session is not None:
             try:
-                handle = session.say(self.options.goodbye, allow_interruptions=False)
+                goodbye = self.options.goodbye
+                say = lambda: session.say(goodbye, allow_interruptions=False)  # noqa: E731
+                handle = self._turns.own_speech(say) if self._turns else say()
                 await asyncio.wait_for(handle.wait_for_playout(), timeout=15.0)
             except Exception:  # noqa: BLE001 - leaving matters more than the goodbye
                 logger.warning("goodbye line could not be played", exc_info=True)
@@ -464,6 +519,8 @@ class AvatarSession(_LiveKitAvatarSession[Literal["avatar_closed", "avatar_faile
         self._closing = True
         if self._watchdog is not None:
             self._watchdog.stop()
+        if self._turns is not None:
+            self._turns.aclose()
         if self._connection_watch is not None and self._connection_watch is not asyncio.current_task():
             self._connection_watch.cancel()
         if self._agent_room is not None:

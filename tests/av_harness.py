@@ -364,6 +364,7 @@ async def run_av_scenario(
         video=VideoOptions(width=size[0], height=size[1], fps=fps),
         mode=mode,
         video_delay_ms=video_delay_ms,
+        first_message={"enabled": False},  # the scenario scripts every line itself
     )
     sender = SenderLog()
     avatar.add_publish_tap(sender.tap)

@@ -63,18 +63,59 @@ def signal_for(text: str) -> np.ndarray:
     return click_track(seconds)
 
 
-class ScriptedLLM(SingleReplyLLM):
-    """Answers turn n with line n of the script (the last line repeats)."""
+@dataclass(frozen=True)
+class ToolCall:
+    """A script line that makes the LLM call a tool instead of speaking."""
 
-    def __init__(self, replies: list[str]) -> None:
+    name: str
+    arguments: str = "{}"
+
+
+class ScriptedLLM(SingleReplyLLM):
+    """Answers turn n with line n of the script (the last line repeats).
+
+    A line is text to speak or a :class:`ToolCall`. ``seen`` keeps the user messages each
+    call was given and ``prompts`` all its messages' text, so tests can check what reached
+    the model.
+    """
+
+    def __init__(self, replies: list[str | ToolCall]) -> None:
         super().__init__()
         self._replies = list(replies)
         self.calls = 0
+        self.seen: list[list[str]] = []
+        self.prompts: list[str] = []
 
-    def reply_for(self, chat_ctx: llm.ChatContext) -> str:
+    def reply_for(self, chat_ctx: llm.ChatContext):
+        self.seen.append([m.text_content or "" for m in chat_ctx.messages() if m.role == "user"])
+        self.prompts.append("\n".join(m.text_content or "" for m in chat_ctx.messages()))
         reply = self._replies[min(self.calls, len(self._replies) - 1)]
         self.calls += 1
         return reply
+
+    def chat(self, *, chat_ctx: llm.ChatContext, tools=None, conn_options=DEFAULT_API_CONNECT_OPTIONS, **_):
+        reply = self.reply_for(chat_ctx)
+        return _ScriptedReply(
+            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, reply=reply
+        )
+
+
+class _ScriptedReply(llm.LLMStream):
+    def __init__(self, owner: llm.LLM, *, reply: str | ToolCall, **kwargs) -> None:
+        super().__init__(owner, **kwargs)
+        self._reply = reply
+
+    async def _run(self) -> None:
+        if isinstance(self._reply, ToolCall):
+            call = llm.FunctionToolCall(
+                name=self._reply.name,
+                arguments=self._reply.arguments,
+                call_id=f"call_{uuid.uuid4().hex[:8]}",
+            )
+            delta = llm.ChoiceDelta(role="assistant", tool_calls=[call])
+        else:
+            delta = llm.ChoiceDelta(role="assistant", content=self._reply)
+        self._event_ch.send_nowait(llm.ChatChunk(id=uuid.uuid4().hex, delta=delta))
 
 
 @dataclass

@@ -20,29 +20,67 @@ from .pattern_pipeline import TestPatternPipeline
 
 
 async def agent_with_avatar(
-    info, room_name: str, *, replies=("clicks 1",), tts=None, **avatar_options
+    info,
+    room_name: str,
+    *,
+    replies=("clicks 1",),
+    tts=None,
+    llm=None,
+    user=None,
+    agent=None,
+    session_options=None,
+    observe=None,
+    typed=False,
+    **avatar_options,
 ):
     """An agent (scripted LLM, ``tts`` or the signal TTS) whose avatar has started.
 
     The avatar uses the test-pattern face unless ``face_pipeline`` is given; pass
-    ``face_pipeline=None`` for the shipped face.
+    ``face_pipeline=None`` for the shipped face. ``user`` (a ``ScriptedUser``) gives the
+    agent ears: its fake VAD and STT. ``agent`` replaces the plain test ``Agent``;
+    ``session_options`` are extra ``AgentSession`` keyword arguments; ``observe(session,
+    avatar)`` runs before anything starts, so it sees every event. ``typed`` lets the
+    agent read chat messages (through the avatar's protection-aware text callback).
     """
     agent_room = rtc.Room()
     await agent_room.connect(
         info.url, make_token(info, room_name, f"agent-{uuid.uuid4().hex[:6]}", agent=True)
     )
-    session = AgentSession(llm=ScriptedLLM(list(replies)), tts=tts or SignalTTS())
+    ears = {}
+    if user is not None:
+        # VAD barge-in, as an offline deployment has (adaptive detection is a cloud model),
+        # from the first word (no echo-canceller warm-up: the scripted user has no echo).
+        ears = {
+            "vad": user.vad,
+            "stt": user.stt,
+            "turn_handling": {"interruption": {"mode": "vad"}},
+            "aec_warmup_duration": None,
+        }
+    session = AgentSession(
+        llm=llm or ScriptedLLM(list(replies)),
+        tts=tts or SignalTTS(),
+        **ears,
+        **(session_options or {}),
+    )
     avatar_options.setdefault("face_pipeline", TestPatternPipeline())
+    # Tests script every line the agent says; the opening is tested on its own.
+    avatar_options.setdefault("first_message", {"enabled": False})
     avatar_options.setdefault("livekit_url", info.url)
     avatar_options.setdefault("api_key", info.api_key)
     avatar_options.setdefault("api_secret", info.api_secret)
     avatar = AvatarSession(**avatar_options)
+    if observe is not None:
+        observe(session, avatar)
     await avatar.start(session, room=agent_room)
     await session.start(
-        Agent(instructions="test"),
+        agent or Agent(instructions="test"),
         room=agent_room,
         room_options=room_io.RoomOptions(
-            audio_input=False, text_input=False, close_on_disconnect=False
+            audio_input=False,
+            text_input=room_io.TextInputOptions(text_input_cb=avatar.text_input_cb)
+            if typed
+            else False,
+            close_on_disconnect=False,
         ),
     )
     return agent_room, session, avatar
