@@ -1,69 +1,44 @@
-"""A LiveKit voice agent with a local, lip-synced avatar.
+"""The demo agent: a voice assistant with a local, lip-synced avatar.
 
     python examples/agent.py dev        # needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET
 
-With OPENAI_API_KEY set it talks through OpenAI's realtime model; without it, a keyless
-local assistant (piper or espeak-ng voice) greets and repeats what you type in the room's chat.
-AVATAR=/path/to/package (made by `livekit-avatar create photo.jpg -o ...`) picks a face.
-AVATAR_MODE=in_process publishes the face from the agent's own participant instead.
+Without OPENAI_API_KEY it is keyless: a scripted assistant (piper or espeak-ng voice) that
+greets, repeats what you type, and looks your order up with a 3-second, protected tool
+(type "where is my order?" and try to interrupt it). With OPENAI_API_KEY it listens and
+talks through OpenAI's STT/LLM/TTS, or its realtime model with AGENT_REALTIME=1.
+AVATAR=/path/to/package picks a face; AVATAR_MODE=in_process publishes it from the agent's
+own participant.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli
+from _common import AVATAR, any_session, make_server, start
+from livekit.agents import JobContext, cli
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from livekit_avatar_plugin import AvatarSession
+from livekit_avatar_plugin.keyless import OrderDesk
 
-from livekit_avatar_plugin import AvatarSession, VideoOptions, prewarm  # noqa: E402
-
-AVATAR = os.environ.get("AVATAR", "default")
-
-
-def setup(proc: JobProcess) -> None:
-    # Load the ONNX models and the avatar once per worker process, not per job.
-    prewarm(AVATAR)
-
-
-# How many avatar sessions one worker process renders; dispatch stops beyond it.
-MAX_SESSIONS = int(os.environ.get("AVATAR_MAX_SESSIONS", "4"))
-
-
-def load(server: AgentServer) -> float:
-    # The default load is the machine's CPU, which a rendering avatar keeps busy by
-    # design: report used capacity instead, so LiveKit dispatches up to MAX_SESSIONS.
-    return min(1.0, len(server.active_jobs) / MAX_SESSIONS)
-
-
-server = AgentServer(setup_fnc=setup, load_fnc=load)
+server = make_server()
 
 
 @server.rtc_session()
 async def entrypoint(ctx: JobContext) -> None:
-    await ctx.connect()
-
-    if os.environ.get("OPENAI_API_KEY"):
-        from livekit.plugins import openai
-
-        session = AgentSession(llm=openai.realtime.RealtimeModel(voice="marin"))
-        instructions = "You are a friendly, concise assistant with a face."
-    else:
-        from livekit_avatar_plugin.keyless import EchoAssistant, LocalTTS
-
-        session = AgentSession(llm=EchoAssistant(), tts=LocalTTS())
-        instructions = "Repeat what the user types."
-
+    keyless = not os.environ.get("OPENAI_API_KEY")
     avatar = AvatarSession(
         avatar=AVATAR,
-        video=VideoOptions(width=512, height=512, fps=25),
         mode=os.environ.get("AVATAR_MODE", "participant"),
+        video_quality=os.environ.get("AVATAR_QUALITY", "auto"),
+        # Keyless, the scripted assistant writes its own greeting.
+        first_message={} if keyless else {"instructions": "Greet the user in one short sentence."},
+        tool_protection={"enabled": True, "tools": ["look_up_order"]},
     )
-    await avatar.start(session, room=ctx.room)  # before session.start()
-    await session.start(Agent(instructions=instructions), room=ctx.room)
-    session.generate_reply(instructions="Greet the user in one short sentence.")
+    agent = OrderDesk(
+        instructions="You are a friendly, concise assistant with a face. Keep answers short. "
+        "Use look_up_order when the user asks about their order."
+    )
+    await start(ctx, any_session(), avatar, agent)
 
 
 if __name__ == "__main__":

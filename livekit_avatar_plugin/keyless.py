@@ -1,8 +1,8 @@
 """Keyless stand-ins so an agent with this avatar runs with no cloud account.
 
 ``LocalTTS`` speaks with the local TTS (piper's joe voice when installed, else espeak-ng);
-``EchoAssistant`` is a tiny scripted "LLM" that greets and answers each typed message by
-repeating it. They make the example agent and the demo work offline; replace them with
+``EchoAssistant`` is a tiny scripted "LLM" that greets, answers each typed message by
+repeating it, and looks orders up through ``OrderDesk``'s slow tool. They make the example agent and the demo work offline; replace them with
 real models for an actual assistant.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from livekit.agents import llm, tts
+from livekit.agents import Agent, function_tool, llm, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions
 
 from .audio.local_tts import synthesize
@@ -45,10 +46,19 @@ class _LocalStream(tts.ChunkedStream):
         output_emitter.flush()
 
 
-class SingleReplyLLM(llm.LLM):
-    """An LLM whose every turn is one reply computed from the chat so far."""
+@dataclass(frozen=True)
+class ToolRequest:
+    """A reply that calls a tool instead of speaking."""
 
-    def reply_for(self, chat_ctx: llm.ChatContext) -> str:
+    name: str
+    arguments: str = "{}"
+
+
+class SingleReplyLLM(llm.LLM):
+    """An LLM whose every turn is one reply computed from the chat so far: text to speak,
+    or a :class:`ToolRequest`."""
+
+    def reply_for(self, chat_ctx: llm.ChatContext) -> str | ToolRequest:
         raise NotImplementedError
 
     def chat(
@@ -71,25 +81,64 @@ class SingleReplyLLM(llm.LLM):
 
 
 class _Reply(llm.LLMStream):
-    def __init__(self, owner: llm.LLM, *, reply: str, **kwargs: Any) -> None:
+    def __init__(self, owner: llm.LLM, *, reply: str | ToolRequest, **kwargs: Any) -> None:
         super().__init__(owner, **kwargs)
         self._reply = reply
 
     async def _run(self) -> None:
-        self._event_ch.send_nowait(
-            llm.ChatChunk(
-                id=uuid.uuid4().hex, delta=llm.ChoiceDelta(role="assistant", content=self._reply)
+        if isinstance(self._reply, ToolRequest):
+            call = llm.FunctionToolCall(
+                name=self._reply.name,
+                arguments=self._reply.arguments,
+                call_id=f"call_{uuid.uuid4().hex[:12]}",
             )
-        )
+            delta = llm.ChoiceDelta(role="assistant", tool_calls=[call])
+        else:
+            delta = llm.ChoiceDelta(role="assistant", content=self._reply)
+        self._event_ch.send_nowait(llm.ChatChunk(id=uuid.uuid4().hex, delta=delta))
 
 
 class EchoAssistant(SingleReplyLLM):
-    """Greets, then answers each typed message by repeating it."""
+    """Greets, repeats what the user types, and looks orders up with a (slow) tool.
 
-    greeting = "Hello! I am a local avatar. Type a message and I will say it back."
+    A message that mentions an order calls the ``look_up_order`` tool (see
+    :class:`OrderDesk`), whose result it then reads out: a protected tool turn to try.
+    """
 
-    def reply_for(self, chat_ctx: llm.ChatContext) -> str:
+    greeting = (
+        "Hello! I am a local avatar. Type a message and I will say it back, "
+        "or ask me where your order is."
+    )
+
+    def reply_for(self, chat_ctx: llm.ChatContext) -> str | ToolRequest:
+        items = chat_ctx.items
+        last = items[-1] if items else None
+        if isinstance(last, llm.FunctionCallOutput):
+            return f"I found it: {last.output}" if not last.is_error else "Sorry, I could not find it."
         last_user = next(
             (m.text_content for m in reversed(chat_ctx.messages()) if m.role == "user"), None
         )
-        return f"You said: {last_user}" if last_user else self.greeting
+        if not last_user:
+            return self.greeting
+        if "order" in last_user.lower():
+            return ToolRequest("look_up_order")
+        return f"You said: {last_user}"
+
+
+class OrderDesk(Agent):
+    """The keyless assistant's persona, with a tool that takes a few seconds, like a CRM."""
+
+    def __init__(
+        self,
+        *,
+        instructions: str = "Repeat what the user types; look orders up.",
+        lookup_seconds: float = 3.0,
+    ) -> None:
+        super().__init__(instructions=instructions)
+        self._lookup_seconds = lookup_seconds
+
+    @function_tool
+    async def look_up_order(self) -> str:
+        """Look up the status of the user's most recent order."""
+        await asyncio.sleep(self._lookup_seconds)
+        return "order 1042 shipped yesterday and arrives on Tuesday."

@@ -18,7 +18,7 @@ import numpy as np
 from livekit.agents import llm, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
-from livekit_avatar_plugin.keyless import SingleReplyLLM
+from livekit_avatar_plugin.keyless import SingleReplyLLM, ToolRequest
 
 SAMPLE_RATE = 24000
 VIDEO_FPS = 25.0
@@ -63,12 +63,8 @@ def signal_for(text: str) -> np.ndarray:
     return click_track(seconds)
 
 
-@dataclass(frozen=True)
-class ToolCall:
-    """A script line that makes the LLM call a tool instead of speaking."""
-
-    name: str
-    arguments: str = "{}"
+# A script line that makes the LLM call a tool instead of speaking.
+ToolCall = ToolRequest
 
 
 class ScriptedLLM(SingleReplyLLM):
@@ -92,30 +88,6 @@ class ScriptedLLM(SingleReplyLLM):
         reply = self._replies[min(self.calls, len(self._replies) - 1)]
         self.calls += 1
         return reply
-
-    def chat(self, *, chat_ctx: llm.ChatContext, tools=None, conn_options=DEFAULT_API_CONNECT_OPTIONS, **_):
-        reply = self.reply_for(chat_ctx)
-        return _ScriptedReply(
-            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, reply=reply
-        )
-
-
-class _ScriptedReply(llm.LLMStream):
-    def __init__(self, owner: llm.LLM, *, reply: str | ToolCall, **kwargs) -> None:
-        super().__init__(owner, **kwargs)
-        self._reply = reply
-
-    async def _run(self) -> None:
-        if isinstance(self._reply, ToolCall):
-            call = llm.FunctionToolCall(
-                name=self._reply.name,
-                arguments=self._reply.arguments,
-                call_id=f"call_{uuid.uuid4().hex[:8]}",
-            )
-            delta = llm.ChoiceDelta(role="assistant", tool_calls=[call])
-        else:
-            delta = llm.ChoiceDelta(role="assistant", content=self._reply)
-        self._event_ch.send_nowait(llm.ChatChunk(id=uuid.uuid4().hex, delta=delta))
 
 
 @dataclass
