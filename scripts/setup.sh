@@ -40,4 +40,22 @@ fi
 if [ -z "${LIVEKIT_URL:-}" ]; then
   .venv/bin/livekit-avatar server --build
 fi
+
+# 4. The browser viewer: npm packages from web/package-lock.json, bundled into the Python
+# package (livekit_avatar_plugin/viewer/static/) when missing or older than its sources.
+if ! command -v npm >/dev/null; then
+  say "installing Debian's npm"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  say "installing the viewer's npm packages"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+stamp_file=livekit_avatar_plugin/viewer/static/BUILD_STAMP
+if [ ! -f "$stamp_file" ] || [ -n "$(find web/src web/build.mjs web/package-lock.json -newer "$stamp_file" 2>/dev/null | head -1)" ]; then
+  say "bundling the viewer page"
+  (cd web && npm run --silent build)
+fi
 say "ready"

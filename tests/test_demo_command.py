@@ -1,0 +1,67 @@
+"""``scripts/demo.sh``: one command starts everything, prints the viewer URL, and Ctrl-C
+stops all of it, leaving no process behind, even with a conversation under way (the
+worker's job process and the avatar it runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.request
+
+import pytest
+from livekit import rtc
+
+from .browser.demo_process import DemoProcess
+
+
+@pytest.mark.timeout(420)
+def test_demo_prints_the_viewer_url_and_ctrl_c_leaves_no_process():
+    demo = DemoProcess(["./scripts/demo.sh"])
+    try:
+        # Generous: the script first runs setup, which is quick once everything is there.
+        url = demo.wait_url(300)
+        # The URL works: the page and a token for a room on the demo's server.
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200 and b"viewer.js" in resp.read()
+        with urllib.request.urlopen(url + "token?room=demo-test", timeout=10) as resp:
+            token = json.load(resp)
+        assert token["url"].startswith("ws://127.0.0.1:") and token["room"] == "demo-test"
+        asyncio.run(_interrupt_during_a_conversation(demo, token))
+
+        code = demo.interrupt()
+        survivors = demo.survivors()
+        assert not survivors, "processes left after Ctrl-C:\n" + "\n".join(
+            f"{pid} {cmd}" for pid, cmd in survivors
+        )
+        assert code == 0, demo.output()
+    finally:
+        if demo.proc.poll() is None:
+            demo.proc.kill()
+        demo.kill_survivors()
+
+
+async def _interrupt_during_a_conversation(demo: DemoProcess, token: dict) -> None:
+    """Join as a viewer; once the agent's avatar publishes video, Ctrl-C the demo."""
+    room = rtc.Room()
+    await room.connect(token["url"], token["token"])
+    try:
+        deadline = time.monotonic() + 90
+        while not any(
+            pub.kind == rtc.TrackKind.KIND_VIDEO
+            for p in room.remote_participants.values()
+            for pub in p.track_publications.values()
+        ):
+            assert time.monotonic() < deadline, "no avatar video in the room:\n" + demo.output()
+            await asyncio.sleep(0.2)
+        running = demo.survivors(grace_s=0)
+        commands = "\n".join(cmd for _, cmd in running)
+        assert "livekit-server" in commands, commands
+        assert "agent.py dev" in commands, commands
+        # The worker, its job process (and whatever else it forked) are all running now.
+        assert len(running) >= 4, commands
+        print(f"\n{len(running)} demo processes while the avatar is live")
+        demo.proc.send_signal(signal.SIGINT)  # Ctrl-C while the conversation is under way
+    finally:
+        await room.disconnect()
