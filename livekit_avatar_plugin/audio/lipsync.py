@@ -32,13 +32,6 @@ MOUTH_CHANNELS: tuple[str, ...] = ("jaw_open", "lips_closed", "lip_round", "lip_
 MODEL_FILE = "lipsync.onnx"
 
 
-def _default_providers(ort) -> list[str]:
-    avail = ort.get_available_providers()
-    if "CUDAExecutionProvider" in avail:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
 class LipSyncModel:
     """A loaded lip-sync ONNX model. Use :meth:`load`; share one instance across threads."""
 
@@ -46,15 +39,12 @@ class LipSyncModel:
     _cache_lock = threading.Lock()
 
     def __init__(self, path: Path, providers: list[str] | None = None, intra_op_threads: int = 1) -> None:
-        import onnxruntime as ort
+        from .._onnx import create_session
 
         self.path = Path(path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(intra_op_threads))
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        provs = list(providers) if providers else _default_providers(ort)
-        self._sess = ort.InferenceSession(str(self.path), sess_options=opts, providers=provs)
+        self._sess = create_session(
+            self.path, label="lip-sync model", providers=providers, intra_op_threads=intra_op_threads
+        )
         self.provider = self._sess.get_providers()[0]
         meta = self._sess.get_modelmeta().custom_metadata_map
         self.channels: tuple[str, ...] = tuple(json.loads(meta["channels"]))
@@ -80,9 +70,10 @@ class LipSyncModel:
         out, st = self._run(warm, st)
         self._warm_states = st
         self._neutral = out[-1].copy()
-        logger.info(
-            "lip-sync model %s on %s (%d channels, %.0f fps, lookahead %.0f ms)",
-            self.path.name, self.provider, len(self.channels), self.fps, self.lookahead_s * 1000,
+        # The provider was logged when the session was created (one line per model).
+        logger.debug(
+            "lip-sync model %s: %d channels, %.0f fps, lookahead %.0f ms",
+            self.path.name, len(self.channels), self.fps, self.lookahead_s * 1000,
         )  # fmt: skip
 
     # -- construction ---------------------------------------------------------

@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Subcommand modules, in the order --help lists them.
-_SUBCOMMANDS = ("lipsync", "create", "render", "bench", "server")
+_SUBCOMMANDS = ("lipsync", "create", "render", "bench", "server", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    # The demo lives with the viewer it serves; it imports aiohttp only when it runs.
+    importlib.import_module("livekit_avatar_plugin.viewer.demo").register(sub)
     return parser
 
 

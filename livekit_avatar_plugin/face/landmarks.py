@@ -60,14 +60,9 @@ def _session(name: str):
     with _LOCK:
         sess = _SESSIONS.get(name)
         if sess is None:
-            import onnxruntime as ort
+            from .._onnx import create_session
 
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            sess = ort.InferenceSession(str(model_path("face", name)), sess_options=opts,
-                                        providers=["CPUExecutionProvider"])
+            sess = create_session(model_path("face", name), label="face landmark model")
             _SESSIONS[name] = sess
     return sess
 

@@ -1,0 +1,201 @@
+"""Dispatch mode: the avatar is a job of a separate ``livekit-avatar worker`` process.
+
+Real server, real worker process (test-pattern face through ``--face-pipeline``), real
+agent session. What a viewer receives is measured with the A/V harness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+
+import pytest
+from livekit import api, rtc
+
+from livekit_avatar_plugin import AvatarSession
+from livekit_avatar_plugin.dispatch.protocol import AvatarJobRequest
+from livekit_avatar_plugin.dispatch.worker import AvatarWorkerOptions, resolve_face_pipeline
+
+from .av_harness import (
+    Subscriber,
+    audio_onsets,
+    delivered_fps,
+    flash_onsets,
+    make_token,
+    pair_offsets,
+)
+from .fakes import click_times
+from .rooms import AudioWatcher, Watcher, agent_room, agent_with_avatar, shut_down
+from .test_session import _left_room_at
+
+pytestmark = pytest.mark.livekit_server
+
+
+# -- no server needed ------------------------------------------------------------------------
+
+
+def test_job_request_round_trips_through_metadata():
+    request = AvatarJobRequest(agent_identity="agent-1", avatar_identity="avatar-1")
+    assert AvatarJobRequest.model_validate_json(request.model_dump_json()) == request
+    with pytest.raises(ValueError, match="avatar_identity"):
+        AvatarJobRequest.model_validate_json('{"agent_identity": "a"}')
+
+
+def test_face_pipeline_plug_in_point_names_the_problem():
+    pipeline = resolve_face_pipeline("tests.pattern_pipeline:TestPatternPipeline")
+    assert pipeline is resolve_face_pipeline("tests.pattern_pipeline:TestPatternPipeline")
+    assert pipeline.create_renderer(64, 64).render({}, None, 0.0).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="cannot be imported"):
+        resolve_face_pipeline("tests.pattern_pipeline:NoSuchThing")
+    with pytest.raises(ValueError, match="create_motion"):
+        resolve_face_pipeline("tests.fakes:SAMPLE_RATE")
+    with pytest.raises(ValueError, match="could not be created"):
+        resolve_face_pipeline("tests.fakes:click_times")
+    with pytest.raises(ValueError, match="face_pipeline"):
+        AvatarWorkerOptions(face_pipeline="not a spec")
+
+
+def test_worker_command_requires_credentials(monkeypatch, capsys):
+    from livekit_avatar_plugin.cli import main
+
+    for var in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["worker"]) == 2
+    assert "LIVEKIT_URL (--url)" in capsys.readouterr().out
+
+
+# -- with a worker --------------------------------------------------------------------------
+
+
+async def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_dispatched_avatar_speaks_in_sync_and_reports_playback(livekit_server, avatar_worker):
+    info = livekit_server
+    room_name = f"dispatch-{uuid.uuid4().hex[:8]}"
+    agent_room_, session, avatar = await agent_with_avatar(
+        info, room_name, replies=("clicks 3",), mode="dispatch", agent_name=avatar_worker.agent_name
+    )
+    viewer = Subscriber(info, room_name, avatar.avatar_identity)
+    events: list[tuple[bool, float]] = []
+    try:
+        # start() returned: the worker joined as the identity the agent chose, on its behalf.
+        assert avatar.avatar_identity in avatar_worker.rendered()
+        assert avatar.publisher is None  # nothing renders in the agent's process
+        await viewer.connect()
+        avatar_p = viewer.room.remote_participants[avatar.avatar_identity]
+        assert avatar_p.attributes["lk.publish_on_behalf"] == agent_room_.local_participant.identity
+        session.output.audio.on(
+            "playback_finished", lambda ev: events.append((ev.interrupted, ev.playback_position))
+        )
+        await asyncio.wait_for(viewer.video_track.wait(), 15)
+        await asyncio.wait_for(viewer.audio_track.wait(), 15)
+        await _wait_for(lambda: viewer.capture.video, 15, "the first decoded frame")
+        await asyncio.sleep(0.5)
+
+        t_speech = time.monotonic()
+        await session.generate_reply(user_input="hello").wait_for_playout()
+        await session.say("clicks 2").wait_for_playout()
+        t_end = time.monotonic()
+        jitter_ms = await viewer.audio_jitter_buffer_ms()
+
+        handle = session.say("tone 6")
+        await asyncio.sleep(1.5)
+        handle.interrupt()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(handle.wait_for_playout(), 5)
+        await asyncio.sleep(0.3)
+    finally:
+        await viewer.aclose()
+        await shut_down(session, avatar, agent_room_)
+
+    cap = viewer.capture
+    offsets = pair_offsets(
+        audio_onsets(cap, after=t_speech, before=t_end + 0.5),
+        flash_onsets(cap, after=t_speech, before=t_end + 0.5),
+        fps=25.0,
+    )
+    sent = len(click_times(3.0)) + len(click_times(2.0))
+    offsets_ms = sorted(round(o * 1000, 1) for o in offsets)
+    print(f"\ndispatch: {len(offsets)}/{sent} clicks paired, offsets {offsets_ms} ms,"
+          f" viewer's audio jitter buffer {jitter_ms} ms")  # fmt: skip
+    assert delivered_fps(cap, after=t_speech + 0.5, before=t_end) >= 20.0
+    assert len(offsets) >= 0.9 * sent
+    assert -45.0 <= offsets_ms[len(offsets_ms) // 2] <= 125.0
+    assert [interrupted for interrupted, _ in events] == [False, False, True]
+    assert events[0][1] == pytest.approx(3.0, abs=0.15)
+    assert events[1][1] == pytest.approx(2.0, abs=0.15)
+    assert 0.5 < events[2][1] < 6.0
+
+
+async def test_avatar_leaves_within_2s_when_the_agent_leaves(livekit_server, avatar_worker):
+    async with agent_room(
+        livekit_server, "dispatch-leave", watcher_cls=Watcher,
+        mode="dispatch", agent_name=avatar_worker.agent_name,
+    ) as r:  # fmt: skip
+        identity = r.avatar.avatar_identity
+        await r.watcher.wait_video(identity)
+        left_at = time.monotonic()
+        await r.agent_room.disconnect()
+        # Asked of the server: other clients hear of departures a second or more late.
+        gone_at = await _left_room_at(livekit_server, r.room_name, identity)
+        assert gone_at is not None, "the avatar stayed after the agent left"
+        assert gone_at - left_at <= 2.0
+
+
+async def test_worker_leaves_on_its_own_when_the_agent_goes(livekit_server, avatar_worker):
+    """No AvatarSession removes it here: the worker notices the agent left by itself."""
+    info = livekit_server
+    room_name = f"dispatch-alone-{uuid.uuid4().hex[:8]}"
+    agent = rtc.Room()
+    await agent.connect(info.url, make_token(info, room_name, "plain-agent", agent=True))
+    watcher = Watcher()
+    await watcher.room.connect(info.url, make_token(info, room_name, "user-alone"))
+    request = AvatarJobRequest(agent_identity="plain-agent", avatar_identity="avatar-alone")
+    try:
+        async with api.LiveKitAPI(info.url, info.api_key, info.api_secret) as lk:
+            await lk.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(
+                    agent_name=avatar_worker.agent_name,
+                    room=room_name,
+                    metadata=request.model_dump_json(),
+                )
+            )
+        await watcher.wait_video("avatar-alone", timeout=15)
+        left_at = time.monotonic()
+        await agent.disconnect()
+        gone_at = await _left_room_at(info, room_name, "avatar-alone")
+        assert gone_at is not None, "the avatar stayed after the agent left"
+        print(f"\navatar left {gone_at - left_at:.2f} s after the agent")
+        assert gone_at - left_at <= 2.0
+    finally:
+        await agent.disconnect()
+        await watcher.room.disconnect()
+
+
+async def test_no_worker_fails_over_to_audio_only(livekit_server, caplog):
+    t0 = time.monotonic()
+    nobody = f"nobody-{uuid.uuid4().hex[:6]}"
+    async with agent_room(
+        livekit_server, "dispatch-none", replies=("tone 1",),
+        mode="dispatch", agent_name=nobody, dispatch_timeout_s=2.0,
+    ) as r:  # fmt: skip
+        assert 2.0 <= time.monotonic() - t0 < 6.0
+        assert "no avatar worker registered as 'nobody-" in caplog.text
+        # The dispatch was withdrawn, so no worker joins this room later.
+        async with api.LiveKitAPI(
+            livekit_server.url, livekit_server.api_key, livekit_server.api_secret
+        ) as lk:
+            dispatches = await lk.agent_dispatch.list_dispatch(r.room_name)
+            assert not [d for d in dispatches if d.agent_name == nobody]
+        # The agent is heard from its own participant.
+        await r.session.generate_reply(user_input="hi").wait_for_playout()
+        await _wait_for(lambda: r.agent_id in r.watcher.audio, 5, "the agent's own audio track")
+        assert isinstance(r.watcher, AudioWatcher)
