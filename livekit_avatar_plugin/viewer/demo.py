@@ -32,6 +32,9 @@ class DemoOptions(BaseModel):
     livekit_port: int = Field(default=7880, ge=0, le=65535, description="0: a free port")
     viewer_port: int = Field(default=7890, ge=0, le=65535, description="0: a free port")
     agent_script: Path = _REPO_AGENT
+    realtime: bool = Field(
+        default=False, description="with OPENAI_API_KEY: OpenAI's realtime model, not STT/LLM/TTS"
+    )
     register_timeout_s: float = Field(default=180.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)
 
@@ -111,6 +114,8 @@ class Demo:
             "LIVEKIT_API_KEY": info.api_key,
             "LIVEKIT_API_SECRET": info.api_secret,
         }
+        if self.options.realtime:
+            env["AGENT_REALTIME"] = "1"
         self._agent = await asyncio.create_subprocess_exec(
             sys.executable,
             str(self.options.agent_script),
@@ -211,12 +216,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port", type=int, default=7880, help="LiveKit server port (0: any free port)")
     p.add_argument("--viewer-port", type=int, default=7890, help="viewer port (0: any free port)")
     p.add_argument("--agent", type=Path, default=_REPO_AGENT, help="agent script run with `dev`")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with OPENAI_API_KEY set: talk through OpenAI's realtime model",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     options = DemoOptions(
-        livekit_port=args.port, viewer_port=args.viewer_port, agent_script=args.agent
+        livekit_port=args.port,
+        viewer_port=args.viewer_port,
+        agent_script=args.agent,
+        realtime=args.realtime,
     )
     try:
         return asyncio.run(Demo(options).run())
