@@ -29,6 +29,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
+from .audio.input import AudioInputError, dc_free, frame_to_mono
 from .state import ConversationState
 
 logger = logging.getLogger("livekit_avatar_plugin.generator")
@@ -78,12 +79,18 @@ class GeneratorStats:
     segments: int = 0
     interruptions: int = 0
     render_seconds: float = 0.0
+    # Frames shown again because the renderer was still busy when their time came.
+    dropped_frames: int = 0
+    # Audio chunks rejected as unplayable, and chunks the mouth model could not read.
+    bad_input: int = 0
+    motion_errors: int = 0
+    audio_only: bool = False
 
 
 class _Segment:
     """The speech segment being played: output-rate audio and its mouth frames."""
 
-    __slots__ = ("audio", "audio_len", "mouth", "ended", "next_frame", "resampler")
+    __slots__ = ("audio", "audio_len", "ended", "mouth", "next_frame", "rate", "resampler")
 
     def __init__(self, channels: int) -> None:
         self.audio = np.zeros(0, dtype=np.int16)
@@ -92,6 +99,7 @@ class _Segment:
         self.ended = False
         self.next_frame = 0
         self.resampler: rtc.AudioResampler | None = None
+        self.rate = 0  # input rate the resampler was made for
 
     def append_audio(self, pcm: np.ndarray) -> None:
         need = self.audio_len + pcm.size
@@ -107,18 +115,12 @@ class _Segment:
             self.mouth = np.concatenate([self.mouth, frames.astype(np.float32, copy=False)])
 
 
-def _to_mono_int16(frame: rtc.AudioFrame) -> np.ndarray:
-    data = np.frombuffer(frame.data, dtype=np.int16)
-    if frame.num_channels > 1:
-        data = data.reshape(-1, frame.num_channels).mean(axis=1).astype(np.int16)
-    return data
-
-
 def _energy(chunk: np.ndarray) -> float:
     """Loudness in [0, 1]: -50 dBFS (silence) to -10 dBFS (loud speech)."""
     if chunk.size == 0:
         return 0.0
-    rms = math.sqrt(float(np.dot(chunk.astype(np.float32), chunk.astype(np.float32))) / chunk.size)
+    x = dc_free(chunk)
+    rms = math.sqrt(float(np.dot(x, x)) / chunk.size)
     db = 20.0 * math.log10(rms / 32768.0 + 1e-9)
     return min(1.0, max(0.0, (db + 50.0) / 40.0))
 
@@ -126,8 +128,20 @@ def _energy(chunk: np.ndarray) -> float:
 class AvatarVideoGenerator(VideoGenerator):
     """Turns the agent's audio into interleaved video and audio frames.
 
-    One generator serves one session; it owns a single worker thread so the stateful
-    renderer and mouth model are always called in order and never on the event loop.
+    One generator serves one session. It owns two worker threads, one for the mouth model
+    (and resampling) and one for the renderer, so each stateful part is called in order
+    and never on the event loop, and a stalled renderer never holds up the audio: a frame
+    whose render is not done within ``render_budget_s`` is shown as the last good frame
+    again and the audio goes on, on time. The default budget (100 ms) rides out the
+    ordinary hiccups of a busy machine with frames and audio still paired (the
+    publisher's audio lead absorbs most of it) and drops frames only in a real stall.
+
+    A frame the renderer fails on is logged and replaced by the last good frame; after
+    ``max_render_failures`` failures in a row the renderer is given up on and the
+    generator goes on with audio only (``on_audio_only`` is called once).
+
+    Audio is checked as it is pushed (:mod:`.audio.input`): unusable chunks raise
+    :class:`AudioInputError`, which names the problem, and never reach the frame loop.
     """
 
     def __init__(
@@ -141,6 +155,9 @@ class AvatarVideoGenerator(VideoGenerator):
         sample_rate: int = 24000,
         on_render_error: Callable[[BaseException], None] | None = None,
         max_in_flight_s: float = 0.8,
+        render_budget_s: float = 0.1,
+        max_render_failures: int = 25,
+        on_audio_only: Callable[[str], None] | None = None,
     ) -> None:
         """``max_in_flight_s`` bounds how long a yielded frame may wait before it is
         captured (the publisher's audio lead plus any video delay); frame buffers are
@@ -160,11 +177,21 @@ class AvatarVideoGenerator(VideoGenerator):
         self._spf = int(round(samples_per_frame))
         self._channels = tuple(motion.channels)
         self._on_render_error = on_render_error
+        self._render_budget_s = render_budget_s
+        self._max_render_failures = max(1, max_render_failures)
+        self._audio_only_listeners: list[Callable[[str], None]] = (
+            [on_audio_only] if on_audio_only is not None else []
+        )
+        self._consecutive_failures = 0
+        self._render_in_flight: asyncio.Future[rtc.VideoFrame] | None = None
 
-        self._inbox: deque[rtc.AudioFrame | AudioSegmentEnd] = deque()
+        self._inbox: deque[tuple[np.ndarray, int] | AudioSegmentEnd] = deque()
         self._wakeup = asyncio.Event()
         self._segments: deque[_Segment] = deque()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar-render")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar-render-model")
+        self._render_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="avatar-render"
+        )
         self._state = ConversationState.IDLE
         self._frame_index = 0
         self._silence = np.zeros(self._spf, dtype=np.int16)
@@ -206,8 +233,29 @@ class AvatarVideoGenerator(VideoGenerator):
         """Set the non-speaking state (idle, listening, thinking) shown between speech."""
         self._state = state
 
+    @property
+    def audio_only(self) -> bool:
+        """True once the renderer has been given up on: speech goes on without a face."""
+        return self.stats.audio_only
+
+    def add_audio_only_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(why)`` when the generator gives up on the renderer."""
+        self._audio_only_listeners.append(listener)
+
     async def push_audio(self, frame: rtc.AudioFrame | AudioSegmentEnd) -> None:
-        self._inbox.append(frame)
+        """Queue speech. Raises :class:`AudioInputError` (naming the problem) for audio that
+        cannot be played; the queue is left as it was."""
+        if isinstance(frame, AudioSegmentEnd):
+            self._inbox.append(frame)
+        else:
+            try:
+                pcm, rate = frame_to_mono(frame)
+            except AudioInputError:
+                self.stats.bad_input += 1
+                raise
+            if pcm.size == 0:
+                return
+            self._inbox.append((pcm, rate))
         self._wakeup.set()
 
     def clear_buffer(self) -> None:
@@ -217,11 +265,11 @@ class AvatarVideoGenerator(VideoGenerator):
         self._segments.clear()
         if had_speech:
             self.stats.interruptions += 1
-        # The model's reset runs on the worker thread, after any in-flight push.
+        # Each reset runs on its part's worker thread, after any call in flight.
         self._executor.submit(self._motion.reset)
         reset_motion = getattr(self._renderer, "reset_motion", None)
         if callable(reset_motion):
-            self._executor.submit(reset_motion)
+            self._render_executor.submit(reset_motion)
 
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         return self._stream()
@@ -230,6 +278,7 @@ class AvatarVideoGenerator(VideoGenerator):
         self._closed = True
         self._wakeup.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._render_executor.shutdown(wait=False, cancel_futures=True)
 
     # -- the frame loop -----------------------------------------------------------------
 
@@ -245,7 +294,8 @@ class AvatarVideoGenerator(VideoGenerator):
                 video, audio = await self._speech_frame(loop, segment)
                 if epoch != self._epoch:
                     continue  # interrupted while rendering: drop the stale pair
-                yield video
+                if video is not None:
+                    yield video
                 yield audio
                 continue
 
@@ -267,7 +317,9 @@ class AvatarVideoGenerator(VideoGenerator):
 
             state = ConversationState.SPEAKING if segment is not None else self._state
             mouth = self._last_mouth if segment is not None else None
-            yield await self._still_frame(loop, state, mouth)
+            still = await self._still_frame(loop, state, mouth)
+            if still is not None:
+                yield still
             yield self._audio_frame(self._silence)
 
     async def _drain_inbox(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -287,12 +339,10 @@ class AvatarVideoGenerator(VideoGenerator):
                     segment.append_mouth(tail[1])
                     segment.ended = True
                 continue
-            if item.samples_per_channel == 0:
-                continue
+            pcm, rate = item
             segment = self._open_segment()
-            pcm = _to_mono_int16(item)
             out_pcm, mouth = await loop.run_in_executor(
-                self._executor, self._feed_segment, segment, pcm, item.sample_rate
+                self._executor, self._feed_segment, segment, pcm, rate
             )
             if epoch == self._epoch:
                 segment.append_audio(out_pcm)
@@ -309,20 +359,40 @@ class AvatarVideoGenerator(VideoGenerator):
     def _feed_segment(
         self, segment: _Segment, pcm: np.ndarray, sample_rate: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        mouth = self._motion.push(pcm, sample_rate)
+        try:
+            mouth = self._motion.push(pcm, sample_rate)
+        except Exception:  # a model failure must not cost the speech
+            # The audio still plays, with the mouth at rest for this chunk.
+            self.stats.motion_errors += 1
+            if self.stats.motion_errors <= 3:
+                logger.exception("the mouth model failed on an audio chunk; mouth at rest")
+            rows = round(pcm.size / sample_rate * self._motion.fps)
+            mouth = np.zeros((rows, len(self._channels)), dtype=np.float32)
+        out = np.zeros(0, dtype=np.int16)
+        if segment.resampler is not None and segment.rate != sample_rate:
+            # The rate changed mid-segment: finish the old stream, start a new one.
+            out = self._join_frames(segment.resampler.flush())
+            segment.resampler = None
         if sample_rate == self._sample_rate:
-            return pcm, mouth
+            return (np.concatenate([out, pcm]) if out.size else pcm), mouth
         if segment.resampler is None:
             segment.resampler = rtc.AudioResampler(
                 sample_rate, self._sample_rate, quality=rtc.AudioResamplerQuality.MEDIUM
             )
+            segment.rate = sample_rate
         frames = segment.resampler.push(
             rtc.AudioFrame(pcm.tobytes(), sample_rate, 1, pcm.size)
         )
-        return self._join_frames(frames), mouth
+        resampled = self._join_frames(frames)
+        return (np.concatenate([out, resampled]) if out.size else resampled), mouth
 
     def _flush_segment(self, segment: _Segment) -> tuple[np.ndarray, np.ndarray]:
-        mouth = self._motion.flush()
+        try:
+            mouth = self._motion.flush()
+        except Exception:  # the segment must still end
+            self.stats.motion_errors += 1
+            logger.exception("the mouth model failed at the end of a segment")
+            mouth = np.zeros((0, len(self._channels)), dtype=np.float32)
         self._motion.reset()
         tail = np.zeros(0, dtype=np.int16)
         if segment.resampler is not None:
@@ -363,7 +433,7 @@ class AvatarVideoGenerator(VideoGenerator):
 
     async def _speech_frame(
         self, loop: asyncio.AbstractEventLoop, segment: _Segment
-    ) -> tuple[rtc.VideoFrame, rtc.AudioFrame]:
+    ) -> tuple[rtc.VideoFrame | None, rtc.AudioFrame]:
         k = segment.next_frame
         segment.next_frame += 1
         start = k * self._spf
@@ -383,7 +453,7 @@ class AvatarVideoGenerator(VideoGenerator):
         loop: asyncio.AbstractEventLoop,
         state: ConversationState,
         mouth: Mapping[str, float] | None,
-    ) -> rtc.VideoFrame:
+    ) -> rtc.VideoFrame | None:
         closed = mouth if mouth is not None else dict.fromkeys(self._channels, 0.0)
         return await self._render(loop, closed, state, 0.0)
 
@@ -393,26 +463,70 @@ class AvatarVideoGenerator(VideoGenerator):
         mouth: Mapping[str, float],
         state: ConversationState,
         energy: float,
-    ) -> rtc.VideoFrame:
+    ) -> rtc.VideoFrame | None:
+        """The frame for now, or ``None`` once the generator is audio-only."""
+        if self.stats.audio_only:
+            return None
         t = self._frame_index / self._fps
         self._frame_index += 1
         self.stats.frames += 1
         started = time.perf_counter()
-        try:
-            frame = await loop.run_in_executor(
-                self._executor, self._render_frame, mouth, state, t, energy
-            )
-        except Exception as exc:  # a bad frame must never end the session
-            self.stats.render_errors += 1
-            if self.stats.render_errors <= 3 or self.stats.render_errors % 100 == 0:
-                logger.exception("avatar renderer failed on a frame; repeating the last good one")
-            if self._on_render_error is not None:
-                self._on_render_error(exc)
-            frame = self._last_good or self._black_frame()
-        else:
-            self._last_good = frame
+        pending = self._render_in_flight
+        if pending is not None and not pending.done():
+            # Still drawing an earlier frame (a stall): show the last good frame again
+            # rather than queue more work behind it and let the audio wait.
+            self.stats.dropped_frames += 1
+            return self._last_good or self._black_frame()
+        if pending is not None:
+            self._render_in_flight = None
+            self._take_result(pending)  # a late frame: counts as good (or failed)
+            if self.stats.audio_only:
+                return None
+        future = loop.run_in_executor(
+            self._render_executor, self._render_frame, mouth, state, t, energy
+        )
+        done, _ = await asyncio.wait({future}, timeout=self._render_budget_s)
+        if not done:
+            self._render_in_flight = future
+            self.stats.dropped_frames += 1
+            return self._last_good or self._black_frame()
+        frame = self._take_result(future)
         self.stats.render_seconds += time.perf_counter() - started
+        if frame is None:
+            if self.stats.audio_only:
+                return None
+            return self._last_good or self._black_frame()
         return frame
+
+    def _take_result(self, future: asyncio.Future[rtc.VideoFrame]) -> rtc.VideoFrame | None:
+        """A finished render: the frame (now the last good one), or None if it failed."""
+        exc = future.exception()
+        if exc is None:
+            self._consecutive_failures = 0
+            self._last_good = future.result()
+            return self._last_good
+        self.stats.render_errors += 1
+        self._consecutive_failures += 1
+        if self.stats.render_errors <= 3 or self.stats.render_errors % 100 == 0:
+            logger.error(
+                "avatar renderer failed on a frame; repeating the last good one",
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        if self._on_render_error is not None:
+            self._on_render_error(exc)
+        if self._consecutive_failures >= self._max_render_failures:
+            self._give_up_rendering(exc)
+        return None
+
+    def _give_up_rendering(self, exc: BaseException) -> None:
+        self.stats.audio_only = True
+        why = (
+            f"the renderer failed on {self._consecutive_failures} frames in a row "
+            f"(last: {exc!r}); the avatar goes on with audio only"
+        )
+        logger.error(why)
+        for listener in self._audio_only_listeners:
+            listener(why)
 
     def _render_frame(
         self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float

@@ -14,7 +14,6 @@ import uuid
 import pytest
 from livekit import api, rtc
 
-from livekit_avatar_plugin import AvatarSession
 from livekit_avatar_plugin.dispatch.protocol import AvatarJobRequest
 from livekit_avatar_plugin.dispatch.worker import AvatarWorkerOptions, resolve_face_pipeline
 

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -133,9 +134,12 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
     except OSError as exc:
         raise NotAnImageError(f"cannot read {path}: {exc}") from exc
     looks_like_image = _looks_like_image(head)
-    Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding
     try:
+        # PIL refuses headers claiming far more pixels than we allow (a decompression
+        # bomb) before decoding anything; its global limit is left as it is.
         im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{path} claims an absurd size (a decompression bomb?): {exc}") from exc
     except Exception as exc:
         if looks_like_image:
             raise CorruptImageError(f"{path} looks like an image but cannot be decoded: {exc}") from exc
@@ -144,11 +148,14 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
     if w * h > MAX_PIXELS:
         raise ImageTooLargeError(f"{path} is {w}x{h} = {w * h / 1e6:.1f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP")
     try:
-        im.load()
-        im = ImageOps.exif_transpose(im)
+        with warnings.catch_warnings():
+            # Between PIL's warning and error limits; our own limit above already applies.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+        return to_rgb(im)
     except Exception as exc:
         raise CorruptImageError(f"{path} is corrupt or truncated: {exc}") from exc
-    return to_rgb(im)
 
 
 def to_rgb(im: Image.Image) -> np.ndarray:
@@ -464,6 +471,21 @@ def _safe_member(root: Path, name: str) -> Path:
     return p
 
 
+def _decode_png(name: str, raw: bytes) -> np.ndarray:
+    """A package image, or AvatarPackageError: the sizes are checked before decoding."""
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            if im.format != "PNG":
+                raise AvatarPackageError(f"{name} is not a PNG image")
+            if im.size[0] > MAX_SIDE or im.size[1] > MAX_SIDE:
+                raise AvatarPackageError(f"{name} is too large ({im.size[0]}x{im.size[1]})")
+            return np.asarray(im)
+    except AvatarPackageError:
+        raise
+    except Exception as exc:  # corrupt, truncated or a decompression bomb
+        raise AvatarPackageError(f"{name} is not a readable image: {exc}") from exc
+
+
 def load_avatar(path: str | os.PathLike) -> Avatar:
     root = Path(path)
     mpath = root / "manifest.json"
@@ -473,10 +495,11 @@ def load_avatar(path: str | os.PathLike) -> Avatar:
         raise AvatarPackageError("manifest.json is too large")
     try:
         manifest = json.loads(mpath.read_text())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise AvatarPackageError(f"manifest.json is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("version") != PACKAGE_VERSION:
-        raise AvatarPackageError(f"unsupported avatar package version {manifest.get('version') if isinstance(manifest, dict) else None!r}; this build reads version {PACKAGE_VERSION}")
+    version = manifest.get("version") if isinstance(manifest, dict) else None
+    if type(version) is not int or version != PACKAGE_VERSION:  # True == 1 is not a version
+        raise AvatarPackageError(f"unsupported avatar package version {version!r}; this build reads version {PACKAGE_VERSION}")
     files = manifest.get("files")
     if not isinstance(files, dict) or set(files) != set(FILES):
         raise AvatarPackageError(f"manifest must list exactly {FILES}")
@@ -489,7 +512,7 @@ def load_avatar(path: str | os.PathLike) -> Avatar:
         if size > MAX_ARRAY_BYTES or size != info.get("bytes"):
             raise AvatarPackageError(f"{name} has the wrong size")
         raw = p.read_bytes()
-        if _sha(raw) != info.get("sha256"):
+        if not isinstance(info.get("sha256"), str) or _sha(raw) != info["sha256"]:
             raise AvatarPackageError(f"checksum mismatch for {name}")
         data[name] = raw
     arrays = {}
@@ -500,10 +523,7 @@ def load_avatar(path: str | os.PathLike) -> Avatar:
             except Exception as exc:
                 raise AvatarPackageError(f"{name} is not a valid array: {exc}") from exc
         else:
-            with Image.open(io.BytesIO(raw)) as im:
-                if im.size[0] > MAX_SIDE or im.size[1] > MAX_SIDE:
-                    raise AvatarPackageError(f"{name} is too large")
-                arr = np.asarray(im)
+            arr = _decode_png(name, raw)
         arrays[name] = arr
     img = arrays["image.png"]
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
