@@ -8,7 +8,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+# Participant identities and names end up in tokens, logs and viewers' UIs: printable only.
+_NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+def _no_bool(value: Any, info: ValidationInfo) -> Any:
+    """``True`` is an int to Python; as a duration or a size it is always a mistake."""
+    if isinstance(value, bool):
+        raise ValueError(f"{info.field_name} must be a number, not {value!r}")
+    return value
 
 
 VideoQuality = Literal["auto", "high", "medium", "low"]
@@ -37,7 +54,7 @@ class VideoOptions(BaseModel):
     ``quality`` picks a preset; ``width``, ``height`` and ``max_bitrate`` override it.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     quality: VideoQuality = "auto"
     width: int = Field(0, ge=64, le=1920, description="output width in pixels (even)")
@@ -47,6 +64,8 @@ class VideoOptions(BaseModel):
         0, ge=100_000, le=10_000_000, description="encoder bitrate cap in bits per second"
     )
     codec: VideoCodecName = "vp8"
+
+    _numbers = field_validator("width", "height", "fps", "max_bitrate", mode="before")(_no_bool)
 
     @model_validator(mode="before")
     @classmethod
@@ -59,8 +78,11 @@ class VideoOptions(BaseModel):
         data.setdefault("width", width)
         data.setdefault("height", height)
         if not data.get("max_bitrate"):
-            fps = float(data.get("fps", 25.0))
-            data["max_bitrate"] = bitrate or _auto_bitrate(data["width"], data["height"], fps)
+            try:
+                fps = float(data.get("fps", 25.0))
+                data["max_bitrate"] = bitrate or _auto_bitrate(data["width"], data["height"], fps)
+            except (TypeError, ValueError):
+                pass  # a bad size or rate: the field validators name it
         return data
 
     @model_validator(mode="after")
@@ -113,7 +135,7 @@ class FirstMessage(BaseModel):
 class ToolProtection(BaseModel):
     """Shield tool-driven turns (the tool's execution and its spoken reply) from barge-in."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     enabled: bool = False
     tools: frozenset[str] = Field(
@@ -125,6 +147,8 @@ class ToolProtection(BaseModel):
         le=600.0,
         description="safety cap: protection is released after this long whatever happens",
     )
+
+    _numbers = field_validator("max_hold_s", mode="before")(_no_bool)
 
     def covers(self, tool_name: str) -> bool:
         return self.enabled and (not self.tools or tool_name in self.tools)
@@ -149,7 +173,7 @@ DEFAULT_AVATAR_AGENT_NAME = "livekit-avatar"
 class AvatarSessionOptions(BaseModel):
     """Everything :class:`AvatarSession` accepts besides the avatar itself."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     video: VideoOptions = Field(default_factory=VideoOptions)
     mode: AvatarMode = "participant"
@@ -157,13 +181,15 @@ class AvatarSessionOptions(BaseModel):
         None,
         min_length=1,
         max_length=128,
+        pattern=_NAME_PATTERN,
         description="identity of the avatar participant; a unique one is made per job if unset",
     )
-    avatar_name: str = Field("avatar", min_length=1, max_length=128)
+    avatar_name: str = Field("avatar", min_length=1, max_length=128, pattern=_NAME_PATTERN)
     agent_name: str = Field(
         DEFAULT_AVATAR_AGENT_NAME,
         min_length=1,
         max_length=128,
+        pattern=_NAME_PATTERN,
         description="mode='dispatch': the agent name the avatar workers registered under",
     )
     dispatch_timeout_s: float = Field(
@@ -183,10 +209,10 @@ class AvatarSessionOptions(BaseModel):
         ge=0.0,
         le=300.0,
         description=(
-            "hold each video frame back this long after its audio starts playing. Leave at 0 "
-            "for browsers: they lip-sync audio and video of one stream from capture times. "
-            "Set ~75 when viewers are SDK clients that render video on arrival without A/V "
-            "sync, whose audio jitter buffer delays sound by about that much"
+            "extra hold on each video frame. Leave at 0 for browsers: they lip-sync audio "
+            "and video of one stream from capture times (the server needs room "
+            "sync_streams). Viewers that render video on arrival without A/V sync hear "
+            "audio late by their jitter buffer; this can compensate"
         ),
     )
     max_duration_s: float = Field(
@@ -215,6 +241,11 @@ class AvatarSessionOptions(BaseModel):
         max_length=500,
         description="a line the avatar says before it leaves on a timeout",
     )
+
+    _numbers = field_validator(
+        "dispatch_timeout_s", "audio_sample_rate", "video_delay_ms", "max_duration_s",
+        "idle_timeout_s", "user_absent_timeout_s", mode="before",
+    )(_no_bool)  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod

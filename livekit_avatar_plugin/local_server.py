@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +98,29 @@ def build_server_binary() -> Path:
     return target
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    with contextlib.suppress(OSError, ValueError):
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    return 32768, 60999
+
+
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
+    """A free port outside the kernel's ephemeral range.
+
+    The server keeps its ports across a restart; an ephemeral port could be taken by any
+    outgoing connection while the server is down, and the restart would fail to bind.
+    """
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(20000, 32768) if not low <= p <= high]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("0.0.0.0", port))  # the server's RTC ports bind every interface
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, kind) as s:  # a crowded machine: any port will do
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -114,9 +137,13 @@ class ServerInfo:
 
 
 class LocalLiveKitServer:
-    """Runs ``livekit-server --dev`` bound to 127.0.0.1 on free ports.
+    """Runs ``livekit-server --dev`` bound to one address (loopback by default) on free ports.
 
-    Use as a context manager, or ``start()`` / ``stop()``.
+    Use as a context manager, or ``start()`` / ``stop()``. The ports are chosen on the
+    first start and kept, so ``restart()`` brings the server back where clients expect it
+    (a server restart, as a deployment would see one). ``host`` and ``launcher`` let tests
+    run it elsewhere, e.g. inside a network namespace: ``launcher=["ip", "netns", "exec",
+    "ns1"]``, and ``host`` the namespace's address.
     """
 
     def __init__(
@@ -125,58 +152,87 @@ class LocalLiveKitServer:
         port: int | None = None,
         binary: Path | None = None,
         log_path: Path | None = None,
+        host: str = "127.0.0.1",
+        launcher: Sequence[str] = (),
+        api_key: str = DEV_API_KEY,
+        api_secret: str = DEV_API_SECRET,
     ) -> None:
         self._binary = binary
         self._port = port
         self._log_path = log_path
+        self._host = host
+        self._launcher = list(launcher)
+        self._keys = (api_key, api_secret)
+        self._rtc_ports: tuple[int, int] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
         self.info: ServerInfo | None = None
 
-    def start(self, *, timeout: float = 30.0) -> ServerInfo:
-        binary = self._binary or find_server_binary()
-        port = self._port or _free_port()
-        rtc_tcp = _free_port()
-        rtc_udp = _free_port(socket.SOCK_DGRAM)
-        config = (
-            f"port: {port}\n"
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _config(self) -> str:
+        assert self._port is not None and self._rtc_ports is not None
+        rtc_tcp, rtc_udp = self._rtc_ports
+        # Loopback candidates only for a loopback server: with another address as well,
+        # the media mux answers that address's checks from its loopback socket and ICE
+        # never connects.
+        loopback = "true" if self._host.startswith("127.") else "false"
+        return (
+            f"port: {self._port}\n"
             "rtc:\n"
             f"  tcp_port: {rtc_tcp}\n"
             f"  udp_port: {rtc_udp}\n"
             "  use_external_ip: false\n"
-            "  enable_loopback_candidate: true\n"
-            f"keys:\n  {DEV_API_KEY}: {DEV_API_SECRET}\n"
+            f"  enable_loopback_candidate: {loopback}\n"
+            f"keys:\n  {self._keys[0]}: {self._keys[1]}\n"
+            # Subscribers get one media stream per published `stream` name (the avatar's
+            # audio + video), which is what lets browsers lip-sync them; off by default.
+            "room:\n  sync_streams: true\n"
             "logging:\n  level: info\n"
         )
+
+    def start(self, *, timeout: float = 30.0) -> ServerInfo:
+        if self._proc is not None and self._proc.poll() is None:
+            raise ServerUnavailableError("this livekit-server is already running; stop() it first")
+        binary = self._binary or find_server_binary()
+        # Ports are picked once: a restart must come back on the same ones.
+        self._port = self._port or _free_port()
+        self._rtc_ports = self._rtc_ports or (_free_port(), _free_port(socket.SOCK_DGRAM))
         log_target = (
             open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         )
         self._log_file = log_target if self._log_path else None
         self._proc = subprocess.Popen(
             [
+                *self._launcher,
                 str(binary),
                 "--bind",
-                "127.0.0.1",
+                self._host,
                 "--node-ip",
-                "127.0.0.1",
-                "--config-body",
-                config,
+                self._host,
             ],
+            # The config holds the API secret: in the environment (readable by this user
+            # only), not on the command line (readable by everyone in `ps`).
+            env={**os.environ, "LIVEKIT_CONFIG": self._config()},
             stdout=log_target,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        url = f"ws://127.0.0.1:{port}"
-        self.info = ServerInfo(url=url, api_key=DEV_API_KEY, api_secret=DEV_API_SECRET)
+        url = f"ws://{self._host}:{self._port}"
+        self.info = ServerInfo(url=url, api_key=self._keys[0], api_secret=self._keys[1])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self.stop()
                 raise ServerUnavailableError(
-                    f"livekit-server exited with code {self._proc.returncode} during start-up"
+                    f"livekit-server exited with code {code} during start-up"
                     + (f"; see {self._log_path}" if self._log_path else "")
                 )
             with contextlib.suppress(urllib.error.URLError, ConnectionError, OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
+                with urllib.request.urlopen(f"http://{self._host}:{self._port}/", timeout=1) as resp:
                     if resp.status == 200:
                         logger.info("livekit-server ready at %s (pid %d)", url, self._proc.pid)
                         return self.info
@@ -184,10 +240,14 @@ class LocalLiveKitServer:
         self.stop()
         raise ServerUnavailableError(f"livekit-server did not become ready within {timeout:.0f} s")
 
-    def stop(self, *, timeout: float = 5.0) -> None:
+    def stop(self, *, timeout: float = 5.0, kill: bool = False) -> None:
+        """Stop the server: SIGTERM (it drains rooms for a few seconds), or ``kill`` it at once."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
+            if kill:
+                proc.kill()
+            else:
+                proc.terminate()
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -196,6 +256,21 @@ class LocalLiveKitServer:
         if self._log_file is not None:
             self._log_file.close()  # type: ignore[attr-defined]
             self._log_file = None
+
+    def restart(
+        self, *, down_s: float = 0.0, kill: bool = False, timeout: float = 30.0
+    ) -> ServerInfo:
+        """Stop the server (``kill``: a crash, no draining), stay down ``down_s`` seconds,
+        start it again on the same ports.
+
+        Every room and participant is forgotten, as after a real server restart.
+        """
+        if self._port is None:
+            raise ServerUnavailableError("restart() needs a server that was started before")
+        self.stop(kill=kill)
+        if down_s > 0:
+            time.sleep(down_s)
+        return self.start(timeout=timeout)
 
     def __enter__(self) -> ServerInfo:
         return self.start()

@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd
+from livekit.agents.voice.avatar import (
+    AudioReceiver,
+    AudioSegmentEnd,
+    DataStreamAudioReceiver,
+)
 
+from .audio.input import AudioInputError, check_channels, check_rate
 from .config import VideoOptions
 from .generator import AvatarVideoGenerator
 from .metrics import MetricsRecorder
@@ -42,6 +48,14 @@ VIDEO_TRACK_NAME = "avatar_video"
 # (which clears it) falls silent quickly.
 _AUDIO_LEAD_S = 0.06
 _AUDIO_QUEUE_MS = 400
+# WebRTC stamps audio with its capture time about this long after the slice leaves the
+# audio source's queue (measured: independent of the queue's lead). Receivers that
+# lip-sync (browsers) align audio and video by those stamps, so a frame is captured this
+# much after its slice starts, or every browser hears the mouth ~60 ms late.
+# benchmarks/browser_av_sync.py measures the result in Chromium.
+_AUDIO_STAMP_LATENCY_S = 0.058
+# LiveKit's agent -> avatar audio transport (one byte stream per speech segment).
+_AUDIO_STREAM_TOPIC = "lk.audio_stream"
 
 
 class _AudioClockedPacer:
@@ -93,11 +107,11 @@ class _AudioClockedPacer:
         if frame is not None:
             while self._pending and self._pending[0].cancelled():
                 self._pending.popleft()
-            due = now + starts_in + self._video_delay_s
+            due = now + starts_in + _AUDIO_STAMP_LATENCY_S + self._video_delay_s
             handle = self._loop.call_later(due - now, self._capture, frame, due)
             self._pending.append(handle)
         if self._on_published is not None:
-            self._on_published("audio", now + starts_in, chunk)
+            self._on_published("audio", now + starts_in + _AUDIO_STAMP_LATENCY_S, chunk)
         # Hold the producer back so the queue stays near its lead.
         excess = (self._play_end - time.monotonic()) - _AUDIO_LEAD_S
         if excess > 0:
@@ -141,6 +155,80 @@ def default_video_publish_options(video: VideoOptions) -> rtc.TrackPublishOption
     )
     opts.degradation_preference = rtc.DegradationPreference.MAINTAIN_FRAMERATE.value
     return opts
+
+
+class _CheckedStream:
+    """A speech stream as LiveKit's receiver will read it, made safe first.
+
+    The agent waits for every segment's ``playback_finished``, in order, and LiveKit's
+    receiver ends (taking the avatar with it) on the first error it meets. So:
+
+    * a stream whose header cannot be played is given a valid header and 10 ms of
+      silence in place of its payload (which is drained and discarded): the segment
+      still ends and is reported, the error is logged by name;
+    * a stream that breaks off mid-way (the connection dropped, the sender vanished)
+      simply ends there, with a warning, instead of raising into the receiver.
+    """
+
+    def __init__(self, reader: rtc.ByteStreamReader, sample_rate: int, problem: str | None) -> None:
+        self._reader = reader
+        self.info = reader.info
+        if problem is not None:
+            attributes = {"sample_rate": str(sample_rate), "num_channels": "1"}
+            self.info = dataclasses.replace(reader.info, attributes=attributes)
+        self._chunks = self._silence(sample_rate) if problem else self._passthrough()
+
+    async def _passthrough(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._reader:
+                yield chunk
+        except Exception as exc:  # noqa: BLE001 - an ended segment beats a dead avatar
+            logger.warning("a speech stream broke off (%r); the segment ends there", exc)
+
+    async def _silence(self, sample_rate: int) -> AsyncIterator[bytes]:
+        with contextlib.suppress(Exception):
+            async for _ in self._reader:  # drain it, so nothing stays buffered for it
+                pass
+        yield bytes(2 * (sample_rate // 100))
+
+    def __aiter__(self) -> _CheckedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._chunks.__anext__()
+
+
+def speech_stream_problem(attributes: dict[str, str] | None) -> str | None:
+    """What makes a speech stream's header unplayable, or None."""
+    if not attributes or "sample_rate" not in attributes or "num_channels" not in attributes:
+        return "it has no sample_rate/num_channels attributes"
+    try:
+        check_rate(attributes["sample_rate"])
+        check_channels(attributes["num_channels"])
+    except AudioInputError as exc:
+        return str(exc)
+    return None
+
+
+def guard_audio_streams(room: rtc.Room, sample_rate: int) -> None:
+    """Check every incoming speech stream's header before LiveKit's receiver reads it.
+
+    Call after ``DataStreamAudioReceiver.start()``, which registers the handler.
+    """
+    handler = room._byte_stream_handlers.get(_AUDIO_STREAM_TOPIC)
+    if handler is None:
+        return
+
+    def checked(reader: rtc.ByteStreamReader, sender: str) -> None:
+        problem = speech_stream_problem(reader.info.attributes)
+        if problem is not None:
+            logger.error(
+                "rejected a speech segment from %s: %s; it is played as silence", sender, problem
+            )
+        handler(_CheckedStream(reader, sample_rate, problem), sender)
+
+    room.unregister_byte_stream_handler(_AUDIO_STREAM_TOPIC)
+    room.register_byte_stream_handler(_AUDIO_STREAM_TOPIC, checked)
 
 
 class AvatarPublisher:
@@ -187,6 +275,8 @@ class AvatarPublisher:
         self._playback_position = 0.0
         self._published = asyncio.Event()
         self._closed = False
+        self._bad_input_logged = 0
+        generator.add_audio_only_listener(self._went_audio_only)
         self.audio_publication: rtc.LocalTrackPublication | None = None
         self.video_publication: rtc.LocalTrackPublication | None = None
 
@@ -210,6 +300,8 @@ class AvatarPublisher:
 
     async def start(self) -> None:
         await self._receiver.start()
+        if isinstance(self._receiver, DataStreamAudioReceiver):
+            guard_audio_streams(self._room, self._generator.sample_rate)
         self._receiver.on("clear_buffer", self._on_clear_buffer)
         self._main_tasks = [
             asyncio.create_task(self._read_audio(), name="avatar-read-audio"),
@@ -254,11 +346,18 @@ class AvatarPublisher:
     async def _read_audio(self) -> None:
         try:
             async for frame in self._receiver:
+                try:
+                    await self._generator.push_audio(frame)
+                except AudioInputError as exc:
+                    # One bad chunk is dropped; the segment and the avatar go on.
+                    self._bad_input_logged += 1
+                    if self._bad_input_logged <= 3 or self._bad_input_logged % 100 == 0:
+                        logger.error("dropped unplayable audio from the agent: %s", exc)
+                    continue
                 if isinstance(frame, rtc.AudioFrame) and frame.samples_per_channel > 0:
                     self._segment_open = True
                     if self.metrics is not None:
                         self.metrics.segment_audio(time.monotonic())
-                await self._generator.push_audio(frame)
         except Exception:
             logger.exception("avatar audio receiver failed")
             raise
@@ -297,6 +396,19 @@ class AvatarPublisher:
                     if self.metrics is not None:
                         self.metrics.first_speech_frame(plays_at + self._video_delay_s)
                 self._playback_position += item.duration
+
+    def _went_audio_only(self, why: str) -> None:
+        """The renderer was given up on: take the face down, keep the voice."""
+        publication = self.video_publication
+        if publication is None or self._closed:
+            return
+        self.video_publication = None
+
+        async def unpublish() -> None:
+            with contextlib.suppress(Exception):
+                await self._room.local_participant.unpublish_track(publication.sid)
+
+        self._notify(unpublish())
 
     def _finish_segment(self, *, interrupted: bool) -> None:
         if self.metrics is not None and not interrupted:

@@ -34,7 +34,10 @@ from livekit.agents.voice.avatar import (
     QueueAudioOutput,
 )
 
+from . import reaper
 from .config import AvatarSessionOptions
+from .dispatch.client import AvatarDispatchError, DispatchedAvatar
+from .dispatch.protocol import AvatarJobRequest
 from .failover import FailoverAudioOutput
 from .generator import AvatarVideoGenerator
 from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
@@ -55,6 +58,11 @@ PROVIDER = "livekit-avatar-plugin"
 _CONNECTION_POLL_S = 0.1
 # How long the avatar may spend reconnecting before the agent speaks by itself.
 _RECONNECT_GRACE_S = 1.0
+# After an outage that took the agent's connection down too (a server restart, the host's
+# network), the avatar's SDK is retrying on its own back-off schedule and usually returns
+# a moment after the agent: give it this long before speaking without a face.
+_RECOVERY_GRACE_S = 6.0
+_RPC_MAX_RETRIES = 1000
 # The avatar publishes camera + microphone and talks to the agent over RPC/byte streams;
 # it never needs room admin, recording or other participants' media.
 _AVATAR_PUBLISH_SOURCES = ["camera", "microphone"]
@@ -115,6 +123,7 @@ class AvatarSession(
         self._api_secret = api_secret
         self._identity = self.options.avatar_identity or f"avatar-{uuid.uuid4().hex[:12]}"
         self._avatar_room: rtc.Room | None = None
+        self._dispatched: DispatchedAvatar | None = None
         self._publisher: AvatarPublisher | None = None
         self._sink: FailoverAudioOutput | QueueAudioOutput | None = None
         self._fallback_outputs: list[Any] = []
@@ -221,23 +230,17 @@ class AvatarSession(
         await super().start(agent_session, room)
         _disable_false_interruption_resume(agent_session)
 
-        pipeline = self._face_pipeline or await asyncio.to_thread(load_pipeline, self._avatar)
         video = self.options.video
-        generator = AvatarVideoGenerator(
-            motion=pipeline.create_motion(),
-            renderer=pipeline.create_renderer(video.width, video.height),
-            width=video.width,
-            height=video.height,
-            fps=video.fps,
-            sample_rate=self.options.audio_sample_rate,
-        )
-
-        self._metrics = MetricsRecorder(
-            self._emit_metrics,
-            provider=PROVIDER,
-            started_at=started_at,
-            counters=lambda: (generator.stats.underruns, generator.stats.render_errors),
-        )
+        # In dispatch mode the avatar worker renders (and reports frame metrics) itself:
+        # this process loads no face models.
+        generator = None if self.options.mode == "dispatch" else await self._make_generator()
+        if generator is not None:
+            self._metrics = MetricsRecorder(
+                self._emit_metrics,
+                provider=PROVIDER,
+                started_at=started_at,
+                counters=lambda: (generator.stats.underruns, generator.stats.render_errors),
+            )
         if self.options.mode == "in_process":
             sink = QueueAudioOutput(sample_rate=self.options.audio_sample_rate)
             self._sink = sink
@@ -253,7 +256,10 @@ class AvatarSession(
             await self._publisher.start()
         else:
             try:
-                await self._start_participant(room, generator)
+                if generator is None:
+                    await self._start_dispatch(room)
+                else:
+                    await self._start_participant(room, generator)
             except AvatarSessionError as exc:
                 # No face, but the agent must still be heard: speak from its own participant.
                 logger.error("%s; the agent will speak without an avatar", exc)
@@ -295,13 +301,21 @@ class AvatarSession(
         except Exception as exc:
             self._avatar_room = None
             raise AvatarSessionError(f"avatar participant could not join {url}: {exc!r}") from exc
+        # If this process is killed, nothing here can take the avatar out of the room.
+        http_url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+        await asyncio.to_thread(reaper.watch, http_url, key, secret, room.name, self._identity)
         avatar_room.on("participant_disconnected", self._on_avatar_room_participant_left)
         avatar_room.on("disconnected", self._on_avatar_room_disconnected)
         self._connection_watch = asyncio.create_task(
             self._watch_connections(room, avatar_room), name="avatar-connection-watch"
         )
 
-        receiver = DataStreamAudioReceiver(avatar_room, sender_identity=agent_identity)
+        # Playback RPCs ride a reliable channel that a lossy link can delay past their ack
+        # timeout; LiveKit's receiver dies after its last retry (and the avatar with it),
+        # so keep retrying for as long as the session lasts.
+        receiver = DataStreamAudioReceiver(
+            avatar_room, sender_identity=agent_identity, rpc_max_retries=_RPC_MAX_RETRIES
+        )
         self._publisher = AvatarPublisher(
             avatar_room,
             audio_receiver=receiver,
@@ -314,6 +328,33 @@ class AvatarSession(
         assert self._metrics is not None
         self._publisher.attach_metrics(self._metrics)
         await self._publisher.start()
+        self._sink = self._stream_to_avatar(room)
+        logger.info(
+            "avatar participant %s joined room %s on behalf of %s",
+            self._identity,
+            room.name,
+            agent_identity,
+        )
+
+    async def _make_generator(self) -> AvatarVideoGenerator:
+        pipeline = self._face_pipeline or await asyncio.to_thread(load_pipeline, self._avatar)
+        video = self.options.video
+        # Framing the portrait for the output size warps full-resolution images (~0.1-0.3 s):
+        # off the loop, which is already carrying the agent's session.
+        motion, renderer = await asyncio.to_thread(
+            lambda: (pipeline.create_motion(), pipeline.create_renderer(video.width, video.height))
+        )
+        return AvatarVideoGenerator(
+            motion=motion,
+            renderer=renderer,
+            width=video.width,
+            height=video.height,
+            fps=video.fps,
+            sample_rate=self.options.audio_sample_rate,
+        )
+
+    def _stream_to_avatar(self, room: rtc.Room) -> FailoverAudioOutput:
+        """The agent's audio sink: a data stream to the avatar, with failover."""
         to_avatar = DataStreamAudioOutput(
             room,
             destination_identity=self._identity,
@@ -323,17 +364,46 @@ class AvatarSession(
             # agent's transcript timing honest.
             wait_playback_start=True,
         )
-        self._sink = FailoverAudioOutput(
-            to_avatar,
-            sample_rate=self.options.audio_sample_rate,
-            make_fallback=self._make_fallback,
+        if self._dispatched is not None:
+            self._dispatched.track_playback(to_avatar)
+        return FailoverAudioOutput(
+            to_avatar, sample_rate=self.options.audio_sample_rate, make_fallback=self._make_fallback
         )
-        logger.info(
-            "avatar participant %s joined room %s on behalf of %s",
-            self._identity,
-            room.name,
-            agent_identity,
+
+    async def _start_dispatch(self, room: rtc.Room) -> None:
+        """Have LiveKit dispatch the avatar to a ``livekit-avatar worker`` (see dispatch/)."""
+        url, key, secret = self._credentials()
+        request = AvatarJobRequest(
+            agent_identity=room.local_participant.identity,
+            avatar_identity=self._identity,
+            avatar_name=self.options.avatar_name,
+            avatar=str(self._avatar) if isinstance(self._avatar, (str, Path)) else "default",
+            video=self.options.video,
+            audio_sample_rate=self.options.audio_sample_rate,
+            video_delay_ms=self.options.video_delay_ms,
+            max_duration_s=self.options.max_duration_s,
         )
+        dispatched = DispatchedAvatar(
+            room,
+            request,
+            agent_name=self.options.agent_name,
+            url=url,
+            api_key=key,
+            api_secret=secret,
+            timeout_s=self.options.dispatch_timeout_s,
+        )
+        try:
+            await dispatched.start(
+                on_left=self._on_publisher_died,
+                on_agent_gone=lambda: self._close_soon(
+                    CloseReason.AGENT_LEFT, "agent room disconnected"
+                ),
+            )
+        except AvatarDispatchError as exc:
+            raise AvatarSessionError(str(exc)) from exc
+        self._dispatched = dispatched
+        self._identity = dispatched.identity  # a retried dispatch joins under a new one
+        self._sink = self._stream_to_avatar(room)
 
     def _credentials(self) -> tuple[str, str, str]:
         url = self._livekit_url or os.environ.get("LIVEKIT_URL")
@@ -431,10 +501,20 @@ class AvatarSession(
         self._close_soon(CloseReason.AGENT_LEFT, "agent room disconnected")
 
     def _on_avatar_room_participant_left(self, participant: rtc.RemoteParticipant) -> None:
-        if self._agent_room is not None and participant.identity == (
-            self._agent_room.local_participant.identity
+        agent_room = self._agent_room
+        if agent_room is None or participant.identity != agent_room.local_participant.identity:
+            return
+        # While either side reconnects, the SDK drops every remote participant (a full
+        # reconnect after a server restart) or the server swaps the agent's old session for
+        # its new one: the agent has not left. Its own room, in this process, says whether
+        # it has; the connection watch acts on that within 0.1 s.
+        if self._avatar_room is not None and (
+            self._avatar_room.connection_state != rtc.ConnectionState.CONN_CONNECTED
         ):
-            self._close_soon(CloseReason.AGENT_LEFT, "agent left the room")
+            return
+        if agent_room.connection_state != rtc.ConnectionState.CONN_DISCONNECTED:
+            return
+        self._close_soon(CloseReason.AGENT_LEFT, "agent left the room")
 
     def _on_avatar_room_disconnected(self, *_: Any) -> None:
         if self._closing:
@@ -449,24 +529,47 @@ class AvatarSession(
         participants about a departure seconds late, and the receiver's RPC retries took
         nearly 3 s to give up. A short avatar reconnect is tolerated; a longer one counts
         as death.
+
+        A reconnect of the agent's own room (a server restart, the host's network) is an
+        outage for both: nobody hears the agent either way, so it neither ends the session
+        nor fails over. Both SDKs rejoin and republish by themselves; the avatar gets
+        ``_RECOVERY_GRACE_S`` after the agent is back to follow it.
         """
         reconnecting_since: float | None = None
+        agent_back_at: float | None = None
+        agent_was_down = False
         while not self._closing:
             await asyncio.sleep(_CONNECTION_POLL_S)
-            if agent_room.connection_state == rtc.ConnectionState.CONN_DISCONNECTED:
+            now = time.monotonic()
+            agent_state = agent_room.connection_state
+            if agent_state == rtc.ConnectionState.CONN_DISCONNECTED:
                 self._close_soon(CloseReason.AGENT_LEFT, "agent room disconnected")
                 return
+            if agent_state == rtc.ConnectionState.CONN_RECONNECTING:
+                if not agent_was_down:
+                    logger.warning("the agent's connection is reconnecting; the avatar waits")
+                agent_was_down, reconnecting_since = True, None
+                continue
+            if agent_was_down:
+                agent_was_down, agent_back_at = False, now
+                logger.info("the agent's connection is back")
             if self._failed:
                 continue  # the agent already speaks by itself; keep watching the agent
             state = avatar_room.connection_state
             if state == rtc.ConnectionState.CONN_DISCONNECTED:
                 await self._fail_over("avatar participant disconnected")
             elif state == rtc.ConnectionState.CONN_RECONNECTING:
-                now = time.monotonic()
                 reconnecting_since = reconnecting_since or now
-                if now - reconnecting_since >= _RECONNECT_GRACE_S:
+                recovering = agent_back_at is not None and now - agent_back_at < _RECOVERY_GRACE_S
+                grace = _RECOVERY_GRACE_S if recovering else _RECONNECT_GRACE_S
+                start = max(reconnecting_since, agent_back_at or 0.0)
+                if now - start >= grace:
                     await self._fail_over("avatar connection lost (still reconnecting)")
             else:
+                if reconnecting_since is not None:
+                    logger.info(
+                        "avatar connection back after %.1f s", now - reconnecting_since
+                    )
                 reconnecting_since = None
 
     def _on_publisher_died(self, why: str) -> None:
@@ -498,6 +601,8 @@ class AvatarSession(
             return
         self._failed = True
         heard = self._publisher.heard_position() if self._publisher is not None else 0.0
+        if self._dispatched is not None:
+            heard = self._dispatched.heard_position()
         if self._publisher is not None:
             publisher, self._publisher = self._publisher, None
             await publisher.aclose()
@@ -543,7 +648,11 @@ class AvatarSession(
             self._avatar_room.off("participant_disconnected", self._on_avatar_room_participant_left)
             with contextlib.suppress(Exception):
                 await self._avatar_room.disconnect()
-        if self.options.mode == "participant":
+            if self._agent_room is not None:
+                reaper.forget(self._agent_room.name, self._identity)
+        if self._dispatched is not None:
+            await self._dispatched.aclose()
+        if self.options.mode in ("participant", "dispatch"):
             # LiveKit's base class removes the participant through the server API when
             # running inside a job; outside one we have already disconnected it above.
             with contextlib.suppress(Exception):

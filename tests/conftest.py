@@ -31,3 +31,124 @@ def livekit_server() -> Iterator[ServerInfo]:
         yield info
     finally:
         server.stop()
+
+
+# -- avatar workers (dispatch mode) ---------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PATTERN_PIPELINE = "tests.pattern_pipeline:TestPatternPipeline"
+
+
+class WorkerProcess:
+    """A ``livekit-avatar worker`` child process, with its log kept for inspection."""
+
+    def __init__(
+        self,
+        info: ServerInfo,
+        *,
+        agent_name: str,
+        capacity: int = 4,
+        face_pipeline: str | None = PATTERN_PIPELINE,
+        log_path: Path | None = None,
+    ) -> None:
+        import subprocess
+        import sys
+
+        self.agent_name = agent_name
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="avatar-worker-", suffix=".log")[1])
+        args = [sys.executable, "-m", "livekit_avatar_plugin.cli", "worker",
+                "--agent-name", agent_name, "--capacity", str(capacity),
+                "--url", info.url, "--api-key", info.api_key, "--api-secret", info.api_secret]  # fmt: skip
+        if face_pipeline:
+            args += ["--face-pipeline", face_pipeline]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            args, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_registered(self, timeout: float = 60.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while "registered worker" not in self.log():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"avatar worker exited ({self.proc.returncode}):\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"avatar worker did not register in {timeout} s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def rendered(self) -> list[str]:
+        """Avatar identities this worker has rendered, in order."""
+        import re
+
+        return re.findall(r"avatar (\S+) rendering for agent", self.log())
+
+    def kill(self) -> None:
+        """Die as a crash would: no drain, no goodbye."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGINT)  # a second signal skips the drain
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def start_avatar_worker(livekit_server):
+    """Start ``livekit-avatar worker`` processes (test-pattern face); all stop after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(agent_name: str, **kwargs) -> WorkerProcess:
+        worker = WorkerProcess(livekit_server, agent_name=agent_name, **kwargs)
+        started.append(worker)
+        worker.wait_registered()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def avatar_worker(livekit_server) -> Iterator[WorkerProcess]:
+    """One avatar worker (test-pattern face) shared by the dispatch tests."""
+    import uuid
+
+    worker = WorkerProcess(livekit_server, agent_name=f"avatar-test-{uuid.uuid4().hex[:6]}")
+    try:
+        worker.wait_registered()
+        yield worker
+    finally:
+        worker.stop()
+
+
+# -- a server of the test's own (faults: restarts, crashes) --------------------------------
+
+
+@pytest.fixture
+def private_livekit_server() -> Iterator[LocalLiveKitServer]:
+    """A ``livekit-server --dev`` for this test alone, so it may be restarted or killed.
+
+    Yields the ``LocalLiveKitServer`` (``.info`` has its URL and keys).
+    """
+    log = Path(tempfile.mkstemp(prefix="livekit-private-server-", suffix=".log")[1])
+    server = LocalLiveKitServer(log_path=log)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
