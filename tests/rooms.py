@@ -196,3 +196,12 @@ async def agent_room(info, prefix: str, *, watcher_cls=AudioWatcher, **avatar_op
         await shut_down(session, avatar, room)
         closer = getattr(watcher, "aclose", None)
         await (closer() if closer else watcher.room.disconnect())
+
+
+async def wait_until(predicate, timeout: float, what: str, *, poll_s: float = 0.02) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(poll_s)

@@ -26,7 +26,7 @@ from .av_harness import (
     pair_offsets,
 )
 from .fakes import click_times
-from .rooms import AudioWatcher, Watcher, agent_room, agent_with_avatar, shut_down
+from .rooms import AudioWatcher, Watcher, agent_room, agent_with_avatar, shut_down, wait_until
 from .test_session import _left_room_at
 
 pytestmark = pytest.mark.livekit_server
@@ -68,14 +68,6 @@ def test_worker_command_requires_credentials(monkeypatch, capsys):
 # -- with a worker --------------------------------------------------------------------------
 
 
-async def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_dispatched_avatar_speaks_in_sync_and_reports_playback(livekit_server, avatar_worker):
     info = livekit_server
     room_name = f"dispatch-{uuid.uuid4().hex[:8]}"
@@ -96,7 +88,7 @@ async def test_dispatched_avatar_speaks_in_sync_and_reports_playback(livekit_ser
         )
         await asyncio.wait_for(viewer.video_track.wait(), 15)
         await asyncio.wait_for(viewer.audio_track.wait(), 15)
-        await _wait_for(lambda: viewer.capture.video, 15, "the first decoded frame")
+        await wait_until(lambda: viewer.capture.video, 15, "the first decoded frame")
         await asyncio.sleep(0.5)
 
         t_speech = time.monotonic()
@@ -196,5 +188,5 @@ async def test_no_worker_fails_over_to_audio_only(livekit_server, caplog):
             assert not [d for d in dispatches if d.agent_name == nobody]
         # The agent is heard from its own participant.
         await r.session.generate_reply(user_input="hi").wait_for_playout()
-        await _wait_for(lambda: r.agent_id in r.watcher.audio, 5, "the agent's own audio track")
+        await wait_until(lambda: r.agent_id in r.watcher.audio, 5, "the agent's own audio track")
         assert isinstance(r.watcher, AudioWatcher)

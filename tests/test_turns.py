@@ -22,7 +22,7 @@ from .av_harness import CLICK_THRESHOLD, FLASH_THRESHOLD, SenderLog
 from .fake_realtime import FakeRealtimeModel
 from .fakes import ScriptedLLM, ToolCall, click_times
 from .pattern_pipeline import IDLE_LEVEL, SPEAKING_LEVEL
-from .rooms import agent_room
+from .rooms import agent_room, wait_until
 from .scripted_user import ScriptedUser
 
 IDLE_THRESHOLD = (IDLE_LEVEL + SPEAKING_LEVEL) / 2
@@ -100,14 +100,6 @@ class TurnLog:
 def report_release(what: str, delay_s: float) -> None:
     print(f"protection released {1000 * delay_s:.1f} ms after {what}")
     assert delay_s <= RELEASE_WITHIN_S
-
-
-async def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def clicks_in(onsets: list[float], after: float, before: float = float("inf")) -> list[float]:
