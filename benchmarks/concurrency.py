@@ -63,11 +63,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from livekit import rtc  # noqa: E402
-from livekit.agents import AgentSession, tts  # noqa: E402
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions  # noqa: E402
+from livekit.agents import AgentSession  # noqa: E402
 
 from livekit_avatar_plugin import AvatarSession, VideoOptions  # noqa: E402
 from livekit_avatar_plugin.audio.local_tts import synthesize  # noqa: E402
+from livekit_avatar_plugin.keyless import PcmTTS  # noqa: E402
 from livekit_avatar_plugin.local_server import LocalLiveKitServer, ServerInfo  # noqa: E402
 from tests.av_harness import Subscriber  # noqa: E402
 from tests.conftest import WorkerProcess  # noqa: E402
@@ -83,34 +83,15 @@ GRID = 32  # the sampled viewer keeps a GRID x GRID luma thumbnail of each frame
 POLL_S = 0.5  # how often a viewer reads its WebRTC receive statistics
 
 
-class ReplayTTS(tts.TTS):
+class ReplayTTS(PcmTTS):
     """Speech synthesised once by the local TTS, replayed for every reply (no TTS CPU)."""
 
     def __init__(self, pcm: np.ndarray, sample_rate: int) -> None:
-        super().__init__(
-            capabilities=tts.TTSCapabilities(streaming=False),
-            sample_rate=sample_rate,
-            num_channels=1,
-        )
+        super().__init__(sample_rate=sample_rate)
         self.pcm = pcm
 
-    def synthesize(
-        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
-    ) -> tts.ChunkedStream:
-        return _Replay(tts=self, input_text=text, conn_options=conn_options)
-
-
-class _Replay(tts.ChunkedStream):
-    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        owner: ReplayTTS = self._tts  # type: ignore[assignment]
-        output_emitter.initialize(
-            request_id=uuid.uuid4().hex,
-            sample_rate=owner.sample_rate,
-            num_channels=1,
-            mime_type="audio/pcm",
-        )
-        output_emitter.push(owner.pcm.tobytes())
-        output_emitter.flush()
+    def pcm_for(self, text: str) -> tuple[np.ndarray, int]:
+        return self.pcm, self.sample_rate
 
 
 class Viewer(Subscriber):

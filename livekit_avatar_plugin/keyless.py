@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+
+import numpy as np
 from typing import Any
 
 from livekit.agents import Agent, function_tool, llm, tts
@@ -19,31 +21,51 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConn
 from .audio.local_tts import synthesize
 
 
-class LocalTTS(tts.TTS):
-    def __init__(self, *, voice: str | None = None, sample_rate: int = 22050) -> None:
+class PcmTTS(tts.TTS):
+    """A non-streaming mono TTS whose speech is whatever ``pcm_for(text)`` returns (int16
+    samples and their rate), computed off the event loop."""
+
+    def __init__(self, *, sample_rate: int) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False),
             sample_rate=sample_rate,
             num_channels=1,
         )
-        self._voice = voice
+
+    def pcm_for(self, text: str) -> tuple[np.ndarray, int]:
+        raise NotImplementedError
+
+    def synthesized(self, text: str, pcm: np.ndarray) -> None:
+        """Called as the audio is handed to the agent (a hook for measurements)."""
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.ChunkedStream:
-        return _LocalStream(tts=self, input_text=text, conn_options=conn_options)
+        return _PcmStream(tts=self, input_text=text, conn_options=conn_options)
 
 
-class _LocalStream(tts.ChunkedStream):
+class _PcmStream(tts.ChunkedStream):
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        owner: LocalTTS = self._tts  # type: ignore[assignment]
-        # The synthesiser is a blocking subprocess (or model); keep it off the event loop.
-        pcm, rate = await asyncio.to_thread(synthesize, self._input_text, owner._voice)
+        owner: PcmTTS = self._tts  # type: ignore[assignment]
+        pcm, rate = await asyncio.to_thread(owner.pcm_for, self._input_text)
         output_emitter.initialize(
             request_id=uuid.uuid4().hex, sample_rate=rate, num_channels=1, mime_type="audio/pcm"
         )
+        owner.synthesized(self._input_text, pcm)
         output_emitter.push(pcm.tobytes())
         output_emitter.flush()
+
+
+class LocalTTS(PcmTTS):
+    """The local voice: piper's joe when installed, else espeak-ng (a blocking synthesiser,
+    hence off the loop)."""
+
+    def __init__(self, *, voice: str | None = None, sample_rate: int = 22050) -> None:
+        super().__init__(sample_rate=sample_rate)
+        self._voice = voice
+
+    def pcm_for(self, text: str) -> tuple[np.ndarray, int]:
+        return synthesize(text, self._voice)
 
 
 @dataclass(frozen=True)

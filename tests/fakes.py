@@ -11,14 +11,12 @@ speak: it synthesises a measurement signal chosen by the text it is given:
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
-from livekit.agents import llm, tts
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from livekit.agents import llm
 
-from livekit_avatar_plugin.keyless import SingleReplyLLM, ToolRequest
+from livekit_avatar_plugin.keyless import PcmTTS, SingleReplyLLM, ToolRequest
 
 SAMPLE_RATE = 24000
 VIDEO_FPS = 25.0
@@ -102,33 +100,13 @@ class _History:
     records: list[SynthesisRecord] = field(default_factory=list)
 
 
-class SignalTTS(tts.TTS):
+class SignalTTS(PcmTTS):
     def __init__(self, *, sample_rate: int = SAMPLE_RATE) -> None:
-        super().__init__(
-            capabilities=tts.TTSCapabilities(streaming=False),
-            sample_rate=sample_rate,
-            num_channels=1,
-        )
+        super().__init__(sample_rate=sample_rate)
         self.history = _History()
 
-    def synthesize(
-        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
-    ) -> tts.ChunkedStream:
-        return _SignalStream(tts=self, input_text=text, conn_options=conn_options)
+    def pcm_for(self, text: str) -> tuple[np.ndarray, int]:
+        return signal_for(text), self.sample_rate
 
-
-class _SignalStream(tts.ChunkedStream):
-    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        owner: SignalTTS = self._tts  # type: ignore[assignment]
-        pcm = signal_for(self._input_text)
-        output_emitter.initialize(
-            request_id=uuid.uuid4().hex,
-            sample_rate=owner.sample_rate,
-            num_channels=1,
-            mime_type="audio/pcm",
-        )
-        owner.history.records.append(
-            SynthesisRecord(self._input_text, time.monotonic(), int(pcm.size))
-        )
-        output_emitter.push(pcm.tobytes())
-        output_emitter.flush()
+    def synthesized(self, text: str, pcm: np.ndarray) -> None:
+        self.history.records.append(SynthesisRecord(text, time.monotonic(), int(pcm.size)))
