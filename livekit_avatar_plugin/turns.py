@@ -276,7 +276,7 @@ class TurnController:
                 return
             hold.tool_status = update.status
             if hold.speech is None or hold.speech.done():
-                self._release(update.call_id, _tool_cause(update.status, spoke=False))
+                self._release(update.call_id, _tool_cause(hold, spoke=False))
 
     def _on_tools_executed(self, ev: Any) -> None:
         # A tool that returns nothing produces no reply; its speech handle is finishing.
@@ -287,7 +287,7 @@ class TurnController:
                 continue
             hold.tool_reply = ev.has_tool_reply
             if not ev.has_tool_reply and hold.tool_status is not None:
-                self._release(call.call_id, _tool_cause(hold.tool_status, spoke=False))
+                self._release(call.call_id, _tool_cause(hold, spoke=False))
 
     def _on_transcribed(self, ev: Any) -> None:
         if not ev.is_final or not ev.transcript.strip():
@@ -345,8 +345,8 @@ class TurnController:
         if hold.kind == "tool" and hold.tool_status is None:
             # The reply that called the tool ended, but the tool still runs: keep holding.
             return
-        if hold.kind == "tool" and not (handle.interrupted and hold.tool_status == "done"):
-            cause = _tool_cause(hold.tool_status, spoke=hold.tool_reply)
+        if hold.kind == "tool":
+            cause = _tool_cause(hold, spoke=hold.tool_reply)
         else:
             cause = "interrupted" if handle.interrupted else "speech_done"
         self._release(key, cause)
@@ -457,10 +457,13 @@ class TurnController:
         setattr(agent, _GATE_ATTR, self)
 
 
-def _tool_cause(status: str | None, *, spoke: bool) -> ReleaseCause:
-    if status == "error":
-        return "error"
-    if status == "cancelled":
-        return "cancelled"
+def _tool_cause(hold: _Hold, *, spoke: bool) -> ReleaseCause:
+    """How a protected tool turn ended. The tool's own end wins (error, cancelled); then an
+    interruption of its speech (the app's force interrupt, whichever of the tool's end and
+    the speech's end LiveKit reports first); then whether a reply was spoken."""
+    if hold.tool_status in ("error", "cancelled"):
+        return hold.tool_status  # type: ignore[return-value]
+    if hold.speech is not None and hold.speech.interrupted:
+        return "interrupted"
     return "speech_done" if spoke else "no_speech"
 
