@@ -15,6 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .input import MAX_RATE, MIN_RATE, check_rate  # noqa: F401 - re-exported for lipsync
+
 SAMPLE_RATE = 16000
 HOP = 160  # 10 ms -> 100 frames per second
 WIN = 512  # 32 ms Hann window, centred on the frame time
@@ -22,27 +24,11 @@ N_MELS = 40
 FMIN = 50.0
 FMAX = 7600.0
 LOG_FLOOR = 1e-10
-MIN_RATE = 8000
-MAX_RATE = 48000
 
 # Resampler: Kaiser-windowed sinc with this many zero crossings each side.
 _ZEROS = 8
 _KAISER_BETA = 7.0
 _ROLLOFF = 0.94
-
-
-def check_rate(sample_rate: int | float) -> int:
-    """Return the rate as int, or raise ValueError naming an unsupported rate."""
-    try:
-        rate = int(sample_rate)
-    except (TypeError, ValueError):
-        raise ValueError(f"sample rate {sample_rate!r} is not a number") from None
-    if rate != sample_rate or rate < MIN_RATE or rate > MAX_RATE:
-        raise ValueError(
-            f"unsupported sample rate {sample_rate!r} Hz: the lip-sync model takes "
-            f"{MIN_RATE}-{MAX_RATE} Hz"
-        )
-    return rate
 
 
 # ---------------------------------------------------------------------------
