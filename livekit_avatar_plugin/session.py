@@ -185,22 +185,10 @@ class AvatarSession(
         await self._turns.text_input(session, ev)
 
     async def _wait_on_screen(self) -> None:
-        """Return once the face is published (at once if the agent speaks without one)."""
-        if self._failed:
-            return
-        if self._publisher is not None:
+        """Return once the face is published. A dispatched avatar already is when start()
+        returns (DispatchedAvatar waits for its video); a failed one never will."""
+        if self._publisher is not None and not self._failed:
             await self._publisher.wait_published()
-            return
-        # Rendered elsewhere (dispatch mode): the face is on screen once its video track is.
-        room = self._agent_room
-        while room is not None and not self._failed and not self._closing:
-            participant = room.remote_participants.get(self.avatar_identity)
-            if participant is not None and any(
-                pub.kind == rtc.TrackKind.KIND_VIDEO
-                for pub in participant.track_publications.values()
-            ):
-                return
-            await asyncio.sleep(_CONNECTION_POLL_S)
 
     def add_publish_tap(self, tap: Callable[[str, float, object], None]) -> None:
         """Observe every audio slice and video frame as it goes out (kind, time, frame).
