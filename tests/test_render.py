@@ -165,3 +165,39 @@ def test_speaking_motion_follows_energy():
         return np.std(np.array(ps)[:, 3])
 
     assert motion(1.0) > 1.5 * motion(0.0)
+
+
+def test_texture_texel_is_the_bilinear_sample_of_the_base_frame():
+    r = FaceRenderer(default_avatar(), 512, 512)
+    rng = np.random.default_rng(0)
+    up, (tx0, ty0) = r._up, r._tex_origin
+    x0, y0, x1, y1 = r.roi
+    base = r.base.astype(np.float64)
+    for _ in range(500):
+        x, y = rng.uniform(x0, x1 - 1.01), rng.uniform(y0, y1 - 1.01)
+        # what the per-frame gather does for a source position (x, y)
+        ix, iy = int((x - tx0) * up + 0.5), int((y - ty0) * up + 0.5)
+        word = r._tex[iy * r._tex_row + (ix % up) * r._tex_plane + ix // up]
+        got = np.array([(int(word) >> (8 * c)) & 0xFF for c in range(3)])
+        # bilinear at the snapped position (1/up px grid)
+        sx, sy = tx0 + ix / up, ty0 + iy / up
+        i, j = int(sx), int(sy)
+        fx, fy = sx - i, sy - j
+        want = (base[j, i] * (1 - fx) * (1 - fy) + base[j, i + 1] * fx * (1 - fy)
+                + base[j + 1, i] * (1 - fx) * fy + base[j + 1, i + 1] * fx * fy)  # fmt: skip
+        assert np.abs(got - want).max() <= 1.0, (x, y, got, want)
+
+
+def test_sessions_share_the_framing_but_not_the_motion_state():
+    av = default_avatar()
+    first = FaceRenderer(av, 256, 256, seed=1)
+    second = FaceRenderer(av, 256, 256, seed=1, template=first)
+    assert second._tex is first._tex and second.w_head is first.w_head
+    assert second._dx is not first._dx and second._frames[0] is not first._frames[0]
+    for i in range(20):  # the same inputs give the same pictures, frame by frame
+        t = i / FPS
+        a = first.render({"jaw_open": 0.6}, S.SPEAKING, t, 0.5)
+        b = second.render({"jaw_open": 0.6}, S.SPEAKING, t, 0.5)
+        assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="same avatar and output size"):
+        FaceRenderer(av, 512, 512, template=first)

@@ -1,13 +1,15 @@
 """Real-time face renderer: jaw/lip warp, mouth interior, blinks, head motion. numpy only.
 
 Design (for speed): everything that depends only on the output size is precomputed in
-``__init__``: the framed base frame, a head ROI, displacement basis fields on that ROI
-and a lower-face box with the jaw/lip fields. Per frame: one small matrix-vector product
-gives the smooth displacement (head motion, blink, brows), the lower-face box adds the
-jaw/lip displacement with a split at the lip line (which is what opens a gap), a packed
-integer bilinear gather samples the base frame, the gap is filled with a shaded mouth
-interior, and the ROI is written into a preallocated output frame. Pixels outside the
-person mask (dilated a few px) never move, so flat backgrounds stay untouched.
+``__init__``: the framed base frame, a head ROI with its motion fields, a lower-face box
+with the jaw/lip fields, and the base frame around the ROI upsampled 4x and packed as
+RGBA words. Per frame: two broadcasts and two small boxes give the smooth displacement
+(head motion, brows), the lids are drawn per eye, the lower-face box adds the jaw/lip
+displacement with a split at the lip line (which is what opens a gap), one gather of the
+nearest upsampled texel per pixel samples the base frame (bilinear to 1/4 px), the gap is
+filled with a shaded mouth interior, and the ROI is written into a preallocated RGBA
+frame. Pixels outside the person mask (dilated a few px) never move, so flat backgrounds
+stay untouched.
 """
 
 from __future__ import annotations
@@ -21,25 +23,20 @@ from livekit_avatar_plugin.face import landmarks as L
 from livekit_avatar_plugin.face.avatar import Avatar, _blurf, _polygon_mask
 from livekit_avatar_plugin.state import ConversationState
 
-_SHIFT = 21
-_M8 = np.int64(0xFF | (0xFF << _SHIFT) | (0xFF << (2 * _SHIFT)))
-_HALF = np.int64(128 | (128 << _SHIFT) | (128 << (2 * _SHIFT)))
-
-
-def _pack(rgb: np.ndarray) -> np.ndarray:
-    a = rgb.astype(np.int64)
-    return a[..., 0] | (a[..., 1] << _SHIFT) | (a[..., 2] << (2 * _SHIFT))
-
-
-def _unpack_into(p: np.ndarray, out: np.ndarray) -> None:
-    out[..., 0] = p & 0xFF
-    out[..., 1] = (p >> _SHIFT) & 0xFF
-    out[..., 2] = (p >> (2 * _SHIFT)) & 0xFF
-
-
 def _smoothstep(x):
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
+
+
+def _support(field: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The bounding box of a field's non-zero values, and the field cropped to it."""
+    rows = np.flatnonzero(np.abs(field).max(1) > 1e-4)
+    cols = np.flatnonzero(np.abs(field).max(0) > 1e-4)
+    if rows.size == 0:
+        box = (slice(0, 0), slice(0, 0))
+    else:
+        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    return box, np.ascontiguousarray(field[box], dtype=np.float32)
 
 
 def _interp_curve(pts: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -50,14 +47,35 @@ def _interp_curve(pts: np.ndarray, xs: np.ndarray) -> np.ndarray:
 class FaceRenderer:
     """Renders frames of one avatar at one output size. One per session; not thread-safe."""
 
-    def __init__(self, avatar: Avatar, width: int = 512, height: int = 512, seed: int = 0, ring: int = 8):
+    def __init__(
+        self,
+        avatar: Avatar,
+        width: int = 512,
+        height: int = 512,
+        seed: int = 0,
+        ring: int = 8,
+        *,
+        template: FaceRenderer | None = None,
+    ):
+        """``template``: a renderer of the same avatar and size whose precomputed, read-only
+        part (framing, motion fields, texture: ~0.3 s of work and ~15 MB at 512x512) this one
+        shares instead of rebuilding; only the per-session state and buffers are new."""
         self.avatar = avatar
         self.width, self.height = int(width), int(height)
+        if template is not None:
+            if template.avatar is not avatar or (template.width, template.height) != (self.width, self.height):
+                raise ValueError("a template renderer must have the same avatar and output size")
+            self.__dict__.update({k: getattr(template, k) for k in template._shared})
+        else:
+            before = set(vars(self))
+            self._setup_framing()
+            self._setup_fields()
+            self._setup_interior()
+            self._shared = tuple(k for k in vars(self) if k not in before)
+        self._allocate_buffers()
         self.rng = np.random.default_rng(seed)
-        self._setup_framing()
-        self._setup_fields()
-        self._setup_interior()
-        self._frames = [self.base.copy() for _ in range(max(1, ring))]
+        rgba = np.dstack([self.base, np.full((self.height, self.width, 1), 255, np.uint8)])
+        self._frames = [rgba.copy() for _ in range(max(1, ring))]
         self._fi = 0
         self._last_t: float | None = None
         self._p = np.zeros(8, np.float64)  # smoothed motion parameters
@@ -155,42 +173,74 @@ class FaceRenderer:
         face = _blurf(face, 0.08 * fw) * wh
         self.w_face = face
         pcx, pcy = cx, chin[1] + 0.3 * fw  # pivot for roll: the neck
-        # basis: [tx, ty, roll, nod(face dy), yaw(face dx), blink, brow]
-        zeros = np.zeros_like(wh)
-        blink_dy, brow_dy = self._eye_fields(xs, ys)
-        bases = [
-            (wh, zeros),  # tx (px)
-            (zeros, wh),  # ty (px)
-            (-(ys - pcy) * wh, (xs - pcx) * wh),  # roll (rad)
-            (zeros, face),  # nod: face interior dy (px)
-            (face, zeros),  # yaw-ish: face interior dx (px)
-            (zeros, blink_dy),  # blink 0..1
-            (zeros, brow_dy),  # brow raise (px)
-        ]
+        # Head motion is [tx, ty, roll, nod (face dy), yaw-ish (face dx), brow raise]:
+        #   dx = wh * (tx - roll * (y - pivot_y)) + yaw * face
+        #   dy = wh * (ty + roll * (x - pivot_x)) + nod * face + brow * brow_field
+        # so per frame it is two broadcasts over the ROI plus small boxes for the face and
+        # brows (blinks are drawn per eye, not as a displacement field).
+        _, brow_dy = self._eye_fields(xs, ys)
         self._setup_eyes(xs, ys)
-        self.n_basis = len(bases)
-        B = np.stack([np.stack([bx.ravel(), by.ravel()]) for bx, by in bases])  # K, 2, N
-        self.B = np.ascontiguousarray(B.reshape(len(bases), -1).T.astype(np.float32))  # (2N, K)
-        self.grid_x = xs.ravel().astype(np.float32)
-        self.grid_y = ys.ravel().astype(np.float32)
+        self._row_from_pivot = (ys[:, 0] - pcy).astype(np.float32)
+        self._col_from_pivot = (xs[0] - pcx).astype(np.float32)
+        self._face_box, self._face_field = _support(face)
+        self._brow_box, self._brow_field = _support(brow_dy)
         self.roi_shape = (h, w)
-        # packed, padded texture of the base frame (rows of the ROI + 1 px guard)
-        self.tex = _pack(self.base).ravel()
         self._setup_mouth_fields(xs, ys)
-        # active pixels: only these can move (head weight > 0, mouth and eye boxes)
-        active = wh > 0
-        for sl_e, *_ in self.eyes:
-            active[sl_e] = True
-        active[self.m_sl] = True
-        act = np.flatnonzero(active.ravel())
-        N = h * w
-        self.act = act
-        self.B_act = np.ascontiguousarray(np.concatenate([self.B[act], self.B[N + act]]))
-        self.gx_act = self.grid_x[act].copy()
-        self.gy_act = self.grid_y[act].copy()
-        self._res = _pack(self.base[y0:y1, x0:x1]).ravel().copy()
-        self._dxy = np.zeros((2, h, w), np.float32)
-        self.B = None  # only the active rows are kept
+        self._setup_texture(x0, y0, x1, y1)
+        u = float(self._up)
+        # where each ROI pixel samples the texture when nothing moves (+0.5: truncation
+        # then rounds to the nearest texel)
+        tx0, ty0 = self._tex_origin
+        self._gx = ((xs - tx0) * u + 0.5).astype(np.float32)
+        self._gy = ((ys - ty0) * u + 0.5).astype(np.float32)
+
+    def _allocate_buffers(self) -> None:
+        h, w = self.roi_shape
+        self._dx = np.empty((h, w), np.float32)
+        self._dy = np.empty((h, w), np.float32)
+        self._ix = np.empty((h, w), np.int32)
+        self._iy = np.empty((h, w), np.int32)
+        self._phase = np.empty((h, w), np.int32)
+        self._res = np.empty((h, w), np.uint32)
+        self._scratch = np.empty(max(self._face_field.size, self._brow_field.size), np.float32)
+
+    def _setup_texture(self, x0: int, y0: int, x1: int, y1: int) -> None:
+        """The base frame around the ROI, bilinearly upsampled ``_up`` times and packed as
+        RGBA words: a per-frame bilinear warp becomes one gather per pixel. Positions snap
+        to 1/4 px (1/2 px for very large outputs, to bound the texture's memory)."""
+        W, H = self.width, self.height
+        m = 2
+        tx0, ty0 = max(0, x0 - m), max(0, y0 - m)
+        tx1, ty1 = min(W, x1 + m), min(H, y1 + m)
+        tw, th = tx1 - tx0, ty1 - ty0
+        up = 4 if (tw * th * 16 * 4) <= (32 << 20) else 2
+        self._up = up
+        self._tex_origin = (tx0, ty0)
+        fr = np.arange((tw - 1) * up + 1, dtype=np.float32) / up
+        fc = np.arange((th - 1) * up + 1, dtype=np.float32) / up
+        i0x = np.minimum(fr.astype(np.int32), tw - 2) if tw > 1 else np.zeros(fr.shape, np.int32)
+        i0y = np.minimum(fc.astype(np.int32), th - 2) if th > 1 else np.zeros(fc.shape, np.int32)
+        ax = (fr - i0x)[None, :]
+        ay = (fc - i0y)[:, None]
+        i1x = np.minimum(i0x + 1, tw - 1)
+        i1y = np.minimum(i0y + 1, th - 1)
+        # Layout [texture row][x phase][x]: neighbouring pixels that share a phase (the
+        # displacement is smooth, so most do) read neighbouring words, a quarter of the
+        # cache lines a plain [row][4x + phase] layout would touch.
+        n_x = tw
+        planes = np.full((len(fc), up, n_x), 0xFF << 24, np.uint32)
+        src = self.base[ty0:ty1, tx0:tx1]
+        for c in range(3):
+            ch = src[..., c].astype(np.float32)
+            rows = ch[:, i0x] * (1 - ax) + ch[:, i1x] * ax  # (th, (tw - 1) * up + 1)
+            val = np.clip(rows[i0y] * (1 - ay) + rows[i1y] * ay + 0.5, 0, 255).astype(np.uint32)
+            for a in range(up):
+                phase = val[:, a::up]
+                planes[:, a, : phase.shape[1]] |= phase << (8 * c)
+        self._tex = planes.ravel()
+        self._tex_plane = n_x
+        self._tex_row = up * n_x
+        self._tex_max = (float(len(fr) - 1), float(len(fc) - 1))
 
     def _eye_fields(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         P = self.pts
@@ -254,13 +304,15 @@ class FaceRenderer:
                               (self.w_head[sl] * edge).astype(np.float32)))
 
     def _lids(self, dy: np.ndarray, blink: float) -> None:
+        """``dy`` is in texture units (``_up`` per pixel)."""
         if blink <= 1e-4:
             return
+        u = self._up
         for sl, rel, travel, lid, wgt in self.eyes:
-            r = rel - dy[sl]  # position relative to the (moved) upper lid
+            r = rel - dy[sl] / u  # position relative to the (moved) upper lid
             bt = blink * travel
             inside = (r >= -lid) & (r < bt)
-            dy[sl] += np.where(inside, (r + lid) * bt / (lid + bt + 1e-6), 0.0) * wgt
+            dy[sl] += np.where(inside, (r + lid) * (bt * u) / (lid + bt + 1e-6), 0.0) * wgt
 
     def w_face_pre(self, xs, ys):
         return np.clip(self.w_head_lookup(xs, ys), 0, 1) if hasattr(self, "w_head") else 1.0
@@ -426,6 +478,14 @@ class FaceRenderer:
 
     # ------------------------------------------------------------------ per frame
     def render(self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float = 0.0) -> np.ndarray:
+        """The next frame as a new ``(height, width, 3)`` RGB array."""
+        return np.ascontiguousarray(self.render_rgba(mouth, state, t, energy)[..., :3])
+
+    def render_rgba(
+        self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float = 0.0
+    ) -> np.ndarray:
+        """The next frame as ``(height, width, 4)`` RGBA, without a copy: the array belongs to
+        a ring of ``ring`` frames and is overwritten that many calls later."""
         t = float(t)
         dt = 0.04 if self._last_t is None else min(max(t - self._last_t, 0.0), 0.25)
         first = self._last_t is None
@@ -446,34 +506,30 @@ class FaceRenderer:
         return self._draw(self._mouth, blink)
 
     def _draw(self, mouth: np.ndarray, blink: float) -> np.ndarray:
+        """Returns the next RGBA frame of the ring."""
         p = self._p
-        coef = np.array([p[0], p[1], p[2], p[3], p[4], 0.0, p[6]], np.float32)
-        h, w = self.roi_shape
+        u = float(self._up)
         x0, y0, x1, y1 = self.roi
-        N = h * w
-        act = self.act
-        na = len(act)
-        disp = self.B_act @ coef  # (2 * active,)
-        dxy = self._dxy
-        dx, dy = dxy[0], dxy[1]
-        dx.ravel()[act] = disp[:na]
-        dy.ravel()[act] = disp[na:]
+        dx, dy = self._dx, self._dy  # texture units
+        np.multiply(self.w_head, (u * (p[0] - p[2] * self._row_from_pivot))[:, None], out=dx)
+        np.multiply(self.w_head, (u * (p[1] + p[2] * self._col_from_pivot))[None, :], out=dy)
+        self._add_scaled(dx, self._face_box, self._face_field, u * p[4])
+        self._add_scaled(dy, self._face_box, self._face_field, u * p[3])
+        self._add_scaled(dy, self._brow_box, self._brow_field, u * p[6])
         self._lids(dy, blink)
-        # ---- lower face: jaw/lips with the split at the (moving) lip line
+        # ---- lower face: jaw/lips with the split at the (moving) lip line (pixel units)
         jaw, closed, rnd = (float(v) for v in mouth)
         sl = self.m_sl
-        open_px = jaw * (1 - closed) * self.max_open + 0.0
-        close_amt = closed
+        open_px = jaw * (1 - closed) * self.max_open
         jaw_px = jaw * self.max_jaw * (1 - 0.5 * closed)
-        mdy_head = dy[sl]
-        sd = self.m_sdist - mdy_head  # signed distance to the lip line, after head motion
+        sd = self.m_sdist - dy[sl] * (1 / u)  # signed distance to the lip line, after head motion
         lower = sd >= 0
-        up_disp = -(open_px * 0.3) * self.m_open_up + close_amt * self.m_close_up + jaw_px * self.m_jaw_up
-        lo_disp = (open_px * 0.7) * self.m_open_lo - close_amt * self.m_close_lo + jaw_px * self.m_jaw
+        up_disp = -(open_px * 0.3) * self.m_open_up + closed * self.m_close_up + jaw_px * self.m_jaw_up
+        lo_disp = (open_px * 0.7) * self.m_open_lo - closed * self.m_close_lo + jaw_px * self.m_jaw
         mdy = np.where(lower, lo_disp, up_disp) * self.m_wh
-        rdx = rnd * 0.12 * self.mouth_width * self.m_round_dx * self.m_wh
-        dx[sl] += rdx
-        dy[sl] += mdy
+        if rnd:
+            dx[sl] += (rnd * 0.12 * self.mouth_width * u) * self.m_round_dx * self.m_wh
+        dy[sl] += mdy * u
         # gap: pixels whose source lies across the lip line (soft edge of 1 px)
         src_sd = sd - mdy
         depth = np.where(lower, -src_sd, src_sd)
@@ -481,28 +537,22 @@ class FaceRenderer:
         if self.debug_mouth:
             vis = (self.m_inside > 0.9) & (np.abs(src_sd) < self.m_rest_half - 0.75) & (alpha == 0)
             self.debug["teeth_px"] = float(vis.sum())
-        # ---- packed bilinear gather from the base frame
-        sx = self.gx_act - dx.ravel()[act]
-        sy = self.gy_act - dy.ravel()[act]
-        np.clip(sx, 0, self.width - 1.001, out=sx)
-        np.clip(sy, 0, self.height - 1.001, out=sy)
-        ix = sx.astype(np.int32)
-        iy = sy.astype(np.int32)
-        fx = ((sx - ix) * 16 + 0.5).astype(np.int64)
-        fy = ((sy - iy) * 16 + 0.5).astype(np.int64)
-        idx = iy.astype(np.int64) * self.width + ix
-        tex = self.tex
-        W = self.width
-        p00 = tex[idx]
-        p01 = tex[idx + 1]
-        p10 = tex[idx + W]
-        p11 = tex[idx + W + 1]
-        gx = 16 - fx
-        top = p00 * gx + p01 * fx
-        bot = p10 * gx + p11 * fx
-        res = self._res
-        res[act] = ((top * (16 - fy) + bot * fy + _HALF) >> 8) & _M8
-        res = res.reshape(h, w)
+        # ---- nearest texel of the upsampled base frame = bilinear sample of the base
+        ix, iy, res = self._ix, self._iy, self._res
+        np.subtract(self._gx, dx, out=dx)
+        np.subtract(self._gy, dy, out=dy)
+        np.clip(dx, 0.0, self._tex_max[0], out=dx)
+        np.clip(dy, 0.0, self._tex_max[1], out=dy)
+        np.copyto(ix, dx, casting="unsafe")
+        np.copyto(iy, dy, casting="unsafe")
+        phase = self._phase
+        np.bitwise_and(ix, self._up - 1, out=phase)
+        np.multiply(phase, self._tex_plane, out=phase)
+        np.right_shift(ix, self._up.bit_length() - 1, out=ix)
+        np.multiply(iy, self._tex_row, out=iy)
+        np.add(iy, phase, out=iy)
+        np.add(iy, ix, out=iy)
+        np.take(self._tex, iy, out=res, mode="clip")
         # ---- mouth interior where the lips parted
         if alpha.max() > 0:
             self._interior(res, sl, sd, alpha, up_disp * self.m_wh, lo_disp * self.m_wh, open_px)
@@ -511,8 +561,15 @@ class FaceRenderer:
             self.debug["gap_px"] = 0.0
         out = self._frames[self._fi]
         self._fi = (self._fi + 1) % len(self._frames)
-        _unpack_into(res, out[y0:y1, x0:x1])
+        out.view(np.uint32)[y0:y1, x0:x1, 0] = res
         return out
+
+    def _add_scaled(self, dst: np.ndarray, box: tuple[slice, slice], field: np.ndarray, k: float) -> None:
+        if k == 0.0 or field.size == 0:
+            return
+        tmp = self._scratch[: field.size].reshape(field.shape)
+        np.multiply(field, k, out=tmp)
+        dst[box] += tmp
 
     def _interior(self, res, sl, sd, alpha, up_disp, lo_disp, open_px) -> None:
         ys, xs = np.nonzero(alpha > 0)
@@ -539,12 +596,12 @@ class FaceRenderer:
         # light: darker towards the corners and deep inside, shadow under the upper lip
         shade = (1 - 0.35 * u ** 2) * (0.75 + 0.25 * np.exp(-np.maximum(depth_from_top, 0) / (0.5 * self.upper_lip_h + 1)))
         c *= shade[:, None]
-        c = np.clip(c, 0, 255)
         sub = res[sl]
-        old = sub[ys, xs]
-        ai = (a * 256).astype(np.int64)
-        new = _pack(c + 0.5)
-        sub[ys, xs] = ((new * ai + old * (256 - ai) + _HALF) >> 8) & _M8
+        old = sub[ys, xs].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+        mixed = old + (np.clip(c, 0, 255) - old) * a[:, None] + 0.5
+        rgba = np.full((len(ys), 4), 255, np.uint8)
+        rgba[:, :3] = mixed
+        sub[ys, xs] = rgba.view(np.uint32)[:, 0]
 
     # convenience
     def mouth_gap_px(self) -> float:
