@@ -8,6 +8,7 @@ job does not pay for loading them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .generator import FrameRenderer, MouthMotion
+from .generator import AvatarVideoGenerator, FrameRenderer, MouthMotion
 
 logger = logging.getLogger("livekit_avatar_plugin.pipeline")
 
@@ -53,14 +54,23 @@ class DefaultFacePipeline:
     def __init__(self, avatar: Any, lipsync_model: Any) -> None:
         self.avatar = avatar
         self.lipsync_model = lipsync_model
+        self._templates: dict[tuple[int, int], Any] = {}
+        self._templates_lock = threading.Lock()
 
     def create_motion(self) -> MouthMotion:
         return _LipSyncMotion(self.lipsync_model)
 
     def create_renderer(self, width: int, height: int) -> FrameRenderer:
+        """A renderer with its own motion state; the framing, fields and texture for one
+        output size are computed once per process and shared."""
         from .render.renderer import FaceRenderer
 
-        return FaceRenderer(self.avatar, width=width, height=height)
+        with self._templates_lock:
+            template = self._templates.get((width, height))
+            if template is None:
+                template = FaceRenderer(self.avatar, width=width, height=height)
+                self._templates[(width, height)] = template
+        return FaceRenderer(self.avatar, width=width, height=height, template=template)
 
 
 _lock = threading.Lock()
@@ -104,6 +114,28 @@ def load_pipeline(avatar: Any = "default") -> DefaultFacePipeline:
         return pipeline
 
 
-def prewarm(avatar: Any = "default") -> None:
-    """Load the models for ``avatar`` now, e.g. from ``WorkerOptions(prewarm_fnc=...)``."""
-    load_pipeline(avatar)
+def prewarm(avatar: Any = "default", sizes: tuple[tuple[int, int], ...] | None = None) -> None:
+    """Load the models for ``avatar`` and frame it for ``sizes`` (default: the default
+    video options' size) now, e.g. from ``WorkerOptions(prewarm_fnc=...)``, so the first
+    session pays for neither."""
+    from .config import VideoOptions
+
+    pipeline = load_pipeline(avatar)
+    default = VideoOptions()
+    for width, height in sizes or ((default.width, default.height),):
+        pipeline.create_renderer(width, height)
+
+
+async def build_generator(
+    pipeline: FacePipeline, *, width: int, height: int, fps: float, sample_rate: int
+) -> AvatarVideoGenerator:
+    """A session's generator. Its motion stream and renderer are made off the event loop:
+    framing a portrait for a new output size takes ~0.3 s of numpy, and a loop blocked
+    that long while a room is connecting makes LiveKit's FFI give the connection up."""
+    motion, renderer = await asyncio.to_thread(
+        lambda: (pipeline.create_motion(), pipeline.create_renderer(width, height))
+    )
+    return AvatarVideoGenerator(
+        motion=motion, renderer=renderer, width=width, height=height, fps=fps,
+        sample_rate=sample_rate,
+    )  # fmt: skip

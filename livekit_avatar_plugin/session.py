@@ -43,7 +43,7 @@ from .generator import AvatarVideoGenerator
 from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
 from .metrics import MetricsRecorder
 from .participant import AvatarPublisher
-from .pipeline import FacePipeline, load_pipeline
+from .pipeline import FacePipeline, build_generator, load_pipeline
 from .state import ConversationState
 from .turns import Protection, TurnController
 
@@ -327,19 +327,10 @@ class AvatarSession(
     async def _make_generator(self) -> AvatarVideoGenerator:
         pipeline = self._face_pipeline or await asyncio.to_thread(load_pipeline, self._avatar)
         video = self.options.video
-        # Framing the portrait for the output size warps full-resolution images (~0.1-0.3 s):
-        # off the loop, which is already carrying the agent's session.
-        motion, renderer = await asyncio.to_thread(
-            lambda: (pipeline.create_motion(), pipeline.create_renderer(video.width, video.height))
-        )
-        return AvatarVideoGenerator(
-            motion=motion,
-            renderer=renderer,
-            width=video.width,
-            height=video.height,
-            fps=video.fps,
+        return await build_generator(
+            pipeline, width=video.width, height=video.height, fps=video.fps,
             sample_rate=self.options.audio_sample_rate,
-        )
+        )  # fmt: skip
 
     def _stream_to_avatar(self, room: rtc.Room) -> FailoverAudioOutput:
         """The agent's audio sink: a data stream to the avatar, with failover."""

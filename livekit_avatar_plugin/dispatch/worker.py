@@ -33,10 +33,10 @@ from livekit.protocol import models
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import DEFAULT_AVATAR_AGENT_NAME
-from ..generator import AvatarVideoGenerator
 from ..metrics import MetricsRecorder
 from ..participant import AvatarPublisher
-from ..pipeline import FacePipeline, limit_blas_threads, load_pipeline
+from ..pipeline import FacePipeline, build_generator, limit_blas_threads, load_pipeline
+from ..pipeline import prewarm as prewarm_face
 from .protocol import PROTOCOL_VERSION, AvatarJobRequest
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
@@ -147,9 +147,13 @@ class AvatarWorker:
         )
 
     def prewarm(self) -> None:
-        """Load the face pipeline now, before any job (the setup function then finds it)."""
+        """Load the face pipeline now, before any job (the setup function then finds it),
+        framed for the default output size."""
         limit_blas_threads()
-        _pipeline_for(self.options, self.options.avatar)
+        if self.options.face_pipeline:
+            _pipeline_for(self.options, self.options.avatar)
+        else:
+            prewarm_face(self.options.avatar)
 
     def _setup(self, proc: JobProcess) -> None:
         self.prewarm()
@@ -185,14 +189,10 @@ class AvatarWorker:
         await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
         pipeline = await asyncio.to_thread(_pipeline_for, self.options, request.avatar)
         video = request.video
-        generator = AvatarVideoGenerator(
-            motion=pipeline.create_motion(),
-            renderer=pipeline.create_renderer(video.width, video.height),
-            width=video.width,
-            height=video.height,
-            fps=video.fps,
+        generator = await build_generator(
+            pipeline, width=video.width, height=video.height, fps=video.fps,
             sample_rate=request.audio_sample_rate,
-        )
+        )  # fmt: skip
         ended = asyncio.get_running_loop().create_future()
 
         def end(reason: str) -> None:
