@@ -110,3 +110,14 @@ class TexturedRenderer:
 class TexturedPipeline(TestPatternPipeline):
     def create_renderer(self, width: int, height: int) -> TexturedRenderer:
         return TexturedRenderer(width, height)
+
+
+class NeverReadyPipeline(TestPatternPipeline):
+    """A worker that takes a job, joins, and never gets a face up (as when a worker's
+    room connection hangs on a saturated machine): the agent must ask for another."""
+
+    def create_renderer(self, width: int, height: int) -> FlashRenderer:
+        import time
+
+        time.sleep(3600)
+        raise AssertionError("unreachable")

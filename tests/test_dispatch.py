@@ -190,3 +190,60 @@ async def test_no_worker_fails_over_to_audio_only(livekit_server, caplog):
         await r.session.generate_reply(user_input="hi").wait_for_playout()
         await wait_until(lambda: r.agent_id in r.watcher.audio, 5, "the agent's own audio track")
         assert isinstance(r.watcher, AudioWatcher)
+
+
+async def test_a_job_that_never_gets_its_face_up_is_dispatched_again(
+    livekit_server, caplog, monkeypatch
+):
+    """A worker took the job and hangs; a second worker gets the job ~8 s later."""
+    import threading
+
+    from livekit_avatar_plugin.dispatch.client import DispatchedAvatar
+
+    from .conftest import WorkerProcess
+
+    # The server reports a job for the hung attempt (as it did when a worker's room
+    # connection hung under load), so only the "taken but never up" rule can help.
+    async def always_taken(self, dispatch_id: str) -> bool:
+        return True
+
+    monkeypatch.setattr(DispatchedAvatar, "_has_job", always_taken)
+    caplog.set_level("INFO", logger="livekit_avatar_plugin.dispatch")
+    name = f"avatar-stuck-{uuid.uuid4().hex[:6]}"
+    stuck = WorkerProcess(
+        livekit_server, agent_name=name, capacity=1,
+        face_pipeline="tests.pattern_pipeline:NeverReadyPipeline",
+    )  # fmt: skip
+    workers = [stuck]
+    try:
+        stuck.wait_registered()
+
+        def second_worker_once_the_first_is_stuck() -> None:
+            deadline = time.monotonic() + 20
+            while "received job request" not in stuck.log() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            workers.append(WorkerProcess(livekit_server, agent_name=name))
+
+        helper = threading.Thread(target=second_worker_once_the_first_is_stuck, daemon=True)
+        helper.start()
+        t0 = time.monotonic()
+        async with agent_room(
+            livekit_server, "dispatch-stuck", replies=("tone 1",),
+            mode="dispatch", agent_name=name, dispatch_timeout_s=30.0,
+        ) as r:  # fmt: skip
+            joined_s = time.monotonic() - t0
+            assert "has not joined; asking LiveKit again" in caplog.text
+            assert 8.0 <= joined_s < 20.0, joined_s
+            # the hung attempt was withdrawn: only the working avatar is in the room
+            working = r.avatar.avatar_identity
+            assert working.endswith("-r1"), working
+            hung = working.removesuffix("-r1")
+            await wait_until(
+                lambda: hung not in r.agent_room.remote_participants
+                and working in r.agent_room.remote_participants,
+                10, "only the working avatar in the room",
+            )  # fmt: skip
+        helper.join(timeout=5)
+    finally:
+        for worker in workers:
+            worker.stop()

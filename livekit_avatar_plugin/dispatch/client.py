@@ -21,6 +21,12 @@ _POLL_S = 0.1
 # with no job after this long is asked again, under a fresh avatar identity, so a late
 # start of the first one can never collide with the second; the loser is withdrawn.
 _REDISPATCH_AFTER_S = 2.0
+# A worker can take a job and still never join: on a saturated machine LiveKit's FFI has
+# been seen to give up a room connection it was making ("timed out waiting for
+# ReadyForRoomEventRequest"), and a worker can die mid-start. An attempt whose avatar has
+# not published video this long after its dispatch is therefore asked again as well (a
+# normal start takes 1.5-3 s, ~6 s on a saturated machine).
+_STUCK_AFTER_S = 8.0
 # Removing the avatar and deleting the dispatch are courtesies on the way out; a server
 # that does not answer must not hold the agent's shutdown.
 _API_TIMEOUT_S = 3.0
@@ -76,19 +82,26 @@ class DispatchedAvatar:
         the agent's own connection is lost: the avatar must then be removed at once, since
         the server tells the avatar about the agent's departure only ~2 s late.
         """
-        started = time.monotonic()
+        started = last_dispatch = time.monotonic()
         await self._dispatch(self._request.avatar_identity)
         joined: str | None = None
         next_try = started + _REDISPATCH_AFTER_S
         while joined is None and time.monotonic() - started < self._timeout_s:
             await asyncio.sleep(0.05)
             joined = self._arrived()
-            if joined is None and time.monotonic() >= next_try:
-                next_try = time.monotonic() + _REDISPATCH_AFTER_S
-                if not await self._has_job(self._attempts[-1][0]):
-                    logger.info("no avatar worker took the job yet; asking LiveKit again")
-                    base = self._request.avatar_identity
-                    await self._dispatch(f"{base}-r{len(self._attempts)}")
+            now = time.monotonic()
+            if joined is None and now >= next_try:
+                next_try = now + _REDISPATCH_AFTER_S
+                if now - last_dispatch >= _STUCK_AFTER_S:
+                    why = f"the avatar job started {now - last_dispatch:.0f} s ago has not joined"
+                elif not await self._has_job(self._attempts[-1][0]):
+                    why = "no avatar worker took the job yet"
+                else:
+                    continue
+                logger.info("%s; asking LiveKit again", why)
+                base = self._request.avatar_identity
+                await self._dispatch(f"{base}-r{len(self._attempts)}")
+                last_dispatch = time.monotonic()
         await self._withdraw(keep=joined)
         if joined is None:
             raise AvatarDispatchError(
