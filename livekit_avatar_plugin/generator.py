@@ -153,9 +153,9 @@ def _energy(chunk: np.ndarray) -> float:
 class AvatarVideoGenerator(VideoGenerator):
     """Turns the agent's audio into interleaved video and audio frames.
 
-    One generator serves one session. It owns two worker threads, one for the mouth model
-    (and resampling) and one for the renderer, so each stateful part is called in order
-    and never on the event loop, and a stalled renderer never holds up the audio: a frame
+    One generator serves one session. The mouth model (and resampling) and the renderer
+    run on the process's lip-sync and drawing threads, so each stateful part is called in
+    order and never on the event loop, and a stalled renderer never holds up the audio: a frame
     whose render is not done within ``render_budget_s`` is shown as the last good frame
     again and the audio goes on, on time. The default budget (100 ms) rides out the
     ordinary hiccups of a busy machine with frames and audio still paired (the

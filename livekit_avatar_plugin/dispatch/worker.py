@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,9 @@ logger = logging.getLogger("livekit_avatar_plugin.worker")
 
 PROVIDER = "livekit-avatar-plugin"
 _WATCH_POLL_S = 0.1
-_SERVER_POLL_S = 0.25
+# Asking the server is an HTTP request per avatar per poll; every 0.5 s still lets the
+# avatar leave within ~1 s of an agent that left without removing it.
+_SERVER_POLL_S = 0.5
 # The agent dispatched this job while in the room; if it is not there by then, it left.
 _AGENT_ARRIVAL_S = 10.0
 
@@ -109,6 +112,23 @@ def _pipeline_for(options: AvatarWorkerOptions, avatar: str) -> FacePipeline:
     if options.face_pipeline:
         return resolve_face_pipeline(options.face_pipeline)
     return load_pipeline(avatar)
+
+
+# Jobs are threads of one process, each with its own event loop. When several connected
+# at the same moment on a busy machine, one connection in four hung in LiveKit's FFI
+# ("timed out waiting for ReadyForRoomEventRequest after ConnectCallback"); one at a time
+# (~0.3 s each), none did.
+_connect_gate = threading.Lock()
+_CONNECT_GATE_WAIT_S = 20.0
+
+
+async def _connect_one_at_a_time(ctx: JobContext) -> None:
+    got = await asyncio.to_thread(_connect_gate.acquire, True, _CONNECT_GATE_WAIT_S)
+    try:
+        await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+    finally:
+        if got:
+            _connect_gate.release()
 
 
 def _load(server: AgentServer, options: AvatarWorkerOptions) -> float:
@@ -186,7 +206,7 @@ class AvatarWorker:
     async def _run_job(self, ctx: JobContext) -> None:
         started_at = time.monotonic()
         request = AvatarJobRequest.model_validate_json(ctx.job.metadata)
-        await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+        await _connect_one_at_a_time(ctx)
         pipeline = await asyncio.to_thread(_pipeline_for, self.options, request.avatar)
         video = request.video
         generator = await build_generator(
