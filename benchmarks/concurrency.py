@@ -276,7 +276,13 @@ async def _speak_forever(session: AgentSession) -> None:
 
 
 async def _open_room(
-    info: ServerInfo, agent_name: str, speech: ReplayTTS, quality: str, *, sampled: bool = False
+    info: ServerInfo,
+    agent_name: str,
+    speech: ReplayTTS,
+    quality: str,
+    *,
+    codec: str = "vp8",
+    sampled: bool = False,
 ) -> Room:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
@@ -288,7 +294,7 @@ async def _open_room(
         face_pipeline=None,
         mode="dispatch",
         agent_name=agent_name,
-        video=VideoOptions(quality=quality, width=512, height=512, fps=25),
+        video=VideoOptions(quality=quality, width=512, height=512, fps=25, codec=codec),
         dispatch_timeout_s=30.0,
         idle_timeout_s=None,
     )
@@ -328,6 +334,7 @@ async def run_sessions(
     warmup: float = 5.0,
     sample_every: float | None = None,
     quality: str = "auto",
+    codec: str = "vp8",
 ) -> RunResult:
     """N concurrent rooms on one fresh worker process; measures over ``duration`` seconds."""
     load_average = psutil.getloadavg()
@@ -347,7 +354,7 @@ async def run_sessions(
         # One sampled viewer (thumbnails + loudness, for the A/V offset); the rest only count.
         rooms = list(
             await asyncio.gather(
-                *(_open_room(info, agent_name, speech, quality, sampled=i == 0) for i in range(n))
+                *(_open_room(info, agent_name, speech, quality, codec=codec, sampled=i == 0) for i in range(n))
             )
         )
         await asyncio.sleep(warmup)
@@ -487,6 +494,7 @@ async def main() -> None:
         choices=["auto", "high"],
         help="auto: simulcast layers (the default); high: one 512x512 layer",
     )
+    parser.add_argument("--codec", default="vp8", choices=["vp8", "h264", "vp9", "av1"])
     parser.add_argument("--out", default=str(IMG), help="folder for JSON and plots; '' for none")
     args = parser.parse_args()
     summaries = []
@@ -495,7 +503,8 @@ async def main() -> None:
         for n in [int(x) for x in args.sessions.split(",")]:
             print(f"N={n}: load average {psutil.getloadavg()}", flush=True)
             result = await run_sessions(
-                info, server_pid, n, duration=args.duration, warmup=args.warmup, quality=args.quality
+                info, server_pid, n, duration=args.duration, warmup=args.warmup, quality=args.quality,
+                codec=args.codec,
             )
             summary = result.summary() | {"raw": asdict(result)}
             summaries.append(summary)
