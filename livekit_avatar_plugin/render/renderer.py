@@ -76,6 +76,7 @@ class FaceRenderer:
         self.rng = np.random.default_rng(seed)
         rgba = np.dstack([self.base, np.full((self.height, self.width, 1), 255, np.uint8)])
         self._frames = [rgba.copy() for _ in range(max(1, ring))]
+        self._rgb = [self.base.copy() for _ in range(max(1, ring))]
         self._fi = 0
         self._last_t: float | None = None
         self._p = np.zeros(8, np.float64)  # smoothed motion parameters
@@ -478,8 +479,12 @@ class FaceRenderer:
 
     # ------------------------------------------------------------------ per frame
     def render(self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float = 0.0) -> np.ndarray:
-        """The next frame as a new ``(height, width, 3)`` RGB array."""
-        return np.ascontiguousarray(self.render_rgba(mouth, state, t, energy)[..., :3])
+        """The next frame as ``(height, width, 3)`` RGB, from a ring like ``render_rgba``'s."""
+        rgba = self.render_rgba(mouth, state, t, energy)
+        rgb = self._rgb[self._fi]  # _fi already points past the frame just drawn
+        x0, y0, x1, y1 = self.roi
+        np.copyto(rgb[y0:y1, x0:x1], rgba[y0:y1, x0:x1, :3])  # only the ROI ever changes
+        return rgb
 
     def render_rgba(
         self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float = 0.0
