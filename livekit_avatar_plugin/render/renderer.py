@@ -172,14 +172,13 @@ class FaceRenderer:
         self.w_head = wh
         face = _polygon_mask((W, H), P[list(L.FACE_OVAL), :2])[y0:y1, x0:x1].astype(np.float32) / 255
         face = _blurf(face, 0.08 * fw) * wh
-        self.w_face = face
         pcx, pcy = cx, chin[1] + 0.3 * fw  # pivot for roll: the neck
         # Head motion is [tx, ty, roll, nod (face dy), yaw-ish (face dx), brow raise]:
         #   dx = wh * (tx - roll * (y - pivot_y)) + yaw * face
         #   dy = wh * (ty + roll * (x - pivot_x)) + nod * face + brow * brow_field
         # so per frame it is two broadcasts over the ROI plus small boxes for the face and
         # brows (blinks are drawn per eye, not as a displacement field).
-        _, brow_dy = self._eye_fields(xs, ys)
+        brow_dy = self._brow_field(xs, ys)
         self._setup_eyes(xs, ys)
         self._row_from_pivot = (ys[:, 0] - pcy).astype(np.float32)
         self._col_from_pivot = (xs[0] - pcx).astype(np.float32)
@@ -243,36 +242,16 @@ class FaceRenderer:
         self._tex_row = up * n_x
         self._tex_max = (float(len(fr) - 1), float(len(fc) - 1))
 
-    def _eye_fields(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        P = self.pts
+    def _brow_field(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Displacement per px of brow raise: the brows and the skin around them move up,
+        fading out with the head weight."""
         fw = self.fw
-        blink = np.zeros_like(xs)
-        brow = np.zeros_like(xs)
-        for upper, lower, browi in ((L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER, L.RIGHT_BROW),
-                                    (L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_BROW)):
-            up = P[list(upper), :2]
-            lo = P[list(lower), :2]
-            ex0, ex1 = up[:, 0].min(), up[:, 0].max()
-            ew = ex1 - ex0
-            xc = np.clip(xs, ex0, ex1)
-            top = _interp_curve(up, xc)
-            bot = _interp_curve(lo, xc)
-            bot = np.maximum(bot, top + 0.5)
-            # how far the lid must travel at this column; tapered beyond the corners
-            travel = (bot - top) * (1 - _smoothstep((np.abs(xs - (ex0 + ex1) / 2) - ew / 2) / (0.15 * ew)))
-            travel = travel * 1.0
-            lid_h = 0.12 * fw
-            above = 1 - _smoothstep((top - ys) / lid_h)
-            below = 1 - _smoothstep((ys - bot) / 1.2)
-            wgt = np.where(ys < top, above, below)
-            blink += travel * wgt * (ys > top - lid_h)
-            # brows: raise the brow and the skin above the upper lid a little
-            b = P[list(browi), :2]
-            bx, by = b[:, 0].mean(), b[:, 1].mean()
+        field = np.zeros_like(xs)
+        for brow in (L.RIGHT_BROW, L.LEFT_BROW):
+            bx, by = self.pts[list(brow), :2].mean(0)
             r = np.sqrt(((xs - bx) / (0.35 * fw)) ** 2 + ((ys - by) / (0.22 * fw)) ** 2)
-            brow += -(1 - _smoothstep(r - 0.2)) * (1 - _smoothstep((ys - top) / 2.0) * 0.0)
-        brow = brow * np.where(ys < 0, 1, 1)
-        return blink.astype(np.float32), (brow * self.w_face_pre(xs, ys)).astype(np.float32)
+            field -= 1 - _smoothstep(r - 0.2)
+        return (field * np.clip(self.w_head, 0, 1)).astype(np.float32)
 
     def _setup_eyes(self, xs: np.ndarray, ys: np.ndarray) -> None:
         """Per-eye boxes for the lid: the upper lid slides down over the eye (occluding it)
@@ -314,12 +293,6 @@ class FaceRenderer:
             bt = blink * travel
             inside = (r >= -lid) & (r < bt)
             dy[sl] += np.where(inside, (r + lid) * (bt * u) / (lid + bt + 1e-6), 0.0) * wgt
-
-    def w_face_pre(self, xs, ys):
-        return np.clip(self.w_head_lookup(xs, ys), 0, 1) if hasattr(self, "w_head") else 1.0
-
-    def w_head_lookup(self, xs, ys):
-        return self.w_head
 
     def _setup_mouth_fields(self, xs: np.ndarray, ys: np.ndarray) -> None:
         P = self.pts
