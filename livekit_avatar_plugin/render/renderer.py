@@ -342,8 +342,6 @@ class FaceRenderer:
         jx = 1 - _smoothstep((np.abs(mx - mcx) - 0.32 * fw) / (0.22 * fw))
         jy = 1 - _smoothstep((my - chin[1]) / (0.22 * fw))
         w_jaw = jx * jy
-        # outside the mouth the jaw field continues above the line (no seam at the corners)
-        w_jaw_up = jx * (1 - inside) * (1 - _smoothstep((-d) / (0.1 * fw)))
         self.m_inside = inside.astype(np.float32)
         wh = self.w_head[sl]
         # opening profile: a lens between the corners
@@ -356,7 +354,6 @@ class FaceRenderer:
         # so lips pressed together stay together whatever the jaw does
         w_lo_vert = 1 - _smoothstep(d / (lower_lip_h * 2.2 + 0.08 * fw))
         self.m_jaw = (w_jaw * (1 - w_lo_vert)).astype(np.float32)
-        self.m_jaw_up = np.zeros_like(self.m_jaw)
         # rounding: corners move inward, lips push out vertically a little
         ur = np.clip((mx - mcx) / (mw / 2), -1.0, 1.0)
         fall_x = 1 - _smoothstep((np.abs((mx - mcx) / (mw / 2)) - 1.0) / 0.7)
@@ -502,7 +499,8 @@ class FaceRenderer:
         jaw_px = jaw * self.max_jaw * (1 - 0.5 * closed)
         sd = self.m_sdist - dy[sl] * (1 / u)  # signed distance to the lip line, after head motion
         lower = sd >= 0
-        up_disp = -(open_px * 0.3) * self.m_open_up + closed * self.m_close_up + jaw_px * self.m_jaw_up
+        # the jaw moves nothing above the lip line
+        up_disp = -(open_px * 0.3) * self.m_open_up + closed * self.m_close_up
         lo_disp = (open_px * 0.7) * self.m_open_lo - closed * self.m_close_lo + jaw_px * self.m_jaw
         mdy = np.where(lower, lo_disp, up_disp) * self.m_wh
         if rnd:
