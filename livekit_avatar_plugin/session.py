@@ -215,6 +215,8 @@ class AvatarSession(
             )
         self._agent_room = room
         started_at = time.monotonic()
+        if self.options.mode != "in_process":
+            self._ignore_avatar_media(room)
         await super().start(agent_session, room)
         _disable_false_interruption_resume(agent_session)
 
@@ -277,6 +279,38 @@ class AvatarSession(
         )
         self._started_at = self._watchdog.started_at
         self._watchdog.start()
+
+    def _ignore_avatar_media(self, room: rtc.Room) -> None:
+        """Keep the agent's room from receiving its own avatar's audio and video.
+
+        An agent room joined with LiveKit's default (subscribe to everything) would
+        otherwise receive and decode the face it never shows: a VP8 decoder, an Opus
+        decoder and the server's bandwidth, per session, for nothing. Only the avatar's
+        tracks are declined; the user's stay subscribed.
+
+        Declined once subscribed, not when published: unsubscribing a track whose
+        subscription is still pending leaves LiveKit's FFI runtime (livekit 1.x) spinning,
+        close to a full core for the rest of the session.
+        """
+        room.on("track_subscribed", self._unsubscribe_avatar_track)
+        for participant in room.remote_participants.values():
+            for publication in participant.track_publications.values():
+                if publication.subscribed and publication.track is not None:
+                    self._unsubscribe_avatar_track(publication.track, publication, participant)
+
+    def _unsubscribe_avatar_track(
+        self,
+        track: rtc.Track,
+        publication: rtc.RemoteTrackPublication,
+        participant: rtc.RemoteParticipant,
+    ) -> None:
+        agent_identity = self._agent_room.local_participant.identity if self._agent_room else None
+        is_ours = participant.identity == self._identity or (
+            agent_identity is not None
+            and participant.attributes.get(ATTRIBUTE_PUBLISH_ON_BEHALF) == agent_identity
+        )
+        if is_ours:
+            publication.set_subscribed(False)
 
     async def _start_participant(self, room: rtc.Room, generator: AvatarVideoGenerator) -> None:
         url, key, secret = self._credentials()
@@ -609,6 +643,7 @@ class AvatarSession(
             self._connection_watch.cancel()
         if self._agent_room is not None:
             self._agent_room.off("disconnected", self._on_agent_room_disconnected)
+            self._agent_room.off("track_subscribed", self._unsubscribe_avatar_track)
         if self._agent_session is not None:
             for name, handler in self._session_events:
                 with contextlib.suppress(Exception):

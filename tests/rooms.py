@@ -205,3 +205,25 @@ async def wait_until(predicate, timeout: float, what: str, *, poll_s: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(poll_s)
+
+
+async def inbound_media(room: rtc.Room) -> list[str]:
+    """Kinds of the media this room's peer connections receive (WebRTC inbound-rtp)."""
+    stats = await room.get_rtc_stats()
+    return [
+        e.inbound_rtp.stream.kind
+        for e in [*stats.subscriber_stats, *stats.publisher_stats]
+        if e.WhichOneof("stats") == "inbound_rtp" and e.inbound_rtp.received.packets_received
+    ]
+
+
+async def assert_agent_receives_none_of_its_avatar(agent: rtc.Room, avatar_identity: str) -> None:
+    avatar_p = agent.remote_participants[avatar_identity]
+    kinds = {p.kind for p in avatar_p.track_publications.values()}
+    assert kinds == {rtc.TrackKind.KIND_AUDIO, rtc.TrackKind.KIND_VIDEO}
+    await wait_until(
+        lambda: not any(p.subscribed for p in avatar_p.track_publications.values()),
+        5.0,
+        "the agent's room to drop its avatar's tracks",
+    )
+    assert await inbound_media(agent) == []

@@ -26,7 +26,15 @@ from .av_harness import (
     pair_offsets,
 )
 from .fakes import click_times
-from .rooms import AudioWatcher, Watcher, agent_room, agent_with_avatar, shut_down, wait_until
+from .rooms import (
+    AudioWatcher,
+    Watcher,
+    agent_room,
+    agent_with_avatar,
+    assert_agent_receives_none_of_its_avatar,
+    shut_down,
+    wait_until,
+)
 from .test_session import _left_room_at
 
 pytestmark = pytest.mark.livekit_server
@@ -103,6 +111,8 @@ async def test_dispatched_avatar_speaks_in_sync_and_reports_playback(livekit_ser
         with contextlib.suppress(Exception):
             await asyncio.wait_for(handle.wait_for_playout(), 5)
         await asyncio.sleep(0.3)
+        # The worker's face goes to the viewers, not back to the agent that asked for it.
+        await assert_agent_receives_none_of_its_avatar(agent_room_, avatar.avatar_identity)
     finally:
         await viewer.aclose()
         await shut_down(session, avatar, agent_room_)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from livekit_avatar_plugin import AvatarSession, VideoOptions
 
-from .rooms import Watcher, agent_room
+from .rooms import Watcher, agent_room, assert_agent_receives_none_of_its_avatar, inbound_media
 
 
 def test_invalid_options_fail_at_construction_naming_the_field():
@@ -99,6 +99,18 @@ async def test_avatar_joins_publishes_on_behalf_and_leaves_within_2s_when_agent_
         gone_at = await _left_room_at(livekit_server, r.room_name, avatar.avatar_identity)
         assert gone_at is not None, "avatar stayed after the agent left"
         assert gone_at - t0 <= 2.0
+
+
+@pytest.mark.livekit_server
+async def test_the_agent_does_not_receive_its_own_avatars_audio_or_video(livekit_server):
+    """The agent's room subscribes to everything by default; decoding its own face
+    would cost the agent a video decoder per session, for nothing."""
+    async with agent_room(livekit_server, "nomedia", watcher_cls=Watcher) as r:
+        await r.watcher.wait_video(r.avatar.avatar_identity)
+        await asyncio.wait_for(r.session.say("clicks 1").wait_for_playout(), 15)
+        await assert_agent_receives_none_of_its_avatar(r.agent_room, r.avatar.avatar_identity)
+        # The user still gets both.
+        assert sorted(await inbound_media(r.watcher.room)) == ["audio", "video"]
 
 
 @pytest.mark.livekit_server
