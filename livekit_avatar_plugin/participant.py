@@ -32,6 +32,7 @@ from livekit.agents.voice.avatar import (
     DataStreamAudioReceiver,
 )
 
+from .audio import opus
 from .audio.input import AudioInputError, check_channels, check_rate
 from .config import VideoOptions
 from .generator import AvatarVideoGenerator
@@ -179,11 +180,29 @@ class _CheckedStream:
         self._chunks = self._silence(sample_rate) if problem else self._passthrough()
 
     async def _passthrough(self) -> AsyncIterator[bytes]:
+        decoder: opus.SpeechDecoder | None = None
+        first = True
         try:
             async for chunk in self._reader:
-                yield chunk
+                if first:
+                    first = False
+                    is_opus, chunk = opus.split_magic(chunk)
+                    if is_opus:
+                        # Our agent side compressed it (see audio/opus.py). Decoding a
+                        # chunk takes well under a millisecond: cheaper on the loop than
+                        # a thread hop.
+                        decoder = opus.SpeechDecoder(int(self.info.attributes["sample_rate"]))
+                if decoder is not None:
+                    chunk = decoder.decode(chunk)
+                if chunk:
+                    yield chunk
+            if decoder is not None:
+                decoder.finish()
         except Exception as exc:  # noqa: BLE001 - an ended segment beats a dead avatar
             logger.warning("a speech stream broke off (%r); the segment ends there", exc)
+        finally:
+            if decoder is not None:
+                decoder.close()
 
     async def _silence(self, sample_rate: int) -> AsyncIterator[bytes]:
         with contextlib.suppress(Exception):

@@ -29,7 +29,6 @@ from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 from livekit.agents.voice.avatar import (
     AvatarSession as _LiveKitAvatarSession,
-    DataStreamAudioOutput,
     DataStreamAudioReceiver,
     QueueAudioOutput,
 )
@@ -44,6 +43,7 @@ from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
 from .metrics import MetricsRecorder
 from .participant import AvatarPublisher
 from .pipeline import FacePipeline, build_generator, load_pipeline
+from .speech_stream import SpeechStreamOutput, codec_attributes
 from .state import ConversationState
 from .turns import Protection, TurnController
 
@@ -368,7 +368,7 @@ class AvatarSession(
 
     def _stream_to_avatar(self, room: rtc.Room) -> FailoverAudioOutput:
         """The agent's audio sink: a data stream to the avatar, with failover."""
-        to_avatar = DataStreamAudioOutput(
+        to_avatar = SpeechStreamOutput(
             room,
             destination_identity=self._identity,
             sample_rate=self.options.audio_sample_rate,
@@ -454,7 +454,7 @@ class AvatarSession(
             .with_identity(self._identity)
             .with_name(self.options.avatar_name)
             .with_grants(grants)
-            .with_attributes({ATTRIBUTE_PUBLISH_ON_BEHALF: agent_identity})
+            .with_attributes({ATTRIBUTE_PUBLISH_ON_BEHALF: agent_identity, **codec_attributes()})
             .with_ttl(datetime.timedelta(seconds=self.options.max_duration_s))
             .to_jwt()
         )

@@ -38,6 +38,7 @@ from ..metrics import MetricsRecorder
 from ..participant import AvatarPublisher
 from ..pipeline import FacePipeline, build_generator, limit_blas_threads, load_pipeline
 from ..pipeline import prewarm as prewarm_face
+from ..speech_stream import codec_attributes
 from .protocol import PROTOCOL_VERSION, AvatarJobRequest
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
@@ -200,7 +201,7 @@ class AvatarWorker:
         await req.accept(
             identity=request.avatar_identity,
             name=request.avatar_name,
-            attributes={ATTRIBUTE_PUBLISH_ON_BEHALF: request.agent_identity},
+            attributes={ATTRIBUTE_PUBLISH_ON_BEHALF: request.agent_identity, **codec_attributes()},
         )
 
     async def _run_job(self, ctx: JobContext) -> None:
