@@ -79,6 +79,7 @@ SPEECH = (
     "Peter Piper picked a peck of pickled peppers, and five wizards quietly jumped. "
     "We measure how many talking faces one small machine can keep at twenty five frames."
 )
+SIZE = 512  # the avatar's published width and height
 GRID = 32  # the sampled viewer keeps a GRID x GRID luma thumbnail of each frame
 POLL_S = 0.5  # how often a viewer reads its WebRTC receive statistics
 
@@ -113,8 +114,9 @@ class Viewer(Subscriber):
         self.sampled = sampled
         self.loudness: list[tuple[float, float]] = []  # (arrival, rms)
         self.thumbs: list[tuple[float, np.ndarray]] = []  # (arrival, GRIDxGRID luma)
-        # (monotonic at the poll, stats timestamp in s (it is in us), framesDecoded, framesReceived)
-        self.counts: list[tuple[float, float, int, int]] = []
+        # (monotonic at the poll, stats timestamp in s (it is in us), framesDecoded,
+        # framesReceived, width of the last decoded frame: which simulcast layer arrives)
+        self.counts: list[tuple[float, float, int, int, int]] = []
         self.first_frame_at: float | None = None
 
     async def _read_audio(self, track: rtc.Track) -> None:
@@ -138,7 +140,9 @@ class Viewer(Subscriber):
                 decoded = rtp.inbound.frames_decoded
                 if decoded and self.first_frame_at is None:
                     self.first_frame_at = now
-                self.counts.append((now, rtp.rtc.timestamp / 1e6, decoded, rtp.inbound.frames_received))
+                self.counts.append(
+                    (now, rtp.rtc.timestamp / 1e6, decoded, rtp.inbound.frames_received, rtp.inbound.frame_width)
+                )
 
     async def _thumbnails(self, track: rtc.Track) -> None:
         async for ev in rtc.VideoStream(track):
@@ -159,6 +163,10 @@ class Viewer(Subscriber):
         if len(inside) < 2 or inside[-1][1] <= inside[0][1]:
             return 0.0
         return (inside[-1][column] - inside[0][column]) / (inside[-1][1] - inside[0][1])
+
+    def widths(self, after: float, before: float) -> list[int]:
+        """Width of the decoded video at each poll in the window (the simulcast layer)."""
+        return [c[4] for c in self.counts if after <= c[0] <= before]
 
     def trim(self, keep_after: float) -> None:
         """Drop records older than ``keep_after`` (flat memory on long runs)."""
@@ -230,6 +238,8 @@ class RunResult:
     load_average: tuple[float, float, float]
     timeline: list[dict[str, Any]] = field(default_factory=list)
     fps_received: list[float] = field(default_factory=list)  # frames received (before decode)
+    # Per session, the widths of the decoded video over the window: the layer each viewer got.
+    widths: list[list[int]] = field(default_factory=list)
     fps_sampled_python: float | None = None  # the sampled viewer's rate, counted in Python
     load_average_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     other_cpu_cores: float = 0.0  # the rest of the machine: other engineers' work
@@ -263,6 +273,12 @@ class RunResult:
             "load_average_after": self.load_average_after,
             "other_cpu_cores": self.other_cpu_cores,
             "fps_received_min": min(self.fps_received) if self.fps_received else float("nan"),
+            # Share of the viewers' polls that found the full 512x512 layer decoded.
+            "full_size_share": (
+                sum(w == SIZE for ws in self.widths for w in ws) / sum(len(ws) for ws in self.widths)
+                if any(self.widths) else float("nan")
+            ),
+            "widths_seen": sorted({w for ws in self.widths for w in ws}),
             "fps_sampled_python": self.fps_sampled_python,
             "worker_sent_fps_min": min(self.worker_sent_fps) if self.worker_sent_fps else float("nan"),
             "worker_exit_code": self.worker_exit_code,
@@ -294,7 +310,7 @@ async def _open_room(
         face_pipeline=None,
         mode="dispatch",
         agent_name=agent_name,
-        video=VideoOptions(quality=quality, width=512, height=512, fps=25, codec=codec),
+        video=VideoOptions(quality=quality, width=SIZE, height=SIZE, fps=25, codec=codec),
         dispatch_timeout_s=30.0,
         idle_timeout_s=None,
     )
@@ -393,6 +409,7 @@ async def run_sessions(
             sessions=n,
             fps=[r.viewer.fps(*window) for r in rooms],
             fps_received=[r.viewer.fps(*window, column=3) for r in rooms],
+            widths=[r.viewer.widths(*window) for r in rooms],
             fps_sampled_python=frame_rate([t for t, _ in rooms[0].viewer.thumbs], *window),
             av_lag_ms=[lag for lag in lags if lag is not None],
             first_frame_s=[
