@@ -1,4 +1,5 @@
-"""Fuzzing, bounded to a few seconds: the audio receiving path and the package loader.
+"""Fuzzing, bounded to a few seconds: the audio receiving path, the agent-to-avatar Opus
+stream and the package loader.
 
 Properties: whatever arrives, the audio path either plays it (the segment ends, with
 about as much audio as was sent) or rejects it with ``AudioInputError``; the package
@@ -23,6 +24,7 @@ from livekit import rtc
 from livekit.agents.utils.audio import AudioByteStream
 from livekit.agents.voice.avatar import AudioSegmentEnd
 
+from livekit_avatar_plugin.audio import opus
 from livekit_avatar_plugin.audio.input import AudioInputError
 from livekit_avatar_plugin.face.avatar import (
     AvatarPackageError,
@@ -176,3 +178,31 @@ def test_fuzz_the_avatar_package_loader(path, value, target, cut, flips, vouch):
         assert str(exc)
     else:
         assert avatar.image.ndim == 3 and avatar.landmarks.shape == (478, 3)
+
+
+@FAST
+@given(
+    real=st.integers(0, 3),
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=6),
+    cut=st.integers(0, 10**6),
+    noise=st.binary(max_size=400),
+)
+def test_fuzz_the_opus_speech_stream(real, flips, cut, noise):
+    """Damaged or hostile Opus streams decode or raise ``OpusError``; nothing else."""
+    encoder = opus.SpeechEncoder(SR)
+    pcm = (np.sin(np.arange(real * SR // 10) / 7) * 9000).astype(np.int16)
+    data = bytearray(encoder.encode(pcm) + encoder.finish())[len(opus.MAGIC) :]
+    encoder.close()
+    for pos, value in flips:
+        if data:
+            data[pos % len(data)] ^= value
+    stream = bytes(data[: cut % (len(data) + 1)]) + noise
+    decoder = opus.SpeechDecoder(SR)
+    try:
+        out = decoder.decode(stream)
+        decoder.finish()
+        assert len(out) % 2 == 0
+    except opus.OpusError:
+        pass
+    finally:
+        decoder.close()
