@@ -91,24 +91,40 @@ def _require(sample_rate: int) -> ctypes.CDLL:
     return _lib
 
 
-class SpeechEncoder:
+class _LibopusState:
+    """Owns one libopus encoder or decoder state; frees it once."""
+
+    _destroy = ""  # the libopus function that frees this kind of state
+    _state: int | None = None
+
+    def close(self) -> None:
+        if self._state and _lib is not None:
+            getattr(_lib, self._destroy)(self._state)
+            self._state = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class SpeechEncoder(_LibopusState):
     """Mono int16 PCM in, framed Opus packets out, sample-exact (see the module doc)."""
 
+    _destroy = "opus_encoder_destroy"
+
     def __init__(self, sample_rate: int) -> None:
-        self._enc = None
         lib = _require(sample_rate)
         error = ctypes.c_int(0)
-        self._enc = lib.opus_encoder_create(sample_rate, 1, _OPUS_APPLICATION_AUDIO, ctypes.byref(error))
-        if error.value != 0 or not self._enc:
+        self._state = lib.opus_encoder_create(sample_rate, 1, _OPUS_APPLICATION_AUDIO, ctypes.byref(error))
+        if error.value != 0 or not self._state:
             raise OpusError(f"opus_encoder_create failed ({error.value})")
-        lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), _OPUS_SET_BITRATE, ctypes.c_int32(BITRATE))
-        lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), _OPUS_SET_SIGNAL, ctypes.c_int32(_OPUS_SIGNAL_VOICE))
+        lib.opus_encoder_ctl(ctypes.c_void_p(self._state), _OPUS_SET_BITRATE, ctypes.c_int32(BITRATE))
+        lib.opus_encoder_ctl(ctypes.c_void_p(self._state), _OPUS_SET_SIGNAL, ctypes.c_int32(_OPUS_SIGNAL_VOICE))
         # Full complexity: below it, and below 64 kbit/s, pre-echo moves a click's onset
         # earlier by up to a third of a millisecond, which the lip-sync tests' 10 ms windows
         # notice. It costs ~1.5 % of a core per real-time stream.
-        lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), _OPUS_SET_COMPLEXITY, ctypes.c_int32(10))
+        lib.opus_encoder_ctl(ctypes.c_void_p(self._state), _OPUS_SET_COMPLEXITY, ctypes.c_int32(10))
         lookahead = ctypes.c_int32(0)
-        lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), _OPUS_GET_LOOKAHEAD, ctypes.byref(lookahead))
+        lib.opus_encoder_ctl(ctypes.c_void_p(self._state), _OPUS_GET_LOOKAHEAD, ctypes.byref(lookahead))
         self._frame = round(sample_rate * FRAME_S)
         self._to_drop = int(lookahead.value)
         self._pending = np.zeros(0, dtype=np.int16)
@@ -139,14 +155,6 @@ class SpeechEncoder:
             out.append(self._encode_frame(frame))
         return b"".join(out)
 
-    def close(self) -> None:
-        if self._enc and _lib is not None:
-            _lib.opus_encoder_destroy(self._enc)
-            self._enc = None
-
-    def __del__(self) -> None:
-        self.close()
-
     def _header(self) -> bytes:
         if self._started:
             return b""
@@ -155,7 +163,7 @@ class SpeechEncoder:
 
     def _encode_frame(self, frame: np.ndarray) -> bytes:
         assert _lib is not None
-        n = _lib.opus_encode(self._enc, frame.ctypes.data, self._frame, self._packet, _MAX_PACKET)
+        n = _lib.opus_encode(self._state, frame.ctypes.data, self._frame, self._packet, _MAX_PACKET)
         if n < 0:
             raise OpusError(f"opus_encode failed ({n})")
         drop = min(self._to_drop, self._frame)
@@ -165,15 +173,16 @@ class SpeechEncoder:
         return _HEADER.pack(n, drop, keep) + bytes(self._packet[:n])
 
 
-class SpeechDecoder:
+class SpeechDecoder(_LibopusState):
     """Framed Opus bytes in (chunked anyhow), mono int16 PCM out."""
 
+    _destroy = "opus_decoder_destroy"
+
     def __init__(self, sample_rate: int) -> None:
-        self._dec = None
         lib = _require(sample_rate)
         error = ctypes.c_int(0)
-        self._dec = lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
-        if error.value != 0 or not self._dec:
+        self._state = lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
+        if error.value != 0 or not self._state:
             raise OpusError(f"opus_decoder_create failed ({error.value})")
         # The longest frame Opus allows is 120 ms.
         self._pcm = np.zeros(int(sample_rate * 0.12), dtype=np.int16)
@@ -191,7 +200,7 @@ class SpeechDecoder:
             if end > len(self._buffer):
                 break
             payload = bytes(self._buffer[pos + _HEADER.size : end])
-            n = _lib.opus_decode(self._dec, payload, size, self._pcm.ctypes.data, self._pcm.size, 0)
+            n = _lib.opus_decode(self._state, payload, size, self._pcm.ctypes.data, self._pcm.size, 0)
             if n < 0 or drop + keep > n:
                 raise OpusError(f"corrupt Opus packet (decoder said {n}, header {drop}+{keep})")
             out.append(self._pcm[drop : drop + keep].tobytes())
@@ -203,14 +212,6 @@ class SpeechDecoder:
         """Raise if the stream ended inside a packet."""
         if self._buffer:
             raise OpusError(f"the Opus stream ended {len(self._buffer)} bytes into a packet")
-
-    def close(self) -> None:
-        if self._dec and _lib is not None:
-            _lib.opus_decoder_destroy(self._dec)
-            self._dec = None
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def split_magic(first_chunk: bytes) -> tuple[bool, bytes]:
