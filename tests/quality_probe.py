@@ -28,6 +28,7 @@ class QualitySample:
 class QualityProbe:
     quality: str
     codec_mime: str = ""
+    simulcast: bool = False  # the publication offers several layers
     first_frame_size: tuple[int, int] | None = None
     samples: list[QualitySample] = field(default_factory=list)
 
@@ -57,6 +58,7 @@ async def probe_quality(
         if track.kind != rtc.TrackKind.KIND_VIDEO:
             return
         probe.codec_mime = publication.mime_type
+        probe.simulcast = publication.simulcasted
         subscribed.set()
 
         async def read():

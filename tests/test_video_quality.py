@@ -57,16 +57,19 @@ def test_bitrate_bounds():
 
 
 @pytest.mark.livekit_server
-async def test_high_gives_full_resolution_from_the_first_frame_auto_ramps(livekit_server):
+async def test_high_gives_full_resolution_from_the_first_frame_auto_publishes_layers(livekit_server):
     high = await probe_quality(livekit_server, video_quality="high")
     auto = await probe_quality(
         livekit_server, video=VideoOptions(quality="auto", width=1280, height=720)
     )
     print(f"\nhigh first frame {high.first_frame_size}, auto first frame {auto.first_frame_size}")
-    assert high.first_frame_size == (1280, 720)
-    # Simulcast starts subscribers on a lower layer and lets them climb.
-    assert auto.first_frame_size is not None
-    assert auto.first_frame_size[0] < 1280
+    assert high.first_frame_size == (1280, 720) and not high.simulcast
+    # auto publishes layers for subscribers to adapt between. Which layer a new subscriber
+    # starts on is the server's choice (usually a lower one, climbing; sometimes the top
+    # one at once), so only the layers are asserted; benchmarks/video_quality.py reports
+    # the ramp.
+    assert auto.simulcast
+    assert auto.first_frame_size is not None and auto.first_frame_size[0] <= 1280
 
 
 @pytest.mark.livekit_server
