@@ -50,7 +50,10 @@ class _OpusWriter:
 
     async def aclose(self, *args: Any, **kwargs: Any) -> None:
         try:
-            tail = self._encoder.finish()
+            try:
+                tail = self._encoder.finish()
+            except opus.OpusError:  # closed already: a second aclose
+                tail = b""
             if tail:
                 await self._writer.write(tail)
         finally:

@@ -126,3 +126,26 @@ async def test_a_corrupt_opus_stream_ends_its_segment_with_a_warning(caplog):
     # The packet before the damage decodes; the segment then ends instead of raising.
     assert chunks == [] or sum(map(len, chunks)) < 0.5 * 24000 * 2
     assert "broke off" in caplog.text and "corrupt Opus packet" in caplog.text
+
+
+def test_closing_an_encoder_while_another_thread_encodes_is_safe():
+    """An interruption closes the stream while a chunk may still be encoding on a worker
+    thread; freeing libopus's state under it crashed the whole process once."""
+    import threading
+
+    for _ in range(20):
+        encoder = opus.SpeechEncoder(24000)
+        errors: list[BaseException] = []
+
+        def work(enc=encoder, errs=errors) -> None:
+            try:
+                enc.encode(speech_like(1.0, 24000))
+                enc.finish()
+            except opus.OpusError as exc:
+                errs.append(exc)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        encoder.close()
+        thread.join()
+        assert all("closed" in str(e) for e in errors)

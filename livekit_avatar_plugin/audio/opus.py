@@ -25,6 +25,7 @@ import ctypes
 import ctypes.util
 import logging
 import struct
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -92,15 +93,27 @@ def _require(sample_rate: int) -> ctypes.CDLL:
 
 
 class _LibopusState:
-    """Owns one libopus encoder or decoder state; frees it once."""
+    """Owns one libopus encoder or decoder state; frees it once.
+
+    Every use of the state holds ``_lock``: the agent encodes on a worker thread, and an
+    interruption can close the stream while a chunk is still being encoded (a cancelled
+    ``to_thread`` keeps running). Freeing the state under it would crash the process.
+    """
 
     _destroy = ""  # the libopus function that frees this kind of state
     _state: int | None = None
+    _lock = threading.Lock()  # replaced per instance in __init__
 
     def close(self) -> None:
-        if self._state and _lib is not None:
-            getattr(_lib, self._destroy)(self._state)
-            self._state = None
+        with self._lock:
+            if self._state and _lib is not None:
+                getattr(_lib, self._destroy)(self._state)
+                self._state = None
+
+    def _live_state(self) -> int:
+        if not self._state:
+            raise OpusError("the Opus stream is already closed")
+        return self._state
 
     def __del__(self) -> None:
         self.close()
@@ -112,6 +125,7 @@ class SpeechEncoder(_LibopusState):
     _destroy = "opus_encoder_destroy"
 
     def __init__(self, sample_rate: int) -> None:
+        self._lock = threading.Lock()
         lib = _require(sample_rate)
         error = ctypes.c_int(0)
         self._state = lib.opus_encoder_create(sample_rate, 1, _OPUS_APPLICATION_AUDIO, ctypes.byref(error))
@@ -136,24 +150,26 @@ class SpeechEncoder(_LibopusState):
     def encode(self, pcm: np.ndarray) -> bytes:
         """Packets for every whole frame now buffered (the stream header first)."""
         pcm = np.ascontiguousarray(pcm, dtype=np.int16)
-        self._samples_in += pcm.size
-        self._pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
-        out = [self._header()]
-        whole = self._pending.size // self._frame * self._frame
-        for start in range(0, whole, self._frame):
-            out.append(self._encode_frame(self._pending[start : start + self._frame]))
-        self._pending = self._pending[whole:].copy()
-        return b"".join(out)
+        with self._lock:
+            self._samples_in += pcm.size
+            self._pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
+            out = [self._header()]
+            whole = self._pending.size // self._frame * self._frame
+            for start in range(0, whole, self._frame):
+                out.append(self._encode_frame(self._pending[start : start + self._frame]))
+            self._pending = self._pending[whole:].copy()
+            return b"".join(out)
 
     def finish(self) -> bytes:
         """Packets carrying every sample not yet sent: the tail and the look-ahead."""
-        out = [self._header()]
-        while self._samples_out < self._samples_in:
-            frame = np.zeros(self._frame, dtype=np.int16)
-            frame[: self._pending.size] = self._pending
-            self._pending = np.zeros(0, dtype=np.int16)
-            out.append(self._encode_frame(frame))
-        return b"".join(out)
+        with self._lock:
+            out = [self._header()]
+            while self._samples_out < self._samples_in:
+                frame = np.zeros(self._frame, dtype=np.int16)
+                frame[: self._pending.size] = self._pending
+                self._pending = np.zeros(0, dtype=np.int16)
+                out.append(self._encode_frame(frame))
+            return b"".join(out)
 
     def _header(self) -> bytes:
         if self._started:
@@ -163,7 +179,7 @@ class SpeechEncoder(_LibopusState):
 
     def _encode_frame(self, frame: np.ndarray) -> bytes:
         assert _lib is not None
-        n = _lib.opus_encode(self._state, frame.ctypes.data, self._frame, self._packet, _MAX_PACKET)
+        n = _lib.opus_encode(self._live_state(), frame.ctypes.data, self._frame, self._packet, _MAX_PACKET)
         if n < 0:
             raise OpusError(f"opus_encode failed ({n})")
         drop = min(self._to_drop, self._frame)
@@ -179,6 +195,7 @@ class SpeechDecoder(_LibopusState):
     _destroy = "opus_decoder_destroy"
 
     def __init__(self, sample_rate: int) -> None:
+        self._lock = threading.Lock()
         lib = _require(sample_rate)
         error = ctypes.c_int(0)
         self._state = lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
@@ -190,6 +207,10 @@ class SpeechDecoder(_LibopusState):
 
     def decode(self, chunk: bytes) -> bytes:
         """PCM bytes for every whole packet received so far."""
+        with self._lock:
+            return self._decode(chunk)
+
+    def _decode(self, chunk: bytes) -> bytes:
         assert _lib is not None
         self._buffer += chunk
         out: list[bytes] = []
@@ -200,7 +221,7 @@ class SpeechDecoder(_LibopusState):
             if end > len(self._buffer):
                 break
             payload = bytes(self._buffer[pos + _HEADER.size : end])
-            n = _lib.opus_decode(self._state, payload, size, self._pcm.ctypes.data, self._pcm.size, 0)
+            n = _lib.opus_decode(self._live_state(), payload, size, self._pcm.ctypes.data, self._pcm.size, 0)
             if n < 0 or drop + keep > n:
                 raise OpusError(f"corrupt Opus packet (decoder said {n}, header {drop}+{keep})")
             out.append(self._pcm[drop : drop + keep].tobytes())
