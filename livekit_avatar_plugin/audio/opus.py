@@ -110,6 +110,16 @@ class _LibopusState:
                 getattr(_lib, self._destroy)(self._state)
                 self._state = None
 
+    def _create(self, sample_rate: int, create: str, *args: object) -> ctypes.CDLL:
+        """Create the state with libopus's ``create(sample_rate, 1 channel, *args, &error)``."""
+        self._lock = threading.Lock()
+        lib = _require(sample_rate)
+        error = ctypes.c_int(0)
+        self._state = getattr(lib, create)(sample_rate, 1, *args, ctypes.byref(error))
+        if error.value != 0 or not self._state:
+            raise OpusError(f"{create} failed ({error.value})")
+        return lib
+
     def _live_state(self) -> int:
         if not self._state:
             raise OpusError("the Opus stream is already closed")
@@ -125,12 +135,7 @@ class SpeechEncoder(_LibopusState):
     _destroy = "opus_encoder_destroy"
 
     def __init__(self, sample_rate: int) -> None:
-        self._lock = threading.Lock()
-        lib = _require(sample_rate)
-        error = ctypes.c_int(0)
-        self._state = lib.opus_encoder_create(sample_rate, 1, _OPUS_APPLICATION_AUDIO, ctypes.byref(error))
-        if error.value != 0 or not self._state:
-            raise OpusError(f"opus_encoder_create failed ({error.value})")
+        lib = self._create(sample_rate, "opus_encoder_create", _OPUS_APPLICATION_AUDIO)
         lib.opus_encoder_ctl(ctypes.c_void_p(self._state), _OPUS_SET_BITRATE, ctypes.c_int32(BITRATE))
         lib.opus_encoder_ctl(ctypes.c_void_p(self._state), _OPUS_SET_SIGNAL, ctypes.c_int32(_OPUS_SIGNAL_VOICE))
         # Full complexity: below it, and below 64 kbit/s, pre-echo moves a click's onset
@@ -195,12 +200,7 @@ class SpeechDecoder(_LibopusState):
     _destroy = "opus_decoder_destroy"
 
     def __init__(self, sample_rate: int) -> None:
-        self._lock = threading.Lock()
-        lib = _require(sample_rate)
-        error = ctypes.c_int(0)
-        self._state = lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
-        if error.value != 0 or not self._state:
-            raise OpusError(f"opus_decoder_create failed ({error.value})")
+        self._create(sample_rate, "opus_decoder_create")
         # The longest frame Opus allows is 120 ms.
         self._pcm = np.zeros(int(sample_rate * 0.12), dtype=np.int16)
         self._buffer = bytearray()
