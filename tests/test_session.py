@@ -120,8 +120,8 @@ async def test_the_agent_does_not_receive_its_own_avatars_audio_or_video(livekit
         await r.watcher.wait_video(r.avatar.avatar_identity)
         await asyncio.wait_for(r.session.say("clicks 1").wait_for_playout(), 15)
         await assert_agent_receives_none_of_its_avatar(r.agent_room, r.avatar.avatar_identity)
-        # The user still gets both.
-        assert sorted(await inbound_media(r.watcher.room)) == ["audio", "video"]
+        # The user still gets the audio (the video: wait_video above).
+        assert "audio" in await inbound_media(r.watcher.room)
 
 
 @pytest.mark.livekit_server
