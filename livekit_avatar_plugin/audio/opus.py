@@ -102,7 +102,7 @@ class _LibopusState:
 
     _destroy = ""  # the libopus function that frees this kind of state
     _state: int | None = None
-    _lock = threading.Lock()  # replaced per instance in __init__
+    _lock: threading.Lock  # set first thing in _create
 
     def close(self) -> None:
         with self._lock:
@@ -191,7 +191,7 @@ class SpeechEncoder(_LibopusState):
         self._to_drop -= drop
         keep = min(self._frame - drop, self._samples_in - self._samples_out)
         self._samples_out += keep
-        return _HEADER.pack(n, drop, keep) + bytes(self._packet[:n])
+        return _HEADER.pack(n, drop, keep) + ctypes.string_at(self._packet, n)
 
 
 class SpeechDecoder(_LibopusState):
