@@ -15,7 +15,11 @@ import pytest
 from livekit import api, rtc
 
 from livekit_avatar_plugin.dispatch.protocol import AvatarJobRequest
-from livekit_avatar_plugin.dispatch.worker import AvatarWorkerOptions, resolve_face_pipeline
+from livekit_avatar_plugin.dispatch.worker import (
+    AvatarWorker,
+    AvatarWorkerOptions,
+    resolve_face_pipeline,
+)
 
 from .av_harness import (
     Subscriber,
@@ -62,6 +66,45 @@ def test_face_pipeline_plug_in_point_names_the_problem():
         resolve_face_pipeline("tests.fakes:click_times")
     with pytest.raises(ValueError, match="face_pipeline"):
         AvatarWorkerOptions(face_pipeline="not a spec")
+
+
+class _HeldJobRequest:
+    """A job request whose accept() waits, as a real one waits for the server's
+    assignment, until the test lets it go; then the assignment never comes."""
+
+    def __init__(self, number: int, release: asyncio.Event, metadata: str) -> None:
+        self.id = f"job-{number}"
+        self.job = type("Job", (), {"metadata": metadata})()
+        self.answer: str | None = None
+        self._release = release
+
+    async def accept(self, **_: object) -> None:
+        self.answer = "accepted"
+        await self._release.wait()
+        raise TimeoutError("assignment timed out")
+
+    async def reject(self, *, terminate: bool = False) -> None:
+        self.answer = "terminated" if terminate else "declined"
+
+
+async def test_a_burst_of_requests_never_takes_a_worker_past_its_capacity():
+    worker = AvatarWorker(
+        AvatarWorkerOptions(capacity=4, url="ws://127.0.0.1:1", api_key="key", api_secret="secret")
+    )
+    release = asyncio.Event()
+    metadata = AvatarJobRequest(agent_identity="agent", avatar_identity="avatar").model_dump_json()
+    requests = [_HeldJobRequest(n, release, metadata) for n in range(6)]
+    pending = [asyncio.create_task(worker._on_request(req)) for req in requests]
+    await wait_until(lambda: all(req.answer for req in requests), 5, "every request answered")
+    answers = [req.answer for req in requests]
+    # Declined, not terminated: the server offers those two to another worker.
+    assert answers.count("accepted") == 4 and answers.count("declined") == 2, answers
+    release.set()
+    await asyncio.gather(*pending, return_exceptions=True)
+    # Accepted jobs that were never assigned give their slots back.
+    late = [_HeldJobRequest(n, release, metadata) for n in range(6, 10)]
+    await asyncio.gather(*(worker._on_request(req) for req in late), return_exceptions=True)
+    assert [req.answer for req in late] == ["accepted"] * 4
 
 
 def test_worker_command_requires_credentials(monkeypatch, capsys):

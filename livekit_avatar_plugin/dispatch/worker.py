@@ -163,6 +163,9 @@ class AvatarWorker:
             api_secret=options.api_secret,
             port=options.http_port,
         )
+        # Slots held from a job's acceptance to its end. Jobs run in threads of their own.
+        self._slots_lock = threading.Lock()
+        self._slots_taken = 0
         self.server.rtc_session(
             self._run_job, agent_name=options.agent_name, on_request=self._on_request
         )
@@ -198,13 +201,47 @@ class AvatarWorker:
                 logger.error("rejecting job %s: no avatar package %s here", req.id, request.avatar)
                 await req.reject(terminate=True)
                 return
-        await req.accept(
-            identity=request.avatar_identity,
-            name=request.avatar_name,
-            attributes={ATTRIBUTE_PUBLISH_ON_BEHALF: request.agent_identity, **codec_attributes()},
-        )
+        # LiveKit's own availability check compares a float load with the threshold, and
+        # with four slots and three jobs plus one reserved it sums to 0.6999... < 0.7: a
+        # burst of requests got a fifth job onto a worker of capacity 4. Counting jobs is
+        # exact. Declining (not terminating) lets the server offer the job elsewhere.
+        if not self._take_slot():
+            logger.info(
+                "declining job %s: all %d slots are taken", req.id, self.options.capacity
+            )
+            await req.reject(terminate=False)
+            return
+        try:
+            await req.accept(
+                identity=request.avatar_identity,
+                name=request.avatar_name,
+                attributes={
+                    ATTRIBUTE_PUBLISH_ON_BEHALF: request.agent_identity,
+                    **codec_attributes(),
+                },
+            )
+        except BaseException:
+            self._free_slot()  # never assigned or never launched: no job will free it
+            raise
+
+    def _take_slot(self) -> bool:
+        with self._slots_lock:
+            if self._slots_taken >= self.options.capacity:
+                return False
+            self._slots_taken += 1
+            return True
+
+    def _free_slot(self) -> None:
+        with self._slots_lock:
+            self._slots_taken -= 1
 
     async def _run_job(self, ctx: JobContext) -> None:
+        try:
+            await self._render_for_agent(ctx)
+        finally:
+            self._free_slot()
+
+    async def _render_for_agent(self, ctx: JobContext) -> None:
         started_at = time.monotonic()
         request = AvatarJobRequest.model_validate_json(ctx.job.metadata)
         await _connect_one_at_a_time(ctx)
