@@ -313,6 +313,11 @@ async def _open_room(
         video=VideoOptions(quality=quality, width=SIZE, height=SIZE, fps=25, codec=codec),
         dispatch_timeout_s=30.0,
         idle_timeout_s=None,
+        # The agents stand in for agent workers that would run elsewhere. LiveKit's
+        # transcript pacing estimates each reply's speaking rate from its audio (an STFT,
+        # ~0.1 core per agent while a reply streams in); four agents starting replies
+        # together took the machine's last spare core from the avatar worker.
+        sync_transcription=False,
     )
     joined = time.monotonic() - started
     viewer = Viewer(info, name, avatar.avatar_identity, sampled=sampled)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,13 @@ from livekit.agents.voice.avatar import DataStreamAudioOutput
 from .audio import opus
 
 logger = logging.getLogger("livekit_avatar_plugin.speech_stream")
+
+# How far ahead of real time a segment's speech may be sent. TTS hands over a reply many
+# times faster than it plays; sent as it comes, four agents starting replies together took
+# ~0.35 core for 2-3 s (LiveKit's per-write Python, SCTP and DTLS in both processes), and
+# the avatars sharing that machine dropped frames. The avatar only needs its next second
+# or so; two keep it fed through retransmissions on a lossy link.
+SEND_AHEAD_S = 2.0
 
 
 def avatar_reads_opus(participant: rtc.Participant | None) -> bool:
@@ -75,6 +83,7 @@ class SpeechStreamOutput(DataStreamAudioOutput):
         self, room: rtc.Room, *, destination_identity: str, sample_rate: int, **kwargs: Any
     ) -> None:
         self.__writer: Any = None
+        self.__segment_started_at: float | None = None
         self.__format: tuple[int, int] | None = None
         self.__room = room
         self.__destination = destination_identity
@@ -86,7 +95,17 @@ class SpeechStreamOutput(DataStreamAudioOutput):
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         self.__format = (frame.sample_rate, frame.num_channels)
+        await self.__hold_back()
         await super().capture_frame(frame)
+
+    async def __hold_back(self) -> None:
+        """Keep the segment at most ``SEND_AHEAD_S`` ahead of its first word's playout."""
+        if self.__writer is None or self.__segment_started_at is None:
+            return
+        played = time.monotonic() - self.__segment_started_at
+        ahead = self._pushed_duration - played
+        if ahead > SEND_AHEAD_S:
+            await asyncio.sleep(ahead - SEND_AHEAD_S)
 
     @property
     def _stream_writer(self) -> Any:
@@ -94,6 +113,7 @@ class SpeechStreamOutput(DataStreamAudioOutput):
 
     @_stream_writer.setter
     def _stream_writer(self, writer: Any) -> None:
+        self.__segment_started_at = time.monotonic() if writer is not None else None
         if writer is not None and self.__use_opus():
             writer = _OpusWriter(writer, self.__sample_rate)
             if self.opus_segments == 0:

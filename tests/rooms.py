@@ -31,6 +31,7 @@ async def agent_with_avatar(
     session_options=None,
     observe=None,
     typed=False,
+    sync_transcription=True,
     **avatar_options,
 ):
     """An agent (scripted LLM, ``tts`` or the signal TTS) whose avatar has started.
@@ -41,6 +42,8 @@ async def agent_with_avatar(
     ``session_options`` are extra ``AgentSession`` keyword arguments; ``observe(session,
     avatar)`` runs before anything starts, so it sees every event. ``typed`` lets the
     agent read chat messages (through the avatar's protection-aware text callback).
+    ``sync_transcription=False`` sends the agent's transcript as it is written instead of
+    paced with the speech (LiveKit's pacing estimates the speaking rate from the audio).
     """
     agent_room = rtc.Room()
     await agent_room.connect(
@@ -80,6 +83,9 @@ async def agent_with_avatar(
             text_input=room_io.TextInputOptions(text_input_cb=avatar.text_input_cb)
             if typed
             else False,
+            text_output=True
+            if sync_transcription
+            else room_io.TextOutputOptions(sync_transcription=False),
             close_on_disconnect=False,
         ),
     )

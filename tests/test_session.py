@@ -225,6 +225,38 @@ async def test_the_agent_sends_its_speech_to_the_avatar_as_opus(livekit_server):
 
 
 @pytest.mark.livekit_server
+async def test_a_long_reply_is_sent_no_further_ahead_than_the_avatar_needs(livekit_server):
+    """TTS hands the whole reply over at once; the agent sends it to the avatar at most
+    SEND_AHEAD_S ahead of real time (a burst per reply cost the machine's spare CPU), and
+    the avatar still plays every click."""
+    from livekit_avatar_plugin.speech_stream import SEND_AHEAD_S
+
+    async with agent_room(livekit_server, "pace") as r:
+        await r.watcher.wait_video(r.avatar.avatar_identity)
+        output = r.avatar._sink._active
+        sent: list[tuple[float, float]] = []  # (time, seconds of speech sent so far)
+
+        async def watch() -> None:
+            while True:
+                if output._pushed_duration > 0:
+                    sent.append((time.monotonic(), output._pushed_duration))
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await _say_clicks_and_count(r, 6.0)
+        finally:
+            watcher.cancel()
+        first = sent[0][0]
+        ahead = max(pushed - (t - first) for t, pushed in sent)
+        took = next(t for t, pushed in sent if pushed >= 5.9) - first
+        print(f"\nat most {ahead:.2f} s ahead of real time; 6 s reply sent over {took:.1f} s")
+        # One TTS frame (~0.2 s) may go out past the limit, plus the watcher's polling.
+        assert ahead <= SEND_AHEAD_S + 0.3
+        assert took >= 6.0 - SEND_AHEAD_S - 0.5
+
+
+@pytest.mark.livekit_server
 async def test_an_avatar_that_does_not_read_opus_gets_plain_pcm(livekit_server, monkeypatch):
     """An avatar without the codec attribute (another LiveKit avatar, or one without
     libopus) is sent LiveKit's plain PCM, and plays it."""
