@@ -100,7 +100,7 @@ class SpeechStreamOutput(DataStreamAudioOutput):
 
     async def __hold_back(self) -> None:
         """Keep the segment at most ``SEND_AHEAD_S`` ahead of its first word's playout."""
-        if self.__writer is None or self.__segment_started_at is None:
+        if self.__segment_started_at is None:  # no segment open: nothing sent yet
             return
         played = time.monotonic() - self.__segment_started_at
         ahead = self._pushed_duration - played

@@ -33,7 +33,6 @@ def livekit_server() -> Iterator[ServerInfo]:
         server.stop()
 
 
-
 # -- leaving the interpreter ----------------------------------------------------------------
 
 _exit_status: list[int] = []
@@ -58,6 +57,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status[-1])
+
 
 # -- avatar workers (dispatch mode) ---------------------------------------------------------
 

@@ -4,8 +4,8 @@ LiveKit's avatar transport sends the agent's speech to the avatar as raw 16-bit 
 a reliable data channel: 48 KB per second of speech at 24 kHz, and TTS hands over a whole
 reply at once. Every byte of it crosses SCTP and DTLS in the agent, the server and the
 avatar, in user space; at four avatars on a 2-core machine that burst alone took ~0.5
-core for several seconds per reply and cost every face frames. Opus at 48 kbit/s carries
-the same speech in an eighth of the bytes.
+core for several seconds per reply and cost every face frames. Opus at 64 kbit/s carries
+the same speech in a sixth of the bytes.
 
 The stream stays sample-exact, so playback positions and lip-sync are unchanged: the
 encoder's look-ahead is dropped at the start, the last partial frame is padded and cut
@@ -26,7 +26,6 @@ import ctypes.util
 import logging
 import struct
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -241,17 +240,3 @@ def split_magic(first_chunk: bytes) -> tuple[bool, bytes]:
         return True, first_chunk[len(MAGIC) :]
     return False, first_chunk
 
-
-def decode_stream(chunks: Iterator[bytes], sample_rate: int) -> Iterator[bytes]:
-    """PCM for a whole in-memory stream (tests, tools)."""
-    decoder = SpeechDecoder(sample_rate)
-    first = True
-    for chunk in chunks:
-        if first:
-            is_opus, chunk = split_magic(chunk)
-            if not is_opus:
-                raise OpusError("not an Opus speech stream (no header)")
-            first = False
-        yield decoder.decode(chunk)
-    decoder.finish()
-    decoder.close()
