@@ -66,6 +66,7 @@ from livekit import rtc  # noqa: E402
 from livekit.agents import AgentSession  # noqa: E402
 
 from livekit_avatar_plugin import AvatarSession, VideoOptions  # noqa: E402
+from livekit_avatar_plugin._native_logs import stop_forwarding_native_logs  # noqa: E402
 from livekit_avatar_plugin.audio.local_tts import synthesize  # noqa: E402
 from livekit_avatar_plugin.keyless import PcmTTS  # noqa: E402
 from livekit_avatar_plugin.local_server import LocalLiveKitServer, ServerInfo  # noqa: E402
@@ -342,6 +343,14 @@ def _cpu_s(proc: psutil.Process) -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores)."""
+    t = psutil.cpu_times()._asdict()
+    # Linux counts guest time inside user time already.
+    idle = ("idle", "iowait", "guest", "guest_nice")
+    return sum(v for k, v in t.items() if k not in idle)
+
+
 def _rss_mb(proc: psutil.Process) -> float:
     return proc.memory_info().rss / 2**20
 
@@ -386,19 +395,35 @@ async def run_sessions(
         cpu0 = (_cpu_s(wproc), _cpu_s(me), _cpu_s(server) if server else 0.0)
         timeline: list[dict[str, Any]] = []
         end = t0 + duration
+        cpu_prev, busy_prev = cpu0, _machine_busy_s()
         while time.monotonic() < end:
             step = min(sample_every or duration, end - time.monotonic())
             t_prev = time.monotonic()
             await asyncio.sleep(max(step, 0.0))
             if sample_every:
                 now = time.monotonic()
+                cpu_now = (_cpu_s(wproc), _cpu_s(me), _cpu_s(server) if server else 0.0)
+                busy_now = _machine_busy_s()
+                worker, harness, srv = ((b - a) / (now - t_prev) for a, b in zip(cpu_prev, cpu_now))
+                busy = (busy_now - busy_prev) / (now - t_prev)
+                fps = [r.viewer.fps(t_prev, now) for r in rooms]
                 timeline.append(
                     {
                         "t_s": now - t0,
                         "worker_rss_mb": _rss_mb(wproc),
-                        "fps": [r.viewer.fps(t_prev, now) for r in rooms],
+                        "fps": fps,
+                        # Whether a dip is the worker or the machine: the worker's CPU
+                        # per frame rises when the host gives it slower cores, and
+                        # "other" is everything outside the benchmark.
+                        "worker_cores": worker,
+                        "worker_ms_per_frame": 1000 * worker / max(sum(fps), 1e-6),
+                        "harness_cores": harness,
+                        "server_cores": srv,
+                        "other_cores": max(busy - worker - harness - srv, 0.0),
+                        "load_average": psutil.getloadavg()[0],
                     }
                 )
+                cpu_prev, busy_prev = cpu_now, busy_now
                 for r in rooms:  # keep the viewers' memory flat on long runs
                     r.viewer.trim(now - duration_keep(duration))
         t1 = time.monotonic()
@@ -519,6 +544,10 @@ async def main() -> None:
     parser.add_argument("--codec", default="vp8", choices=["vp8", "h264", "vp9", "av1"])
     parser.add_argument("--out", default=str(IMG), help="folder for JSON and plots; '' for none")
     args = parser.parse_args()
+    # Like the worker, the harness keeps LiveKit's native debug log out of Python: its
+    # agents and viewers stand in for processes on other machines, and ~1900 records a
+    # second crossing into this one cost the avatars CPU they would have elsewhere.
+    stop_forwarding_native_logs()
     summaries = []
     with LocalLiveKitServer() as info:
         server_pid = _server_pid(info)

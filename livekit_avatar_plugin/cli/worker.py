@@ -13,6 +13,7 @@ import os
 
 from pydantic import ValidationError
 
+from .._native_logs import stop_forwarding_native_logs
 from ..config import DEFAULT_AVATAR_AGENT_NAME
 
 
@@ -98,5 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"error: {exc}")
         return 2
+    # This process is ours: LiveKit's native debug log costs the avatars CPU and the GIL.
+    stop_forwarding_native_logs()
     asyncio.run(AvatarWorker(options).run())
     return 0
