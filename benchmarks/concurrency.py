@@ -367,6 +367,10 @@ async def run_sessions(
     codec: str = "vp8",
 ) -> RunResult:
     """N concurrent rooms on one fresh worker process; measures over ``duration`` seconds."""
+    # Like the worker, the harness keeps LiveKit's native debug log out of Python: its
+    # agents and viewers stand in for processes on other machines, and ~1900 records a
+    # second crossing into this one cost the avatars CPU they would have elsewhere.
+    stop_forwarding_native_logs()
     load_average = psutil.getloadavg()
     pcm, rate = await asyncio.to_thread(synthesize, SPEECH)
     speech = ReplayTTS(pcm, rate)
@@ -404,7 +408,9 @@ async def run_sessions(
                 now = time.monotonic()
                 cpu_now = (_cpu_s(wproc), _cpu_s(me), _cpu_s(server) if server else 0.0)
                 busy_now = _machine_busy_s()
-                worker, harness, srv = ((b - a) / (now - t_prev) for a, b in zip(cpu_prev, cpu_now))
+                worker_c, harness_c, server_c = (
+                    (b - a) / (now - t_prev) for a, b in zip(cpu_prev, cpu_now)
+                )
                 busy = (busy_now - busy_prev) / (now - t_prev)
                 fps = [r.viewer.fps(t_prev, now) for r in rooms]
                 timeline.append(
@@ -415,11 +421,11 @@ async def run_sessions(
                         # Whether a dip is the worker or the machine: the worker's CPU
                         # per frame rises when the host gives it slower cores, and
                         # "other" is everything outside the benchmark.
-                        "worker_cores": worker,
-                        "worker_ms_per_frame": 1000 * worker / max(sum(fps), 1e-6),
-                        "harness_cores": harness,
-                        "server_cores": srv,
-                        "other_cores": max(busy - worker - harness - srv, 0.0),
+                        "worker_cores": worker_c,
+                        "worker_ms_per_frame": 1000 * worker_c / max(sum(fps), 1e-6),
+                        "harness_cores": harness_c,
+                        "server_cores": server_c,
+                        "other_cores": max(busy - worker_c - harness_c - server_c, 0.0),
                         "load_average": psutil.getloadavg()[0],
                     }
                 )
@@ -544,10 +550,6 @@ async def main() -> None:
     parser.add_argument("--codec", default="vp8", choices=["vp8", "h264", "vp9", "av1"])
     parser.add_argument("--out", default=str(IMG), help="folder for JSON and plots; '' for none")
     args = parser.parse_args()
-    # Like the worker, the harness keeps LiveKit's native debug log out of Python: its
-    # agents and viewers stand in for processes on other machines, and ~1900 records a
-    # second crossing into this one cost the avatars CPU they would have elsewhere.
-    stop_forwarding_native_logs()
     summaries = []
     with LocalLiveKitServer() as info:
         server_pid = _server_pid(info)
