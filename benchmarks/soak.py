@@ -35,8 +35,11 @@ def plot(timeline: list[dict[str, Any]], path: Path, sessions: int) -> None:
 
     t = [s["t_s"] / 60 for s in timeline]
     fig, (a, b, c) = plt.subplots(3, 1, figsize=(7, 7), sharex=True, constrained_layout=True)
-    a.plot(t, [s["worker_rss_mb"] for s in timeline], "-")
+    rss = [s["worker_rss_mb"] for s in timeline]
+    a.plot(t, rss, "-")
+    a.axhline(rss[0] * 1.05, color="red", lw=0.8, ls=":")  # the growth target
     a.set(ylabel="worker RSS (MB)", title=f"Soak: {sessions} session(s), 512x512 at 25 fps")
+    a.set_ylim(rss[0] * 0.97, max(max(rss), rss[0] * 1.05) * 1.01)
     for i in range(sessions):
         b.plot(t, [s["fps"][i] for s in timeline], lw=0.8, label=f"session {i + 1}")
     b.axhline(24, color="red", lw=0.8, ls=":")
