@@ -145,13 +145,16 @@ class AudioWatcher(Watcher):
         self._readers.append(asyncio.ensure_future(read()))
 
     def click_onsets(self, identity: str) -> list[float]:
-        onsets, last = [], -1.0
+        """Arrival time of each click. Clicks are told apart by their distance in the
+        stream, not by arrival: a reader held up 0.2 s gets the frames in between in one
+        burst, and two clicks would arrive within the refractory gap of each other."""
+        onsets, last, position = [], -(10**9), 0
         for arrival, pcm in self.audio.get(identity, []):
             for idx in np.flatnonzero(np.abs(pcm.astype(np.int32)) > 0.25 * 32768):
-                t = arrival + idx / 24000
-                if t - last > 0.06:
-                    onsets.append(t)
-                last = t
+                if position + idx - last > 0.06 * 24000:
+                    onsets.append(arrival + idx / 24000)
+                last = position + idx
+            position += len(pcm)
         return onsets
 
     async def aclose(self) -> None:
