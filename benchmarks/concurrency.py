@@ -394,9 +394,13 @@ async def run_sessions(
         await asyncio.sleep(warmup)
         me = psutil.Process()
         server = psutil.Process(server_pid) if server_pid else None
+
+        def cpu_s() -> tuple[float, float, float]:  # worker, harness, server
+            return (_cpu_s(wproc), _cpu_s(me), _cpu_s(server) if server else 0.0)
+
         psutil.cpu_percent()
         t0 = time.monotonic()
-        cpu0 = (_cpu_s(wproc), _cpu_s(me), _cpu_s(server) if server else 0.0)
+        cpu0 = cpu_s()
         timeline: list[dict[str, Any]] = []
         end = t0 + duration
         cpu_prev, busy_prev = cpu0, _machine_busy_s()
@@ -406,7 +410,7 @@ async def run_sessions(
             await asyncio.sleep(max(step, 0.0))
             if sample_every:
                 now = time.monotonic()
-                cpu_now = (_cpu_s(wproc), _cpu_s(me), _cpu_s(server) if server else 0.0)
+                cpu_now = cpu_s()
                 busy_now = _machine_busy_s()
                 worker_c, harness_c, server_c = (
                     (b - a) / (now - t_prev) for a, b in zip(cpu_prev, cpu_now)
@@ -433,7 +437,7 @@ async def run_sessions(
                 for r in rooms:  # keep the viewers' memory flat on long runs
                     r.viewer.trim(now - duration_keep(duration))
         t1 = time.monotonic()
-        cpu1 = (_cpu_s(wproc), _cpu_s(me), _cpu_s(server) if server else 0.0)
+        cpu1 = cpu_s()
         machine = psutil.cpu_percent()
         load_after = psutil.getloadavg()
         rss = _rss_mb(wproc)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 
-logger = logging.getLogger("livekit_avatar_plugin")
+logger = logging.getLogger("livekit_avatar_plugin.native_logs")
 
 # What the SDK's own Python handler lets through by default: warnings and errors.
 DEFAULT_RUST_LOG = "warn"

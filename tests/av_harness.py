@@ -176,17 +176,31 @@ async def track_streams(info: ServerInfo, room: str, identity: str) -> dict[str,
 
 def audio_onsets(capture: Capture, *, after: float, before: float) -> list[float]:
     """Arrival times of click onsets (first loud sample after >= 60 ms of quiet)."""
+    return click_onsets(capture.audio, after=after, before=before)
+
+
+def click_onsets(
+    frames: list[tuple[float, np.ndarray]],
+    *,
+    after: float = float("-inf"),
+    before: float = float("inf"),
+) -> list[float]:
+    """Arrival times of click onsets in ``(arrival, pcm)`` frames of a 24 kHz stream,
+    from the frames that arrived in ``[after, before]``.
+
+    The 60 ms of quiet are counted in the stream, not by arrival: a reader held up 0.2 s
+    gets the frames in between in one burst, and two clicks would arrive within 60 ms of
+    each other."""
+    quiet = 0.06 * SAMPLE_RATE
     onsets: list[float] = []
-    last_loud = -1.0
-    for arrival, pcm in capture.audio:
-        if not (after <= arrival <= before):
-            continue
-        loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > CLICK_THRESHOLD)
-        for idx in loud:
-            t = arrival + idx / SAMPLE_RATE
-            if t - last_loud > 0.06:
-                onsets.append(t)
-            last_loud = t
+    last_loud, position = float("-inf"), 0
+    for arrival, pcm in frames:
+        if after <= arrival <= before:
+            for idx in np.flatnonzero(np.abs(pcm.astype(np.int32)) > CLICK_THRESHOLD):
+                if position + idx - last_loud > quiet:
+                    onsets.append(arrival + idx / SAMPLE_RATE)
+                last_loud = position + idx
+        position += len(pcm)
     return onsets
 
 

@@ -14,7 +14,7 @@ from livekit.agents.voice import room_io
 
 from livekit_avatar_plugin import AvatarSession
 
-from .av_harness import make_token
+from .av_harness import click_onsets, make_token
 from .fakes import ScriptedLLM, SignalTTS
 from .pattern_pipeline import TestPatternPipeline
 
@@ -145,17 +145,7 @@ class AudioWatcher(Watcher):
         self._readers.append(asyncio.ensure_future(read()))
 
     def click_onsets(self, identity: str) -> list[float]:
-        """Arrival time of each click. Clicks are told apart by their distance in the
-        stream, not by arrival: a reader held up 0.2 s gets the frames in between in one
-        burst, and two clicks would arrive within the refractory gap of each other."""
-        onsets, last, position = [], -(10**9), 0
-        for arrival, pcm in self.audio.get(identity, []):
-            for idx in np.flatnonzero(np.abs(pcm.astype(np.int32)) > 0.25 * 32768):
-                if position + idx - last > 0.06 * 24000:
-                    onsets.append(arrival + idx / 24000)
-                last = position + idx
-            position += len(pcm)
-        return onsets
+        return click_onsets(self.audio.get(identity, []))
 
     async def aclose(self) -> None:
         for task in self._readers:
