@@ -6,6 +6,9 @@ avatar needs in production:
 * audio and video are published under one stream name, so browsers lip-sync them;
 * both tracks are published before the first word, fed by idle frames, so the agent
   (which waits for the avatar's video track) never stalls;
+* a single-layer track (``high``, ``medium``, ``low``) is let out to viewers once WebRTC's
+  bandwidth estimate covers its bitrate cap, so the first frame they get is coded at the
+  full rate; speech that arrives meanwhile waits for them;
 * audio is the clock: each video frame goes out when its audio slice starts playing, so
   the A/V offset does not depend on which of two queues happened to fill first;
 * an interruption clears the queued audio and frames too, not only the generator, so the
@@ -57,6 +60,14 @@ _AUDIO_QUEUE_MS = 400
 _AUDIO_STAMP_LATENCY_S = 0.058
 # LiveKit's agent -> avatar audio transport (one byte stream per speech segment).
 _AUDIO_STREAM_TOPIC = "lk.audio_stream"
+# A single-layer track is held back from subscribers until WebRTC's bandwidth estimate
+# covers its bitrate cap (see AvatarPublisher._open_when_bandwidth_covers_cap): at most
+# this long, checked this often.
+_BANDWIDTH_WAIT_MAX_S = 1.0
+_BANDWIDTH_POLL_S = 0.05
+# The estimate often pauses just under the cap after the first probe (1.8 of 2 Mbps) and
+# takes another probe, ~0.4 s, to pass it; 90 % of the cap is near enough.
+_BANDWIDTH_ENOUGH = 0.9
 
 
 class _AudioClockedPacer:
@@ -292,7 +303,11 @@ class AvatarPublisher:
         self._segment_open = False  # the agent has sent audio for a segment not yet finished
         self._playback_started = False
         self._playback_position = 0.0
-        self._published = asyncio.Event()
+        self._tracks_published = False
+        self._published = asyncio.Event()  # and open to subscribers
+        # Cleared while a published track is held back from subscribers: speech waits.
+        self._viewers_let_in = asyncio.Event()
+        self._viewers_let_in.set()
         self._closed = False
         self._bad_input_logged = 0
         generator.add_audio_only_listener(self._went_audio_only)
@@ -356,15 +371,64 @@ class AvatarPublisher:
         video_opts.source = rtc.TrackSource.SOURCE_CAMERA
         video_opts.stream = AVATAR_STREAM_NAME
         lp = self._room.local_participant
+        hold_back = not video_opts.simulcast
+        if hold_back:
+            self._viewers_let_in.clear()
+            lp.set_track_subscription_permissions(allow_all_participants=False)
+        self._tracks_published = True
         self.audio_publication = await lp.publish_track(audio_track, audio_opts)
         self.video_publication = await lp.publish_track(video_track, video_opts)
+        if hold_back:
+            self._notify(self._open_when_bandwidth_covers_cap(video_opts.video_encoding.max_bitrate))
+        else:
+            self._open_to_subscribers()
+
+    def _open_to_subscribers(self) -> None:
+        self._viewers_let_in.set()
         self._published.set()
         if self.metrics is not None:
             self.metrics.published(time.monotonic())
 
+    async def _open_when_bandwidth_covers_cap(self, cap_bps: int) -> None:
+        """Let subscribers in once the encoder may use the whole bitrate cap.
+
+        LiveKit's SDK starts WebRTC's bandwidth estimate at min(90 % of the cap, 1 Mbps)
+        and has no setting to start higher. WebRTC's probes lift the estimate past the
+        cap 0.2-0.6 s after the first frame; a subscriber let in before then can be sent a
+        key frame and its first second encoded for the start estimate (we measured the
+        encoder at 56-78 % of its steady target in some such runs). The frames keep
+        flowing meanwhile, so the probes have media to ride on, and the agent's speech
+        waits (``_read_audio``) rather than playing to an empty room.
+        """
+        lp = self._room.local_participant
+        started = time.monotonic()
+        estimate = 0.0
+        try:
+            while time.monotonic() - started < _BANDWIDTH_WAIT_MAX_S:
+                estimate = await _publisher_bandwidth_estimate(self._room)
+                if estimate >= _BANDWIDTH_ENOUGH * cap_bps:
+                    break
+                await asyncio.sleep(_BANDWIDTH_POLL_S)
+            else:
+                logger.info(
+                    "bandwidth estimate %.0f kbps after %.1f s, below the %d kbps cap; "
+                    "letting subscribers in anyway", estimate / 1000, _BANDWIDTH_WAIT_MAX_S,
+                    cap_bps // 1000,
+                )  # fmt: skip
+        except Exception:
+            logger.exception("could not read the bandwidth estimate; letting subscribers in")
+        finally:
+            if not self._closed:
+                lp.set_track_subscription_permissions(allow_all_participants=True)
+                logger.debug("tracks open to subscribers after %.2f s", time.monotonic() - started)
+                self._open_to_subscribers()
+
     async def _read_audio(self) -> None:
         try:
             async for frame in self._receiver:
+                if not self._viewers_let_in.is_set():
+                    # Speech played before anyone can subscribe would be lost to the user.
+                    await self._viewers_let_in.wait()
                 try:
                     await self._generator.push_audio(frame)
                 except AudioInputError as exc:
@@ -396,7 +460,7 @@ class AvatarPublisher:
                 self._finish_segment(interrupted=False)
                 continue
             if isinstance(item, rtc.VideoFrame):
-                if not self._published.is_set():
+                if not self._tracks_published:
                     # Publish on the first frame: the track is live the moment it exists.
                     await self._publish_tracks()
                 self._pacer.stage_video(item)
@@ -479,3 +543,16 @@ class AvatarPublisher:
         self._pacer.clear()
         await self._audio_source.aclose()
         await self._video_source.aclose()
+
+
+async def _publisher_bandwidth_estimate(room: rtc.Room) -> float:
+    """WebRTC's send-side bandwidth estimate for the room's publishing transport, bps."""
+    stats = await room.get_rtc_stats()
+    return max(
+        (
+            entry.candidate_pair.candidate_pair.available_outgoing_bitrate
+            for entry in stats.publisher_stats
+            if entry.WhichOneof("stats") == "candidate_pair"
+        ),
+        default=0.0,
+    )

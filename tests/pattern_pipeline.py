@@ -95,11 +95,21 @@ class TestPatternPipeline:
 
 
 class TexturedRenderer:
-    """Moving, detailed frames, so encoders spend real bits (for quality measurements)."""
+    """Moving, detailed frames, so encoders spend real bits (for quality measurements).
+
+    Blotches a few pixels across, not per-pixel noise: noise cannot be coded at any
+    sensible bitrate, so the encoder drops most frames (2-3 fps at 720p and 2 Mbps) and
+    the measurement would be of its frame dropper, not of the bitrate it was given.
+    """
 
     def __init__(self, width: int, height: int) -> None:
+        from PIL import Image
+
         rng = np.random.default_rng(3)
-        self._base = rng.integers(0, 256, (height, width * 2, 3), dtype=np.uint8)
+        coarse = rng.integers(0, 256, (height // 6, width * 2 // 6, 3), dtype=np.uint8)
+        self._base = np.asarray(
+            Image.fromarray(coarse).resize((width * 2, height), Image.Resampling.BICUBIC)
+        )
         self._w = width
 
     def render(self, mouth, state, t, energy=0.0):

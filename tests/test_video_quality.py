@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+
 import pytest
 from pydantic import ValidationError
 
 from livekit_avatar_plugin import AvatarSession, VideoOptions
 from livekit_avatar_plugin.config import QUALITY_PRESETS
 
+from .av_harness import Subscriber, audio_onsets
+from .fakes import click_times
 from .quality_probe import probe_quality
+from .rooms import agent_with_avatar, shut_down
 
 
 @pytest.mark.parametrize(
@@ -62,8 +69,17 @@ async def test_high_gives_full_resolution_from_the_first_frame_auto_publishes_la
     auto = await probe_quality(
         livekit_server, video=VideoOptions(quality="auto", width=1280, height=720)
     )
-    print(f"\nhigh first frame {high.first_frame_size}, auto first frame {auto.first_frame_size}")
+    print(
+        f"\nhigh first frame {high.first_frame_size}, encoder target "
+        f"{high.samples[0].target_kbps:.0f} kbps of {high.cap_kbps:.0f}; "
+        f"auto first frame {auto.first_frame_size}"
+    )
     assert high.first_frame_size == (1280, 720) and not high.simulcast
+    # The viewer was let in once WebRTC's estimate covered the cap (LiveKit's SDK starts
+    # it at 1 Mbps at most), so the encoder already works to its steady target (5/6 of the
+    # cap for VP8 at first), not to the SDK's start (~830 kbps at the encoder).
+    assert high.estimate_at_subscribe_kbps >= 0.9 * high.cap_kbps
+    assert high.samples[0].target_kbps >= 0.75 * high.cap_kbps
     # auto publishes layers for subscribers to adapt between. Which layer a new subscriber
     # starts on is the server's choice (usually a lower one, climbing; sometimes the top
     # one at once), so only the layers are asserted; benchmarks/video_quality.py reports
@@ -80,3 +96,25 @@ async def test_each_codec_reaches_the_subscriber(livekit_server, codec):
     )
     assert probe.codec_mime.lower() == f"video/{codec}"
     assert probe.first_frame_size == (640, 360)
+
+
+@pytest.mark.livekit_server
+async def test_speech_started_while_high_holds_viewers_back_reaches_them_whole(livekit_server):
+    """The agent speaks as soon as the avatar's video is published; the avatar holds the
+    speech until viewers can subscribe, instead of playing it to an empty room."""
+    room = f"hold-{uuid.uuid4().hex[:8]}"
+    identity = f"avatar-{uuid.uuid4().hex[:8]}"
+    viewer = Subscriber(livekit_server, room, identity)
+    await viewer.connect()
+    agent_room, session, avatar = await agent_with_avatar(
+        livekit_server, room, video_quality="high", avatar_identity=identity
+    )
+    try:
+        t0 = time.monotonic()
+        await asyncio.wait_for(session.say("clicks 2").wait_for_playout(), 20)
+        await asyncio.sleep(0.5)
+        heard = audio_onsets(viewer.capture, after=t0, before=time.monotonic())
+        assert len(heard) == len(click_times(2.0)), f"heard {len(heard)} clicks"
+    finally:
+        await shut_down(session, avatar, agent_room)
+        await viewer.aclose()
