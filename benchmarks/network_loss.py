@@ -4,8 +4,9 @@ The server runs in a network namespace of its own, joined by a veth pair whose p
 are dropped at random in both directions (nftables; see tests/test_faults_network.py,
 whose link this reuses). For each loss rate and run: a fresh agent + avatar + viewer,
 the loss switched on, a 12-second reply, and the frame rate the viewer received in the
-first 6 s after the loss started (when a simulcast layer switch can stall a viewer) and
-in the last 6 s (steady state). Prints medians. Needs root.
+first 6 s after the loss started (when a simulcast layer switch used to stall a viewer)
+and in the last 6 s (steady state), and the longest the viewer went without a frame over
+the whole reply. Prints medians (and that gap's worst run). Needs root.
 
     sudo .venv/bin/python benchmarks/network_loss.py [--runs 3] [--loss 0,5,10,20]
 """
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from livekit_avatar_plugin.local_server import LocalLiveKitServer
-from tests.av_harness import Subscriber, audio_onsets, delivered_fps
+from tests.av_harness import Subscriber, audio_onsets, delivered_fps, longest_video_gap
 from tests.fakes import click_times
 from tests.rooms import agent_room
 from tests.test_faults_network import LossyLink
@@ -31,7 +32,7 @@ from tests.test_faults_network import LossyLink
 REPLY_S = 12.0
 
 
-async def one_run(loss: float, quality: str) -> tuple[float, float, int, float]:
+async def one_run(loss: float, quality: str) -> tuple[float, float, float, int, float]:
     link = LossyLink()
     server = LocalLiveKitServer(host=link.inner_ip, launcher=["ip", "netns", "exec", link.netns])
     try:
@@ -59,8 +60,9 @@ async def one_run(loss: float, quality: str) -> tuple[float, float, int, float]:
                 cap = viewer.capture
                 first = delivered_fps(cap, after=t0 + 0.3, before=t0 + 6.0)
                 last = delivered_fps(cap, after=t1 - 6.0, before=t1)
+                gap = longest_video_gap(cap, after=t0 + 0.3, before=t1)
                 heard = len(audio_onsets(cap, after=t0, before=time.monotonic()))
-                return first, last, heard, done_s
+                return first, last, gap, heard, done_s
             finally:
                 await viewer.aclose()
     finally:
@@ -77,13 +79,14 @@ async def main() -> None:
     clicks = len(click_times(REPLY_S))
     print(f"video_quality={args.quality}, {REPLY_S:g} s reply, {args.runs} runs per rate")
     print("loss each way | fps first 6 s (median, runs) | fps last 6 s (median, runs) "
-          "| clicks heard | reply done after")  # fmt: skip
+          "| longest gap (median, worst) | clicks heard | reply done after")  # fmt: skip
     for loss in [float(x) for x in args.loss.split(",")]:
         results = [await one_run(loss, args.quality) for _ in range(args.runs)]
-        firsts, lasts, heard, done = zip(*results)
+        firsts, lasts, gaps, heard, done = zip(*results)
         print(
             f"{loss:5.0f} %       | {statistics.median(firsts):5.1f} {[round(x, 1) for x in firsts]} "
             f"| {statistics.median(lasts):5.1f} {[round(x, 1) for x in lasts]} "
+            f"| {statistics.median(gaps) * 1000:4.0f} ms, {max(gaps) * 1000:4.0f} ms "
             f"| {statistics.median(heard):.0f}/{clicks} | {statistics.median(done):.1f} s",
             flush=True,
         )

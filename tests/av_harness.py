@@ -240,6 +240,13 @@ def delivered_fps(capture: Capture, *, after: float, before: float) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
+def longest_video_gap(capture: Capture, *, after: float, before: float) -> float:
+    """The longest wait between two received frames in ``[after, before]`` (a freeze),
+    the window's own edges included, so a stream that stops counts too."""
+    times = [after, *(t for t, _ in capture.video if after <= t <= before), before]
+    return max(b - a for a, b in zip(times, times[1:]))
+
+
 def silence_after(capture: Capture, t0: float, *, rms_threshold: float = 1000.0) -> float | None:
     """Seconds from ``t0`` until the received audio stays quiet."""
     last_loud_end = None

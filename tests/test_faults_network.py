@@ -11,7 +11,7 @@ scripts/apt/faults.txt.
 
 The frame-rate target (>= 20 fps delivered at 5 % loss) is a speed figure and this
 machine is shared, so the tests assert what must hold on any machine (video keeps
-flowing, every reply completes, nothing fails over) and print the rate;
+flowing and never freezes, every reply completes, nothing fails over) and print the rate;
 ``benchmarks/network_loss.py`` measures it properly (medians of several runs).
 """
 
@@ -32,7 +32,7 @@ from livekit import rtc
 
 from livekit_avatar_plugin.local_server import LocalLiveKitServer
 
-from .av_harness import Subscriber, audio_onsets, delivered_fps
+from .av_harness import Subscriber, audio_onsets, delivered_fps, longest_video_gap
 from .fakes import click_times
 from .rooms import agent_room
 from .test_faults_restart import server_tracks
@@ -116,9 +116,10 @@ def lossy_server() -> Iterator[tuple[LossyLink, LocalLiveKitServer]]:
 
 async def _speak_and_measure(
     r, viewer: Subscriber, seconds: float, *, skip_s: float = 0.3, at_least_s: float = 0.0
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """Say ``clicks <seconds>``; delivered fps at the viewer (from ``skip_s`` into the
-    reply to its end, and for ``at_least_s`` at least) and the clicks it heard."""
+    reply to its end, and for ``at_least_s`` at least), the clicks it heard, and the
+    longest it went without a frame over the same window."""
     t0 = time.monotonic()
     await asyncio.wait_for(r.session.say(f"clicks {seconds:g}").wait_for_playout(), seconds + 20)
     playout_s = time.monotonic() - t0
@@ -128,12 +129,16 @@ async def _speak_and_measure(
     t1 = time.monotonic()
     await asyncio.sleep(0.5)
     fps = delivered_fps(viewer.capture, after=t0 + skip_s, before=t1)
+    gap = longest_video_gap(viewer.capture, after=t0 + skip_s, before=t1)
     heard = len(audio_onsets(viewer.capture, after=t0, before=t1 + 0.5))
-    return fps, heard
+    return fps, heard, gap
 
 
 # Below this the face would look frozen rather than merely choppy.
 VIDEO_FLOWING_FPS = 10.0
+# A wait this long between frames is a freeze. Earlier builds froze for seconds, in 1 run
+# of 3, when the loss caught a viewer switching simulcast layers.
+FREEZE_S = 1.0
 
 
 async def test_at_5_percent_loss_video_and_speech_keep_flowing(lossy_server):
@@ -146,16 +151,16 @@ async def test_at_5_percent_loss_video_and_speech_keep_flowing(lossy_server):
             await asyncio.wait_for(viewer.video_track.wait(), 15)
             link.set_loss(5.0)
             seconds = 12.0
-            # Steady state: the last 6 s. Right after the loss starts, a viewer whose
-            # simulcast layer is switching at that moment can freeze for seconds; the
-            # benchmark measures that window separately.
-            fps, heard = await _speak_and_measure(r, viewer, seconds, skip_s=6.0)
+            # The whole reply, from the moment the loss starts: that is when a viewer on a
+            # simulcast layer is most likely to be switched to another.
+            fps, heard, gap = await _speak_and_measure(r, viewer, seconds)
             print(
                 f"\n5% loss each way ({link.dropped_packets()} packets dropped): delivered "
-                f"{fps:.1f} fps at the viewer (last 6 s), "
+                f"{fps:.1f} fps at the viewer, longest without a frame {gap * 1000:.0f} ms, "
                 f"{heard}/{len(click_times(seconds))} clicks heard"
             )
             assert fps >= VIDEO_FLOWING_FPS
+            assert gap < FREEZE_S, f"the video froze for {gap:.1f} s"
             # Audio is not retransmitted: with 5 % loss on each of two hops, RED's spare
             # copy is sometimes lost with its packet, and a click with it (0-3 of 38 in
             # runs so far). The speech must keep flowing, not arrive whole.
@@ -199,7 +204,7 @@ async def test_the_session_survives_20_percent_loss_for_30_s(lossy_server):
             # that stale duplicate for the next reply, whose playout is reported early
             # (its audio still plays in full). So the media are measured over the whole
             # reply, not just until the reported playout.
-            fps, heard = await _speak_and_measure(r, viewer, 3.0, at_least_s=3.5)
+            fps, heard, _ = await _speak_and_measure(r, viewer, 3.0, at_least_s=3.5)
             print(
                 f"\n20% loss each way for 30 s ({dropped} packets dropped): {fps_lossy:.1f} fps "
                 f"delivered meanwhile; the 20 s reply started under loss finished after "
