@@ -305,9 +305,6 @@ class AvatarPublisher:
         self._playback_position = 0.0
         self._tracks_published = False
         self._published = asyncio.Event()  # and open to subscribers
-        # Cleared while a published track is held back from subscribers: speech waits.
-        self._viewers_let_in = asyncio.Event()
-        self._viewers_let_in.set()
         self._closed = False
         self._bad_input_logged = 0
         generator.add_audio_only_listener(self._went_audio_only)
@@ -373,7 +370,6 @@ class AvatarPublisher:
         lp = self._room.local_participant
         hold_back = not video_opts.simulcast
         if hold_back:
-            self._viewers_let_in.clear()
             lp.set_track_subscription_permissions(allow_all_participants=False)
         self._tracks_published = True
         self.audio_publication = await lp.publish_track(audio_track, audio_opts)
@@ -384,7 +380,6 @@ class AvatarPublisher:
             self._open_to_subscribers()
 
     def _open_to_subscribers(self) -> None:
-        self._viewers_let_in.set()
         self._published.set()
         if self.metrics is not None:
             self.metrics.published(time.monotonic())
@@ -405,7 +400,7 @@ class AvatarPublisher:
         estimate = 0.0
         try:
             while time.monotonic() - started < _BANDWIDTH_WAIT_MAX_S:
-                estimate = await _publisher_bandwidth_estimate(self._room)
+                estimate = bandwidth_estimate(await self._room.get_rtc_stats())
                 if estimate >= _BANDWIDTH_ENOUGH * cap_bps:
                     break
                 await asyncio.sleep(_BANDWIDTH_POLL_S)
@@ -426,9 +421,9 @@ class AvatarPublisher:
     async def _read_audio(self) -> None:
         try:
             async for frame in self._receiver:
-                if not self._viewers_let_in.is_set():
+                if self._tracks_published and not self._published.is_set():
                     # Speech played before anyone can subscribe would be lost to the user.
-                    await self._viewers_let_in.wait()
+                    await self._published.wait()
                 try:
                     await self._generator.push_audio(frame)
                 except AudioInputError as exc:
@@ -545,9 +540,9 @@ class AvatarPublisher:
         await self._video_source.aclose()
 
 
-async def _publisher_bandwidth_estimate(room: rtc.Room) -> float:
-    """WebRTC's send-side bandwidth estimate for the room's publishing transport, bps."""
-    stats = await room.get_rtc_stats()
+def bandwidth_estimate(stats: Any) -> float:
+    """WebRTC's send-side bandwidth estimate for a room's publishing transport, in bps,
+    from ``Room.get_rtc_stats()``."""
     return max(
         (
             entry.candidate_pair.candidate_pair.available_outgoing_bitrate

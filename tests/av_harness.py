@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import statistics
 import time
 import uuid
@@ -244,7 +245,7 @@ def longest_video_gap(capture: Capture, *, after: float, before: float) -> float
     """The longest wait between two received frames in ``[after, before]`` (a freeze),
     the window's own edges included, so a stream that stops counts too."""
     times = [after, *(t for t, _ in capture.video if after <= t <= before), before]
-    return max(b - a for a, b in zip(times, times[1:]))
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def silence_after(capture: Capture, t0: float, *, rms_threshold: float = 1000.0) -> float | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from livekit import rtc
 
 from livekit_avatar_plugin.local_server import ServerInfo
+from livekit_avatar_plugin.participant import bandwidth_estimate
 
 from .av_harness import make_token
 from .pattern_pipeline import TexturedPipeline
@@ -28,8 +29,7 @@ class QualitySample:
     t: float  # seconds since the viewer decoded its first frame of the avatar
     width: int
     height: int
-    kbps: float  # received since the previous sample
-    estimate_kbps: float  # the avatar's send-side bandwidth estimate
+    received_bytes: int  # in all, the first frame's key frame included
     target_kbps: float  # the avatar's encoder target (all layers)
 
 
@@ -40,11 +40,9 @@ class QualityProbe:
     codec_mime: str = ""
     simulcast: bool = False  # the publication offers several layers
     first_frame_size: tuple[int, int] | None = None
-    published_to_subscribed_s: float = 0.0  # the viewer saw the track, then got it
     published_to_first_frame_s: float = 0.0
     estimate_at_subscribe_kbps: float = 0.0  # the avatar's, read as the viewer got the track
     first_frame_bytes: int = 0  # received by the first frame: its key frame
-    bytes_at: list[tuple[float, int]] = field(default_factory=list)  # (t, total received)
     frame_times: list[float] = field(default_factory=list)  # decoded frames, t as above
     samples: list[QualitySample] = field(default_factory=list)
 
@@ -57,7 +55,7 @@ class QualityProbe:
         def received_by(t: float) -> tuple[float, int]:
             if t <= 0.0:
                 return 0.0, 0
-            before = [(ts, b) for ts, b in self.bytes_at if ts <= t + 0.05]
+            before = [(s.t, s.received_bytes) for s in self.samples if s.t <= t + 0.05]
             return before[-1] if before else (0.0, 0)
 
         (t0, b0), (t1, b1) = received_by(start), received_by(end)
@@ -75,14 +73,12 @@ class QualityProbe:
 async def _publisher_figures(room: rtc.Room) -> tuple[float, float]:
     """(bandwidth estimate, encoder target) of ``room``'s publishing side, in kbps."""
     stats = await room.get_rtc_stats()
-    estimate = target = 0.0
-    for entry in stats.publisher_stats:
-        kind = entry.WhichOneof("stats")
-        if kind == "candidate_pair":
-            estimate = max(estimate, entry.candidate_pair.candidate_pair.available_outgoing_bitrate)
-        elif kind == "outbound_rtp" and entry.outbound_rtp.stream.kind == "video":
-            target += entry.outbound_rtp.outbound.target_bitrate
-    return estimate / 1000, target / 1000
+    target = sum(
+        entry.outbound_rtp.outbound.target_bitrate
+        for entry in stats.publisher_stats
+        if entry.WhichOneof("stats") == "outbound_rtp" and entry.outbound_rtp.stream.kind == "video"
+    )
+    return bandwidth_estimate(stats) / 1000, target / 1000
 
 
 async def _video_inbound(viewer: rtc.Room):
@@ -150,31 +146,24 @@ async def probe_quality(
         probe.codec_mime, probe.simulcast = state["codec"], state["simulcast"]
         probe.first_frame_size = state["first_size"]
         if published_at:
-            probe.published_to_subscribed_s = state["subscribed_at"] - published_at[0]
             probe.published_to_first_frame_s = t0 - published_at[0]
         # Only the key frame that starts the subscription has arrived by now.
         probe.first_frame_bytes = await _video_bytes_received(viewer)
-        last_bytes, last_t = 0, t0
         while time.monotonic() - t0 < seconds:
             await asyncio.sleep(step)
             rtp = await _video_inbound(viewer)
-            estimate, target = await _publisher_figures(avatar_room)
+            _, target = await _publisher_figures(avatar_room)
             if rtp is None:
                 continue
-            now = time.monotonic()
-            total = int(rtp.inbound.bytes_received)
-            probe.bytes_at.append((now - t0, total))
             probe.samples.append(
                 QualitySample(
-                    t=now - t0,
+                    t=time.monotonic() - t0,
                     width=rtp.inbound.frame_width,
                     height=rtp.inbound.frame_height,
-                    kbps=(total - last_bytes) * 8 / 1000 / (now - last_t),
-                    estimate_kbps=estimate,
+                    received_bytes=int(rtp.inbound.bytes_received),
                     target_kbps=target,
                 )
             )
-            last_bytes, last_t = total, now
     finally:
         await shut_down(session, avatar, agent_room, viewer, readers=readers)
     return probe
