@@ -58,6 +58,7 @@ class MetricsRecorder:
         self._render_errors = 0
         self._window_start = started_at
         self._segment_audio_at: float | None = None
+        self._joined_sent = False
 
     def _send(self, **fields) -> None:
         metrics = LocalAvatarMetrics(
@@ -89,7 +90,10 @@ class MetricsRecorder:
         self._send(event="interruption", interruption_to_silence_s=silent_at - requested_at)
 
     def frame(self, *, late: bool) -> None:
-        if self._frames == 0 and self._published_at is not None and self._window_start == self._started_at:
+        # The first frame a viewer can get: with a single-layer track, frames flow a while
+        # before the tracks are opened to subscribers (see AvatarPublisher).
+        if not self._joined_sent and self._published_at is not None:
+            self._joined_sent = True
             now = time.monotonic()
             self._send(
                 event="joined",
