@@ -96,6 +96,9 @@ async def main() -> None:
     parser.add_argument("--modes", default="participant,in_process")
     parser.add_argument("--video-delay-ms", default="0,75", help="comma list to compare")
     parser.add_argument(
+        "--quality", default="auto", help="auto (simulcast) or a pinned one-layer preset"
+    )
+    parser.add_argument(
         "--plot",
         default=str(ROOT / "docs/img/av_sync_timeline.png"),
         help="where to write the timeline picture; empty for none",
@@ -109,7 +112,11 @@ async def main() -> None:
                 results = []
                 for i in range(args.runs):
                     print(f"{mode} video_delay_ms={delay:g} run {i + 1}/{args.runs}...", flush=True)
-                    results.append(await run_av_scenario(info, mode=mode, video_delay_ms=delay))
+                    results.append(
+                        await run_av_scenario(
+                            info, mode=mode, video_delay_ms=delay, quality=args.quality
+                        )
+                    )
                 lines += summarise(mode, delay, results)
                 if not plotted and args.plot:
                     plot_timeline(results[-1], Path(args.plot))

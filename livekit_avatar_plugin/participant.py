@@ -8,7 +8,9 @@ avatar needs in production:
   (which waits for the avatar's video track) never stalls;
 * a single-layer track (``high``, ``medium``, ``low``) is let out to viewers once WebRTC's
   bandwidth estimate covers its bitrate cap, so the first frame they get is coded at the
-  full rate; speech that arrives meanwhile waits for them;
+  full rate; speech that arrives meanwhile waits for them. In VP8 (the default codec)
+  the plugin encodes such a track itself (``vp8_encoder``): WebRTC's VP8 would ramp up
+  over the first two seconds;
 * audio is the clock: each video frame goes out when its audio slice starts playing, so
   the A/V offset does not depend on which of two queues happened to fill first;
 * an interruption clears the queued audio and frames too, not only the generator, so the
@@ -40,6 +42,7 @@ from .audio.input import AudioInputError, check_channels, check_rate
 from .config import VideoOptions
 from .generator import AvatarVideoGenerator
 from .metrics import MetricsRecorder
+from .vp8_encoder import VP8EncodedSource
 
 logger = logging.getLogger("livekit_avatar_plugin.participant")
 
@@ -68,6 +71,10 @@ _BANDWIDTH_POLL_S = 0.05
 # The estimate often pauses just under the cap after the first probe (1.8 of 2 Mbps) and
 # takes another probe, ~0.4 s, to pass it; 90 % of the cap is near enough.
 _BANDWIDTH_ENOUGH = 0.9
+# A single-layer VP8 track is encoded by the plugin (see vp8_encoder) rather than by
+# WebRTC, whose VP8 ramps over a pinned preset's first two seconds. Off: WebRTC's
+# encoder, for comparison (benchmarks/video_quality.py).
+_ENCODE_VP8_HERE = True
 
 
 class _AudioClockedPacer:
@@ -272,7 +279,6 @@ class AvatarPublisher:
         generator: AvatarVideoGenerator,
         video: VideoOptions,
         video_delay_s: float = 0.0,
-        publish_options: Callable[[], rtc.TrackPublishOptions] | None = None,
         on_published: Callable[[str, float, object], None] | None = None,
         on_died: Callable[[str], None] | None = None,
     ) -> None:
@@ -283,11 +289,12 @@ class AvatarPublisher:
         self._receiver = audio_receiver
         self._generator = generator
         self._video = video
-        self._video_publish_options = publish_options
+        self._video_opts = default_video_publish_options(video)
         self._audio_source = rtc.AudioSource(
             sample_rate=generator.sample_rate, num_channels=1, queue_size_ms=_AUDIO_QUEUE_MS
         )
-        self._video_source = rtc.VideoSource(width=video.width, height=video.height)
+        self._video_source: rtc.VideoSource | VP8EncodedSource
+        self._video_source = self._make_video_source(video)
         self._pacer = _AudioClockedPacer(
             self._audio_source,
             self._video_source,
@@ -310,6 +317,20 @@ class AvatarPublisher:
         generator.add_audio_only_listener(self._went_audio_only)
         self.audio_publication: rtc.LocalTrackPublication | None = None
         self.video_publication: rtc.LocalTrackPublication | None = None
+
+    def _make_video_source(self, video: VideoOptions) -> rtc.VideoSource | VP8EncodedSource:
+        if _ENCODE_VP8_HERE and video.codec == "vp8" and not video.simulcast:
+            try:
+                source = VP8EncodedSource(video.width, video.height, video.fps, video.max_bitrate)
+            except Exception:
+                logger.exception("cannot encode VP8 here; WebRTC's encoder will (its first "
+                                 "seconds ramp up to the bitrate cap)")  # fmt: skip
+            else:
+                self._video_opts.video_encoder = (
+                    rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED
+                )
+                return source
+        return rtc.VideoSource(width=video.width, height=video.height)
 
     @property
     def generator(self) -> AvatarVideoGenerator:
@@ -359,12 +380,13 @@ class AvatarPublisher:
         audio_opts = rtc.TrackPublishOptions(
             source=rtc.TrackSource.SOURCE_MICROPHONE, stream=AVATAR_STREAM_NAME
         )
-        video_track = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK_NAME, self._video_source)
-        video_opts = (
-            self._video_publish_options()
-            if self._video_publish_options
-            else default_video_publish_options(self._video)
+        track_source = (
+            self._video_source.source
+            if isinstance(self._video_source, VP8EncodedSource)
+            else self._video_source
         )
+        video_track = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK_NAME, track_source)
+        video_opts = self._video_opts
         video_opts.source = rtc.TrackSource.SOURCE_CAMERA
         video_opts.stream = AVATAR_STREAM_NAME
         lp = self._room.local_participant

@@ -366,7 +366,9 @@ async def run_av_scenario(
     size: tuple[int, int] = (512, 512),
     click_seconds: tuple[float, float] = (4.0, 3.0),
     video_delay_ms: float = 0.0,
+    quality: str = "auto",
 ) -> AVResult:
+    """``quality`` other than ``auto`` publishes one layer (VP8 encoded by the plugin)."""
     room_name = f"av-{uuid.uuid4().hex[:8]}"
     agent_room = rtc.Room()
     await agent_room.connect(
@@ -383,7 +385,7 @@ async def run_av_scenario(
         livekit_url=info.url,
         api_key=info.api_key,
         api_secret=info.api_secret,
-        video=VideoOptions(width=size[0], height=size[1], fps=fps),
+        video=VideoOptions(quality=quality, width=size[0], height=size[1], fps=fps),
         mode=mode,
         video_delay_ms=video_delay_ms,
         first_message={"enabled": False},  # the scenario scripts every line itself

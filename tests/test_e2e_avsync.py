@@ -14,9 +14,12 @@ from .av_harness import run_av_scenario
 pytestmark = pytest.mark.livekit_server
 
 
-@pytest.mark.parametrize("mode", ["participant", "in_process"])
-async def test_avatar_av_sync_end_to_end(livekit_server, mode):
-    result = await run_av_scenario(livekit_server, mode=mode)
+@pytest.mark.parametrize(
+    ("mode", "quality"), [("participant", "auto"), ("in_process", "auto"), ("participant", "low")]
+)
+async def test_avatar_av_sync_end_to_end(livekit_server, mode, quality):
+    # "low" is one layer, VP8 encoded by the plugin rather than by WebRTC.
+    result = await run_av_scenario(livekit_server, mode=mode, quality=quality)
     print("\n" + result.report())
 
     # Idle frames flow before any speech, so the agent never waits on the video track.

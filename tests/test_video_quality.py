@@ -70,16 +70,17 @@ async def test_high_gives_full_resolution_from_the_first_frame_auto_publishes_la
         livekit_server, video=VideoOptions(quality="auto", width=1280, height=720)
     )
     print(
-        f"\nhigh first frame {high.first_frame_size}, encoder target "
-        f"{high.samples[0].target_kbps:.0f} kbps of {high.cap_kbps:.0f}; "
-        f"auto first frame {auto.first_frame_size}"
+        f"\nhigh first frame {high.first_frame_size}, received {high.kbps_first(2):.0f} kbps "
+        f"in the first 2 s (cap {high.cap_kbps:.0f}); auto first frame {auto.first_frame_size}"
     )
     assert high.first_frame_size == (1280, 720) and not high.simulcast
     # The viewer was let in once WebRTC's estimate covered the cap (LiveKit's SDK starts
-    # it at 1 Mbps at most), so the encoder already works to its steady target (5/6 of the
-    # cap for VP8 at first), not to the SDK's start (~830 kbps at the encoder).
+    # it at 1 Mbps at most), so the key frame is not paced out at the start value.
     assert high.estimate_at_subscribe_kbps >= 0.9 * high.cap_kbps
-    assert high.samples[0].target_kbps >= 0.75 * high.cap_kbps
+    # The bitrate is the cap's from the first frame, key frame included. (WebRTC's own
+    # VP8 encoder gave 1270-1550 kbps here: ~5/6 of the cap at first, and a dip after the
+    # key frame; the plugin encodes VP8 itself for a single layer.)
+    assert high.kbps_first(2.0) >= 0.85 * high.cap_kbps
     # auto publishes layers for subscribers to adapt between. Which layer a new subscriber
     # starts on is the server's choice (usually a lower one, climbing; sometimes the top
     # one at once), so only the layers are asserted; benchmarks/video_quality.py reports
