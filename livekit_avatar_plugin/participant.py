@@ -71,6 +71,8 @@ _BANDWIDTH_POLL_S = 0.05
 # The estimate often pauses just under the cap after the first probe (1.8 of 2 Mbps) and
 # takes another probe, ~0.4 s, to pass it; 90 % of the cap is near enough.
 _BANDWIDTH_ENOUGH = 0.9
+# Then, at most this long for the first subscription (nobody may be watching yet).
+_SUBSCRIPTION_WAIT_MAX_S = 1.0
 # A single-layer VP8 track is encoded by the plugin (see vp8_encoder) rather than by
 # WebRTC, whose VP8 ramps over a pinned preset's first two seconds. Off: WebRTC's
 # encoder, for comparison (benchmarks/video_quality.py).
@@ -438,7 +440,15 @@ class AvatarPublisher:
             if not self._closed:
                 lp.set_track_subscription_permissions(allow_all_participants=True)
                 logger.debug("tracks open to subscribers after %.2f s", time.monotonic() - started)
-                self._open_to_subscribers()
+        # Opening starts every waiting viewer's subscription at once; speech released
+        # before the first is in place loses its first words (seen: a reply's first click).
+        if self.audio_publication is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self.audio_publication.wait_for_subscription(), _SUBSCRIPTION_WAIT_MAX_S
+                )
+        if not self._closed:
+            self._open_to_subscribers()
 
     async def _read_audio(self) -> None:
         try:
