@@ -43,13 +43,19 @@ async def wait_republished(info, room: str, identity: str, timeout: float) -> fl
     raise AssertionError(f"{identity} did not republish within {timeout} s of the restart")
 
 
-@pytest.mark.parametrize("kill", [True, False], ids=["crash", "graceful"])
+@pytest.mark.parametrize(
+    ("kill", "quality"),
+    [(True, "auto"), (False, "auto"), (True, "low")],
+    ids=["crash", "graceful", "crash-one-layer"],
+)
 async def test_server_restart_mid_speech_the_avatar_rejoins_and_resumes(
-    private_livekit_server, kill
+    private_livekit_server, kill, quality
 ):
+    # "low" is one layer, VP8 encoded by the plugin: the new subscription after the
+    # restart must get a key frame from it.
     server = private_livekit_server
     info = server.info
-    async with agent_room(info, "restart") as r:
+    async with agent_room(info, "restart", video_quality=quality) as r:
         session, avatar, watcher = r.session, r.avatar, r.watcher
         closed: list = []
         avatar.on("avatar_closed", closed.append)

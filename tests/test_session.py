@@ -200,6 +200,11 @@ async def _say_clicks_and_count(r, seconds: float) -> int:
     from .fakes import click_times
 
     await r.watcher.wait_video(r.avatar.avatar_identity)
+    # The user joined after the avatar: speech started before their subscription is in
+    # place loses its first click (as a real late joiner misses the first words).
+    await wait_until(
+        lambda: r.avatar.avatar_identity in r.watcher.audio_track_at, 10.0, "audio subscribed"
+    )
     t0 = time.monotonic()
     await asyncio.wait_for(r.session.say(f"clicks {seconds:g}").wait_for_playout(), 20)
     sent = len(click_times(seconds))
