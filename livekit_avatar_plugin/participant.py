@@ -291,7 +291,6 @@ class AvatarPublisher:
         self._receiver = audio_receiver
         self._generator = generator
         self._video = video
-        self._video_opts = default_video_publish_options(video)
         self._audio_source = rtc.AudioSource(
             sample_rate=generator.sample_rate, num_channels=1, queue_size_ms=_AUDIO_QUEUE_MS
         )
@@ -328,9 +327,6 @@ class AvatarPublisher:
                 logger.exception("cannot encode VP8 here; WebRTC's encoder will (its first "
                                  "seconds ramp up to the bitrate cap)")  # fmt: skip
             else:
-                self._video_opts.video_encoder = (
-                    rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED
-                )
                 return source
         return rtc.VideoSource(width=video.width, height=video.height)
 
@@ -382,13 +378,12 @@ class AvatarPublisher:
         audio_opts = rtc.TrackPublishOptions(
             source=rtc.TrackSource.SOURCE_MICROPHONE, stream=AVATAR_STREAM_NAME
         )
-        track_source = (
-            self._video_source.source
-            if isinstance(self._video_source, VP8EncodedSource)
-            else self._video_source
-        )
+        video_opts = default_video_publish_options(self._video)
+        track_source: rtc.VideoSource | rtc.EncodedVideoSource = self._video_source
+        if isinstance(self._video_source, VP8EncodedSource):
+            track_source = self._video_source.source
+            video_opts.video_encoder = rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED
         video_track = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK_NAME, track_source)
-        video_opts = self._video_opts
         video_opts.source = rtc.TrackSource.SOURCE_CAMERA
         video_opts.stream = AVATAR_STREAM_NAME
         lp = self._room.local_participant
@@ -442,11 +437,11 @@ class AvatarPublisher:
                 logger.debug("tracks open to subscribers after %.2f s", time.monotonic() - started)
         # Opening starts every waiting viewer's subscription at once; speech released
         # before the first is in place loses its first words (seen: a reply's first click).
-        if self.audio_publication is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    self.audio_publication.wait_for_subscription(), _SUBSCRIPTION_WAIT_MAX_S
-                )
+        assert self.audio_publication is not None  # published before this task started
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                self.audio_publication.wait_for_subscription(), _SUBSCRIPTION_WAIT_MAX_S
+            )
         if not self._closed:
             self._open_to_subscribers()
 

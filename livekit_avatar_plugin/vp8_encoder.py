@@ -90,8 +90,6 @@ class VP8EncodedSource:
         self._pts = 0
         self._errors = 0
         self.frames_encoded = 0
-        self.key_frames = 0
-        self.bytes_encoded = 0
         self._thread = threading.Thread(target=self._run, name="avatar-vp8-encoder", daemon=True)
         self._thread.start()
 
@@ -162,8 +160,6 @@ class VP8EncodedSource:
             frame.pict_type = self._av.video.frame.PictureType.I
         for packet in self._encoder.encode(frame):
             is_key = bool(packet.is_keyframe)
-            self.key_frames += is_key
-            self.bytes_encoded += packet.size
             self.source.capture_frame(
                 rtc.EncodedVideoFrame(
                     data=bytes(packet),
