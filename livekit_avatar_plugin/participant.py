@@ -73,6 +73,15 @@ _BANDWIDTH_POLL_S = 0.05
 _BANDWIDTH_ENOUGH = 0.9
 # Then, at most this long for the first subscription (nobody may be watching yet).
 _SUBSCRIPTION_WAIT_MAX_S = 1.0
+# A VP8 or H.264 simulcast viewer of the lowest layer decodes only key frames once the
+# avatar's own link to the server loses packets: WebRTC pads the publication up to its
+# top layer's minimum bitrate on that layer's stream, the server cannot tell lost padding
+# from lost video, and the viewer waits for frames that never existed. The plugin cannot
+# stop either, so it says so: a warning once the loss the server reports for our video
+# stays at or above this fraction for two checks this far apart.
+_UPLINK_LOSS_WARN = 0.02
+_UPLINK_CHECK_S = 3.0
+_PADDING_BLIND_CODECS = ("vp8", "h264")
 # A single-layer VP8 track is encoded by the plugin (see vp8_encoder) rather than by
 # WebRTC, whose VP8 ramps over a pinned preset's first two seconds. Off: WebRTC's
 # encoder, for comparison (benchmarks/video_quality.py).
@@ -318,6 +327,7 @@ class AvatarPublisher:
         generator.add_audio_only_listener(self._went_audio_only)
         self.audio_publication: rtc.LocalTrackPublication | None = None
         self.video_publication: rtc.LocalTrackPublication | None = None
+        self._uplink_watch: asyncio.Task[None] | None = None
 
     def _make_video_source(self, video: VideoOptions) -> rtc.VideoSource | VP8EncodedSource:
         if _ENCODE_VP8_HERE and video.codec == "vp8" and not video.simulcast:
@@ -397,6 +407,30 @@ class AvatarPublisher:
             self._notify(self._open_when_bandwidth_covers_cap(video_opts.video_encoding.max_bitrate))
         else:
             self._open_to_subscribers()
+        if video_opts.simulcast and self._video.codec in _PADDING_BLIND_CODECS:
+            self._uplink_watch = asyncio.create_task(
+                self._warn_on_uplink_loss(), name="avatar-uplink-loss"
+            )
+
+    async def _warn_on_uplink_loss(self) -> None:
+        lossy_checks = 0
+        while not self._closed:
+            await asyncio.sleep(_UPLINK_CHECK_S)
+            try:
+                loss = uplink_video_loss(await self._room.get_rtc_stats())
+            except Exception:
+                logger.debug("could not read the uplink's loss", exc_info=True)
+                continue
+            lossy_checks = lossy_checks + 1 if loss >= _UPLINK_LOSS_WARN else 0
+            if lossy_checks >= 2:
+                logger.warning(
+                    "the avatar's link to the LiveKit server is losing %.0f %% of its video "
+                    "packets: viewers of the lowest %s simulcast layer will see the face "
+                    "freeze (they decode only key frames). Run the avatar nearer the server, "
+                    "or publish with video_codec='vp9' or a pinned video_quality.",
+                    loss * 100, self._video.codec.upper(),
+                )  # fmt: skip
+                return
 
     def _open_to_subscribers(self) -> None:
         self._published.set()
@@ -556,15 +590,30 @@ class AvatarPublisher:
         # A segment still open when we leave is reported, so the agent never waits on it.
         self._finish_segment(interrupted=True)
         await self._receiver.aclose()
-        for task in self._main_tasks:
+        tasks = [*self._main_tasks, *([self._uplink_watch] if self._uplink_watch else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._main_tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=1.0)
         await self._generator.aclose()
         self._pacer.clear()
         await self._audio_source.aclose()
         await self._video_source.aclose()
+
+
+def uplink_video_loss(stats: Any) -> float:
+    """The largest fraction of our video packets the server reported lost in its latest
+    receiver report, over the published layers, from ``Room.get_rtc_stats()``."""
+    return max(
+        (
+            entry.remote_inbound_rtp.remote_inbound.fraction_lost
+            for entry in stats.publisher_stats
+            if entry.WhichOneof("stats") == "remote_inbound_rtp"
+            and entry.remote_inbound_rtp.stream.kind == "video"
+        ),
+        default=0.0,
+    )
 
 
 def bandwidth_estimate(stats: Any) -> float:
