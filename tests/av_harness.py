@@ -13,6 +13,7 @@ Used by ``tests/test_e2e_avsync.py`` (assertions) and ``benchmarks/av_sync.py`` 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import statistics
@@ -102,6 +103,7 @@ class Subscriber:
         self.capture = Capture()
         self.audio_track = asyncio.Event()
         self.video_track = asyncio.Event()
+        self.video_publication: rtc.RemoteTrackPublication | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def connect(self) -> None:
@@ -121,6 +123,7 @@ class Subscriber:
             self._tasks.append(asyncio.create_task(self._read_audio(track)))
             self.audio_track.set()
         elif track.kind == rtc.TrackKind.KIND_VIDEO:
+            self.video_publication = publication
             self._tasks.append(asyncio.create_task(self._read_video(track)))
             self.video_track.set()
 
@@ -155,6 +158,21 @@ class Subscriber:
             if rtp.stream.kind == "audio" and rtp.inbound.jitter_buffer_emitted_count:
                 return 1000.0 * rtp.inbound.jitter_buffer_delay / rtp.inbound.jitter_buffer_emitted_count
         return None
+
+    async def udp_ports(self) -> set[int]:
+        """The local UDP ports this viewer's media flow through (its selected ICE pairs)."""
+        stats = await self.room.get_rtc_stats()
+        entries = [*stats.publisher_stats, *stats.subscriber_stats]
+        ports = {
+            e.local_candidate.rtc.id: e.local_candidate.candidate.port
+            for e in entries
+            if e.WhichOneof("stats") == "local_candidate"
+        }
+        return {
+            ports[e.candidate_pair.candidate_pair.local_candidate_id]
+            for e in entries
+            if e.WhichOneof("stats") == "candidate_pair" and e.candidate_pair.candidate_pair.nominated
+        }
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -246,6 +264,19 @@ def longest_video_gap(capture: Capture, *, after: float, before: float) -> float
     the window's own edges included, so a stream that stops counts too."""
     times = [after, *(t for t, _ in capture.video if after <= t <= before), before]
     return max(b - a for a, b in itertools.pairwise(times))
+
+
+def worst_second_frames(capture: Capture, *, after: float, before: float) -> int:
+    """The fewest frames received in any one-second window inside ``[after, before]``:
+    the rate a viewer sees at the worst moment, which an average over the whole window
+    hides."""
+    times = [t for t, _ in capture.video if after <= t <= before]
+    # A window's count only changes where a frame enters or leaves it, so checking the
+    # windows that start at ``after`` or just after a frame covers them all.
+    if before - after < 1.0:
+        return len(times)
+    starts = [after, *(t for t in times if t + 1.0 <= before)]
+    return min(bisect.bisect_right(times, s + 1.0) - bisect.bisect_right(times, s) for s in starts)
 
 
 def silence_after(capture: Capture, t0: float, *, rms_threshold: float = 1000.0) -> float | None:
