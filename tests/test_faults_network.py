@@ -153,8 +153,8 @@ async def _speak_and_measure(
 VIDEO_FLOWING_FPS = 10.0
 # A wait this long between frames is a freeze. With loss on every link, the avatar's own
 # included, a viewer the server moves to VP8's lowest simulcast layer freezes (see
-# test_vp9_layers_keep_flowing_under_loss_on_the_avatars_own_link): in benchmark runs on
-# 2 busy cores, for 3 s in 2 runs of 14; in a full-suite run once, for 1.1 s.
+# test_vp9_layers_keep_flowing_under_loss_on_the_avatars_own_link): for 3 s in 4 of 26
+# runs of this scenario with two busy cores alongside; in a full-suite run once, 1.1 s.
 FREEZE_S = 2.0
 
 
