@@ -74,11 +74,11 @@ _BANDWIDTH_ENOUGH = 0.9
 # Then, at most this long for the first subscription (nobody may be watching yet).
 _SUBSCRIPTION_WAIT_MAX_S = 1.0
 # A VP8 or H.264 simulcast viewer of the lowest layer decodes only key frames once the
-# avatar's own link to the server loses packets: WebRTC pads the publication up to its
-# top layer's minimum bitrate on that layer's stream, the server cannot tell lost padding
-# from lost video, and the viewer waits for frames that never existed. The plugin cannot
-# stop either, so it says so: a warning once the loss the server reports for our video
-# stays at or above this fraction for two checks this far apart.
+# avatar's own link to the server loses packets: WebRTC fills what the encoder leaves of
+# its budget with padding on that layer's stream, the server cannot tell lost padding
+# from lost video, and the layer reaches viewers with holes nobody can fill. The plugin
+# can stop neither, so it says so: a warning once the loss the server reports for our
+# video stays at or above this fraction for two checks this far apart.
 _UPLINK_LOSS_WARN = 0.02
 _UPLINK_CHECK_S = 3.0
 _PADDING_BLIND_CODECS = ("vp8", "h264")

@@ -232,13 +232,12 @@ async def test_a_viewers_own_lossy_network_leaves_every_layer_flowing(
 async def test_vp9_layers_keep_flowing_under_loss_on_the_avatars_own_link(lossy_server, caplog):
     """The workaround for a lossy link between the avatar and the server.
 
-    WebRTC pads a simulcast publication up to its top layer's minimum bitrate, and it
-    sends that padding on the lowest layer's own stream; a face on a plain background
-    leaves ~1 Mbps of padding there. When padding is lost on the way to the server, the
-    server cannot tell it from lost video, and a VP8 (or H.264) viewer of that layer then
-    waits for a frame that never existed: it decodes only key frames, one per 3 s.
-    VP9's layers carry frame numbers of their own (the dependency descriptor), so a
-    viewer of the lowest one is not misled."""
+    WebRTC fills what a simulcast encoder leaves of its budget with padding, sent on the
+    lowest layer's own stream (~1 Mbps of it with this picture). When padding is lost on
+    the way to the server, the server cannot tell it from lost video, and a VP8 (or
+    H.264) viewer of that layer gets holes nobody can fill: it decodes only key frames,
+    one per 3 s. VP9's layers carry frame numbers of their own (the dependency
+    descriptor), so a viewer of the lowest one is not misled."""
     await _reply_under_loss(
         *lossy_server, "loss5vp9", caplog, low_layer=True, video_codec="vp9"
     )
