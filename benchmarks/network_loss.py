@@ -31,8 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from livekit import rtc
-
 from livekit_avatar_plugin.local_server import LocalLiveKitServer
 from tests.av_harness import (
     Subscriber,
@@ -65,8 +63,7 @@ async def one_run(
             try:
                 await asyncio.wait_for(viewer.video_track.wait(), 15)
                 if args.viewer_layer == "low":
-                    assert viewer.video_publication is not None
-                    viewer.video_publication.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_LOW)
+                    viewer.ask_for_lowest_layer()
                 await asyncio.sleep(2.0)
                 ports = await viewer.udp_ports() if args.link == "viewer" else None
                 link.set_loss(loss, client_udp_ports=ports)

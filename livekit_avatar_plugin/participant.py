@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from livekit import rtc
@@ -602,15 +602,20 @@ class AvatarPublisher:
         await self._video_source.aclose()
 
 
+def _publisher_entries(stats: Any, kind: str) -> Iterator[Any]:
+    """The ``kind`` entries (e.g. ``"candidate_pair"``) of a room's publishing transport,
+    from ``Room.get_rtc_stats()``."""
+    return (getattr(e, kind) for e in stats.publisher_stats if e.WhichOneof("stats") == kind)
+
+
 def uplink_video_loss(stats: Any) -> float:
     """The largest fraction of our video packets the server reported lost in its latest
     receiver report, over the published layers, from ``Room.get_rtc_stats()``."""
     return max(
         (
-            entry.remote_inbound_rtp.remote_inbound.fraction_lost
-            for entry in stats.publisher_stats
-            if entry.WhichOneof("stats") == "remote_inbound_rtp"
-            and entry.remote_inbound_rtp.stream.kind == "video"
+            e.remote_inbound.fraction_lost
+            for e in _publisher_entries(stats, "remote_inbound_rtp")
+            if e.stream.kind == "video"
         ),
         default=0.0,
     )
@@ -621,9 +626,8 @@ def bandwidth_estimate(stats: Any) -> float:
     from ``Room.get_rtc_stats()``."""
     return max(
         (
-            entry.candidate_pair.candidate_pair.available_outgoing_bitrate
-            for entry in stats.publisher_stats
-            if entry.WhichOneof("stats") == "candidate_pair"
+            e.candidate_pair.available_outgoing_bitrate
+            for e in _publisher_entries(stats, "candidate_pair")
         ),
         default=0.0,
     )

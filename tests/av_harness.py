@@ -159,6 +159,11 @@ class Subscriber:
                 return 1000.0 * rtp.inbound.jitter_buffer_delay / rtp.inbound.jitter_buffer_emitted_count
         return None
 
+    def ask_for_lowest_layer(self) -> None:
+        """Subscribe to the avatar's lowest simulcast layer, as a small video element does."""
+        assert self.video_publication is not None, "no video track subscribed yet"
+        self.video_publication.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_LOW)
+
     async def udp_ports(self) -> set[int]:
         """The local UDP ports this viewer's media flow through (its selected ICE pairs)."""
         stats = await self.room.get_rtc_stats()

@@ -182,8 +182,7 @@ async def _reply_under_loss(
         try:
             await asyncio.wait_for(viewer.video_track.wait(), 15)
             if low_layer:
-                assert viewer.video_publication is not None
-                viewer.video_publication.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_LOW)
+                viewer.ask_for_lowest_layer()
                 await asyncio.sleep(2.0)  # the switch itself waits on a key frame
             ports = await viewer.udp_ports() if viewer_link_only else None
             assert ports is None or ports, "the viewer has no selected ICE pair"
@@ -192,13 +191,14 @@ async def _reply_under_loss(
             # simulcast layer is most likely to be switched to another.
             fps, heard, gap, worst = await _speak_and_measure(r, viewer, seconds)
             where = "on the viewer's media" if viewer_link_only else "on every link"
+            dropped = link.dropped_packets()
             print(
-                f"\n5% loss each way {where} ({link.dropped_packets()} packets dropped), "
+                f"\n5% loss each way {where} ({dropped} packets dropped), "
                 f"{'lowest' if low_layer else 'top'} layer: delivered {fps:.1f} fps at the "
                 f"viewer, {worst} frames in its worst second, longest without a frame "
                 f"{gap * 1000:.0f} ms, {heard}/{len(click_times(seconds))} clicks heard"
             )
-            assert link.dropped_packets() > 0
+            assert dropped > 0
             assert fps >= VIDEO_FLOWING_FPS
             assert gap < FREEZE_S, f"the video froze for {gap:.1f} s"
             # Audio is not retransmitted: with 5 % loss on each of two hops, RED's spare
