@@ -16,13 +16,9 @@ version, every checksum, the array shapes and sizes and refuses paths outside th
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from livekit_avatar_plugin._paths import model_path
 
 from . import landmarks as L
+from .package import AvatarPackageError, read_manifest, read_members, write_package
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +79,36 @@ class ImageTooLargeError(AvatarCreationError):
     exit_code = 15
 
 
-class AvatarPackageError(ValueError):
-    """An avatar package failed validation."""
+class CorruptVideoError(AvatarCreationError):
+    """A video file that cannot be decoded, or ends before its header says it does."""
+
+    exit_code = 16
+
+
+class VideoTooLargeError(AvatarCreationError):
+    """A video file too large to read, or frames too large to track."""
+
+    exit_code = 17
+
+
+class VideoTooLongError(AvatarCreationError):
+    exit_code = 18
+
+
+class VideoTooShortError(AvatarCreationError):
+    exit_code = 19
+
+
+class StillVideoError(AvatarCreationError):
+    """A still image inside a video container: nothing moves, so there is no footage."""
+
+    exit_code = 20
+
+
+class PartRangeError(AvatarCreationError):
+    """An --idle, --listening or --talking range outside the clip, or without a face."""
+
+    exit_code = 21
 
 
 # ----------------------------------------------------------------------------- the Avatar
@@ -143,7 +168,7 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
     except Exception as exc:
         if looks_like_image:
             raise CorruptImageError(f"{path} looks like an image but cannot be decoded: {exc}") from exc
-        raise NotAnImageError(f"{path} is not an image file") from exc
+        raise NotAnImageError(f"{path} is neither an image nor a video (a photo, or an MP4, MOV, WebM or MKV clip)") from exc
     w, h = im.size
     if w * h > MAX_PIXELS:
         raise ImageTooLargeError(f"{path} is {w}x{h} = {w * h / 1e6:.1f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP")
@@ -414,10 +439,6 @@ def _frame_work_image(img: np.ndarray, pts: np.ndarray, fw: float) -> tuple[np.n
     return np.ascontiguousarray(out), wp, [round(v, 2) for v in box]
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _encode(name: str, arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     if name.endswith(".npy"):
@@ -428,47 +449,13 @@ def _encode(name: str, arr: np.ndarray) -> bytes:
 
 
 def _write_package(out_dir: Path, arrays: dict[str, np.ndarray], **meta) -> None:
-    out_dir = out_dir.resolve()
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-    try:
-        os.chmod(tmp, 0o755)
-        files = {}
-        for name, arr in arrays.items():
-            data = _encode(name, arr)
-            (tmp / name).write_bytes(data)
-            files[name] = {"sha256": _sha(data), "bytes": len(data), "shape": list(arr.shape)}
-        manifest = {"format": "livekit-avatar", "version": PACKAGE_VERSION, "files": files,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "work_face_width": WORK_FACE_WIDTH, **meta}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.replace(out_dir, old / "x")
-            try:
-                os.replace(tmp, out_dir)
-            except Exception:
-                os.replace(old / "x", out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    files = {name: _encode(name, arr) for name, arr in arrays.items()}
+    shapes = {name: {"shape": list(arr.shape)} for name, arr in arrays.items()}
+    meta = {"version": PACKAGE_VERSION, "work_face_width": WORK_FACE_WIDTH, **meta}
+    write_package(out_dir, files, meta, shapes)
 
 
 # ----------------------------------------------------------------------------- loading
-
-
-def _safe_member(root: Path, name: str) -> Path:
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
-        raise AvatarPackageError(f"illegal file name in manifest: {name!r}")
-    p = root / name
-    if p.is_symlink() or not p.resolve().is_relative_to(root.resolve()):
-        raise AvatarPackageError(f"{name!r} points outside the package")
-    return p
 
 
 def _decode_png(name: str, raw: bytes) -> np.ndarray:
@@ -488,33 +475,13 @@ def _decode_png(name: str, raw: bytes) -> np.ndarray:
 
 def load_avatar(path: str | os.PathLike) -> Avatar:
     root = Path(path)
-    mpath = root / "manifest.json"
-    if not mpath.is_file():
-        raise AvatarPackageError(f"{root} is not an avatar package (no manifest.json)")
-    if mpath.stat().st_size > 1 << 20:
-        raise AvatarPackageError("manifest.json is too large")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (ValueError, RecursionError) as exc:
-        raise AvatarPackageError(f"manifest.json is not valid JSON: {exc}") from exc
-    version = manifest.get("version") if isinstance(manifest, dict) else None
+    manifest = read_manifest(root)
+    if manifest.get("kind", "photo") != "photo":
+        raise AvatarPackageError(f"{root} is a {manifest.get('kind')!r} package, not a photo avatar")
+    version = manifest.get("version")
     if type(version) is not int or version != PACKAGE_VERSION:  # True == 1 is not a version
         raise AvatarPackageError(f"unsupported avatar package version {version!r}; this build reads version {PACKAGE_VERSION}")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != set(FILES):
-        raise AvatarPackageError(f"manifest must list exactly {FILES}")
-    data = {}
-    for name, info in files.items():
-        p = _safe_member(root, name)
-        if not isinstance(info, dict) or not p.is_file():
-            raise AvatarPackageError(f"{name} is missing")
-        size = p.stat().st_size
-        if size > MAX_ARRAY_BYTES or size != info.get("bytes"):
-            raise AvatarPackageError(f"{name} has the wrong size")
-        raw = p.read_bytes()
-        if not isinstance(info.get("sha256"), str) or _sha(raw) != info["sha256"]:
-            raise AvatarPackageError(f"checksum mismatch for {name}")
-        data[name] = raw
+    data = read_members(root, manifest, FILES, MAX_ARRAY_BYTES)
     arrays = {}
     for name, raw in data.items():
         if name.endswith(".npy"):
@@ -545,6 +512,17 @@ def load_avatar(path: str | os.PathLike) -> Avatar:
         raise AvatarPackageError("photo_box must be 4 numbers inside the image")
     return Avatar(root, img, arrays["background.png"], arrays["person.png"], arrays["face.png"],
                   arrays["mouth.png"], lm, manifest)
+
+
+def load_package(path: str | os.PathLike):
+    """A photo or a footage avatar package, whichever ``path`` holds."""
+    from .package import package_kind
+
+    if package_kind(Path(path)) == "footage":
+        from .footage import load_footage_avatar
+
+        return load_footage_avatar(path)
+    return load_avatar(path)
 
 
 _DEFAULT: Avatar | None = None
