@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Subcommand modules, in the order --help lists them.
-_SUBCOMMANDS = ("lipsync", "create", "render", "bench", "server", "worker")
+_SUBCOMMANDS = ("lipsync", "create", "render", "measure", "bench", "server", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:

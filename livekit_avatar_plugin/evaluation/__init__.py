@@ -1,0 +1,1 @@
+"""Measurements of what an avatar shows, taken back from its rendered frames."""
