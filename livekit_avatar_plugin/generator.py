@@ -35,6 +35,10 @@ from .state import ConversationState
 
 logger = logging.getLogger("livekit_avatar_plugin.generator")
 
+# Mouth frames ahead offered to a renderer that looks ahead: 80 ms, what the lip-sync
+# model's lookahead (67 ms) makes known in time.
+LOOK_AHEAD_FRAMES = 2
+
 
 _executors: dict[str, ThreadPoolExecutor] = {}
 _executors_lock = threading.Lock()
@@ -224,6 +228,9 @@ class AvatarVideoGenerator(VideoGenerator):
         # could still be waiting for capture has gone out.
         ring = max(4, math.ceil(max_in_flight_s * fps) + 2)
         self._draw_rgba = getattr(renderer, "render_rgba", None)
+        # A renderer may want the next frames' mouth channels too (the footage renderer
+        # prefers crops whose own next frames fit them).
+        self._look_ahead = getattr(renderer, "look_ahead", None)
         channels = 4 if self._draw_rgba is not None else 3
         self._buffer_type = rtc.VideoBufferType.RGBA if channels == 4 else rtc.VideoBufferType.RGB24
         self._buffers = [bytearray(width * height * channels) for _ in range(ring)]
@@ -471,8 +478,21 @@ class AvatarVideoGenerator(VideoGenerator):
         mouth = self._mouth_at(segment, (k + 0.5) / self._fps)
         self._last_mouth = mouth
         self.stats.speech_frames += 1
-        video = await self._render(loop, mouth, ConversationState.SPEAKING, _energy(chunk))
+        ahead = self._mouth_ahead(segment, k) if self._look_ahead is not None else None
+        video = await self._render(loop, mouth, ConversationState.SPEAKING, _energy(chunk), ahead)
         return video, self._audio_frame(chunk)
+
+    def _mouth_ahead(self, segment: _Segment, k: int) -> np.ndarray | None:
+        """The mouth at the next LOOK_AHEAD_FRAMES frames' centres, as far as it is known."""
+        rows = []
+        for j in range(1, LOOK_AHEAD_FRAMES + 1):
+            pos = (k + 0.5 + j) / self._fps * self._motion.fps
+            lo = int(pos)
+            if lo + 1 >= len(segment.mouth):
+                break
+            w = pos - lo
+            rows.append(segment.mouth[lo] * (1.0 - w) + segment.mouth[lo + 1] * w)
+        return np.array(rows, np.float32) if rows else None
 
     async def _still_frame(
         self,
@@ -489,6 +509,7 @@ class AvatarVideoGenerator(VideoGenerator):
         mouth: Mapping[str, float],
         state: ConversationState,
         energy: float,
+        ahead: np.ndarray | None = None,
     ) -> rtc.VideoFrame | None:
         """The frame for now, or ``None`` once the generator is audio-only."""
         if self.stats.audio_only:
@@ -509,7 +530,7 @@ class AvatarVideoGenerator(VideoGenerator):
             if self.stats.audio_only:
                 return None
         future = loop.run_in_executor(
-            self._render_executor, self._render_frame, mouth, state, t, energy
+            self._render_executor, self._render_frame, mouth, state, t, energy, ahead
         )
         done, _ = await asyncio.wait({future}, timeout=self._render_budget_s)
         if not done:
@@ -555,10 +576,17 @@ class AvatarVideoGenerator(VideoGenerator):
             listener(why)
 
     def _render_frame(
-        self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float
+        self,
+        mouth: Mapping[str, float],
+        state: ConversationState,
+        t: float,
+        energy: float,
+        ahead: np.ndarray | None = None,
     ) -> rtc.VideoFrame:
         # Runs on the worker thread: drawing and the copy into the frame ring both stay
         # off the event loop.
+        if ahead is not None:
+            self._look_ahead(self._channels, ahead)
         draw = self._draw_rgba or self._renderer.render
         return self._to_video_frame(draw(mouth, state, t, energy))
 

@@ -49,11 +49,19 @@ class _LipSyncMotion:
 
 
 class DefaultFacePipeline:
-    """The shipped pipeline: the trained lip-sync model driving the portrait renderer."""
+    """The shipped pipeline: the trained lip-sync model driving the renderer of the avatar's
+    kind (a photo avatar's warped portrait, or a footage avatar's own frames)."""
 
     def __init__(self, avatar: Any, lipsync_model: Any) -> None:
+        from .face.footage import FootageAvatar
+
         self.avatar = avatar
         self.lipsync_model = lipsync_model
+        if isinstance(avatar, FootageAvatar):
+            from .render.footage_renderer import FootageRenderer as renderer_class
+        else:
+            from .render.renderer import FaceRenderer as renderer_class
+        self._renderer_class = renderer_class
         self._templates: dict[tuple[int, int], Any] = {}
         self._templates_lock = threading.Lock()
 
@@ -61,16 +69,14 @@ class DefaultFacePipeline:
         return _LipSyncMotion(self.lipsync_model)
 
     def create_renderer(self, width: int, height: int) -> FrameRenderer:
-        """A renderer with its own motion state; the framing, fields and texture for one
-        output size are computed once per process and shared."""
-        from .render.renderer import FaceRenderer
-
+        """A renderer with its own motion state; what depends only on the output size
+        (framing, fields, texture) is computed once per process and shared."""
         with self._templates_lock:
             template = self._templates.get((width, height))
             if template is None:
-                template = FaceRenderer(self.avatar, width=width, height=height)
+                template = self._renderer_class(self.avatar, width=width, height=height)
                 self._templates[(width, height)] = template
-        return FaceRenderer(self.avatar, width=width, height=height, template=template)
+        return self._renderer_class(self.avatar, width=width, height=height, template=template)
 
 
 _lock = threading.Lock()
@@ -102,10 +108,10 @@ def load_pipeline(avatar: Any = "default") -> DefaultFacePipeline:
         if not _pipelines:
             limit_blas_threads()
         from .audio.lipsync import LipSyncModel
-        from .face.avatar import default_avatar, load_avatar
+        from .face.avatar import default_avatar, load_package
 
         if isinstance(avatar, (str, Path)):
-            loaded = default_avatar() if key == "default" else load_avatar(Path(avatar))
+            loaded = default_avatar() if key == "default" else load_package(Path(avatar))
         else:
             loaded = avatar
         pipeline = DefaultFacePipeline(loaded, LipSyncModel.load())

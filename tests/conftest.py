@@ -75,6 +75,7 @@ class WorkerProcess:
         agent_name: str,
         capacity: int = 4,
         face_pipeline: str | None = PATTERN_PIPELINE,
+        avatar: str | None = None,
         log_path: Path | None = None,
     ) -> None:
         import subprocess
@@ -87,6 +88,8 @@ class WorkerProcess:
                 "--url", info.url, "--api-key", info.api_key, "--api-secret", info.api_secret]  # fmt: skip
         if face_pipeline:
             args += ["--face-pipeline", face_pipeline]
+        if avatar:
+            args += ["--avatar", avatar]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -178,3 +181,19 @@ def private_livekit_server() -> Iterator[LocalLiveKitServer]:
         yield server
     finally:
         server.stop(kill=True)
+
+
+# -- footage avatars ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def synthetic_footage(tmp_path_factory):
+    """A footage avatar built from a synthetic clip of the astronaut photo avatar: idle 4 s,
+    talking 8 s, listening 4 s, the picture 120 ms after the sound. (truth, FootageAvatar)."""
+    from livekit_avatar_plugin.face.footage_build import create_footage_avatar
+
+    from .footage_synth import make_clip
+
+    d = tmp_path_factory.mktemp("synthetic-footage")
+    truth = make_clip(d / "clip.mp4", offset_ms=120.0)
+    return truth, create_footage_avatar(d / "clip.mp4", d / "avatar")

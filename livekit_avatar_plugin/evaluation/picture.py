@@ -261,7 +261,7 @@ def measure_avatar(
 ) -> PictureReport:
     """Render held-out flite utterances with the avatar, then measure the frames back."""
     from ..face.tracking import FaceTracker, mouth_opening
-    from ..generator import _energy
+    from ..generator import LOOK_AHEAD_FRAMES, _energy
     from ..pipeline import load_pipeline
     from ..state import ConversationState
     from ..training.data import cache_dir
@@ -271,6 +271,7 @@ def measure_avatar(
     tell("loading the avatar", 0.0)
     pipeline = load_pipeline(avatar)
     renderer = pipeline.create_renderer(*size)
+    look_ahead = getattr(renderer, "look_ahead", None)
     motion = pipeline.create_motion()
     channels = tuple(motion.channels)
     rest = dict.fromkeys(channels, 0.0)
@@ -310,6 +311,8 @@ def measure_avatar(
                 chunk = pcm[int(round(k * spf)) : int(round((k + 1) * spf))]
                 chunk = np.pad(chunk, (0, max(0, int(round(spf)) - len(chunk))))
                 m = {name: float(at[k, c]) for c, name in enumerate(channels)}
+                if look_ahead is not None and k + 1 < n:  # as the generator offers it
+                    look_ahead(channels, at[k + 1: k + 1 + LOOK_AHEAD_FRAMES])
                 rgb = renderer.render(m, ConversationState.SPEAKING, index / fps, _energy(chunk))
             index += 1
             face = tracker.update(rgb)
