@@ -39,6 +39,8 @@ Writes ``docs/img/bench_concurrency.json`` and the plots ``bench_fps.png`` and
 ``bench_cpu.png``.
 
     .venv/bin/python benchmarks/concurrency.py [--sessions 1,2,3,4,5] [--duration 30]
+        [--avatar PACKAGE]   (a footage avatar from `livekit-avatar create CLIP`, say)
+        [--out '']           (no JSON or plots: keep the default face's figures in docs/)
 """
 
 from __future__ import annotations
@@ -300,6 +302,7 @@ async def _open_room(
     *,
     codec: str = "vp8",
     sampled: bool = False,
+    avatar: str = "default",
 ) -> Room:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
@@ -309,6 +312,7 @@ async def _open_room(
         replies=("speech",),
         tts=speech,
         face_pipeline=None,
+        avatar=avatar,
         mode="dispatch",
         agent_name=agent_name,
         video=VideoOptions(quality=quality, width=SIZE, height=SIZE, fps=25, codec=codec),
@@ -365,6 +369,7 @@ async def run_sessions(
     sample_every: float | None = None,
     quality: str = "auto",
     codec: str = "vp8",
+    avatar: str = "default",
 ) -> RunResult:
     """N concurrent rooms on one fresh worker process; measures over ``duration`` seconds."""
     # Like the worker, the harness keeps LiveKit's native debug log out of Python: its
@@ -377,7 +382,7 @@ async def run_sessions(
     agent_name = f"bench-{uuid.uuid4().hex[:6]}"
     log_path = Path(tempfile.gettempdir()) / f"{agent_name}-worker.log"
     worker = WorkerProcess(
-        info, agent_name=agent_name, capacity=n, face_pipeline=None, log_path=log_path
+        info, agent_name=agent_name, capacity=n, face_pipeline=None, avatar=avatar, log_path=log_path
     )
     rooms: list[Room] = []
     try:
@@ -388,7 +393,8 @@ async def run_sessions(
         # One sampled viewer (thumbnails + loudness, for the A/V offset); the rest only count.
         rooms = list(
             await asyncio.gather(
-                *(_open_room(info, agent_name, speech, quality, codec=codec, sampled=i == 0) for i in range(n))
+                *(_open_room(info, agent_name, speech, quality, codec=codec, sampled=i == 0, avatar=avatar)
+                  for i in range(n))
             )
         )
         await asyncio.sleep(warmup)
@@ -552,8 +558,11 @@ async def main() -> None:
         help="auto: simulcast layers (the default); high: one 512x512 layer",
     )
     parser.add_argument("--codec", default="vp8", choices=["vp8", "h264", "vp9", "av1"])
+    parser.add_argument("--avatar", default="default", help="avatar package the worker renders (photo or footage)")
     parser.add_argument("--out", default=str(IMG), help="folder for JSON and plots; '' for none")
     args = parser.parse_args()
+    if args.avatar != "default":
+        args.avatar = str(Path(args.avatar).resolve())
     summaries = []
     with LocalLiveKitServer() as info:
         server_pid = _server_pid(info)
@@ -561,7 +570,7 @@ async def main() -> None:
             print(f"N={n}: load average {psutil.getloadavg()}", flush=True)
             result = await run_sessions(
                 info, server_pid, n, duration=args.duration, warmup=args.warmup, quality=args.quality,
-                codec=args.codec,
+                codec=args.codec, avatar=args.avatar,
             )
             summary = result.summary() | {"raw": asdict(result)}
             summaries.append(summary)

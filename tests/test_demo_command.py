@@ -65,3 +65,62 @@ async def _interrupt_during_a_conversation(demo: DemoProcess, token: dict) -> No
         demo.proc.send_signal(signal.SIGINT)  # Ctrl-C while the conversation is under way
     finally:
         await room.disconnect()
+
+
+def test_demo_refuses_an_avatar_that_is_not_a_package(tmp_path, capsys):
+    from livekit_avatar_plugin.cli import main
+
+    assert main(["demo", "--avatar", str(tmp_path)]) == 2
+    assert "not an avatar package" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(420)
+def test_demo_shows_a_footage_avatar(synthetic_footage):
+    """``./scripts/demo.sh --avatar PATH``: the viewer receives the person's own footage."""
+    _, avatar = synthetic_footage
+    demo = DemoProcess(["./scripts/demo.sh", "--avatar", str(avatar.path), "--port", "0", "--viewer-port", "0"])
+    try:
+        url = demo.wait_url(300)
+        with urllib.request.urlopen(url + "token?room=demo-footage", timeout=10) as resp:
+            token = json.load(resp)
+        frame = asyncio.run(_first_full_frame(token, demo, avatar.canvas))
+        from .test_footage_e2e import _looks_like_the_footage
+
+        _looks_like_the_footage(frame, avatar)
+        assert demo.interrupt() == 0, demo.output()
+        assert "footage avatar" in demo.output()
+    finally:
+        if demo.proc.poll() is None:
+            demo.proc.kill()
+        demo.kill_survivors()
+
+
+async def _first_full_frame(token: dict, demo: DemoProcess, size: tuple[int, int]):
+    import numpy as np
+
+    room = rtc.Room()
+    got: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def on_track(track, publication, participant):
+        if track.kind != rtc.TrackKind.KIND_VIDEO:
+            return
+
+        async def read():
+            async for ev in rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24):
+                f = ev.frame
+                if (f.width, f.height) == size and not got.done():
+                    got.set_result(np.frombuffer(f.data, np.uint8).reshape(f.height, f.width, 3).copy())
+
+        reader.append(asyncio.ensure_future(read()))
+
+    reader: list[asyncio.Task] = []
+    room.on("track_subscribed", on_track)
+    await room.connect(token["url"], token["token"])
+    try:
+        return await asyncio.wait_for(got, 90)
+    except asyncio.TimeoutError:
+        raise AssertionError("no full-size avatar video in the demo room:\n" + demo.output()) from None
+    finally:
+        for task in reader:
+            task.cancel()
+        await room.disconnect()

@@ -467,7 +467,7 @@ def _mouth_mask(pose: _Pose) -> tuple[tuple[int, int, int, int], np.ndarray]:
     draw.polygon([(x - x0, y - y0) for x, y in poly], fill=255)
     draw.ellipse((jaw[0] - x0, jaw[1] - y0, jaw[2] - x0, jaw[3] - y0), fill=255)
     # shrink by the feather so the blurred edge stays inside the drawn region
-    img = img.filter(ImageFilter.MinFilter(int(feather) | 1)).filter(ImageFilter.GaussianBlur(feather / 2))
+    img = img.filter(ImageFilter.MinFilter(int(0.6 * feather) | 1)).filter(ImageFilter.GaussianBlur(feather / 2))
     mask = np.asarray(img)
     ys, xs = np.nonzero(mask)
     tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)

@@ -132,7 +132,7 @@ class _MouthChooser:
     source frames (real motion) over jumping, and, where the next frames' channels are
     known, a crop whose own next frames fit them."""
 
-    WEIGHTS = np.array([2.0, 0.5, 2.0, 0.6, 0.2], np.float32)
+    WEIGHTS = np.array([2.5, 0.5, 3.0, 0.9, 0.2], np.float32)
     POSE_WEIGHT = 5.0
     POSE_TOLERANCE = 0.03  # face widths of yaw or pitch (nose against the eyes)
     HOLD_COST = 0.0
@@ -142,9 +142,12 @@ class _MouthChooser:
     MAX_AHEAD = 2
     BLEND_ABOVE = 0.08  # no crop this close: blend the two nearest
     CLOSED_GAP = 0.02
+    STEADY = 0.01  # channels that moved less than this since the last choice keep the mouth
 
     def __init__(self, atlas: MouthAtlas) -> None:
         self.atlas = atlas
+        self._chosen_for = np.full(len(CHANNELS), -1.0, np.float32)
+        self._dissolve: int | None = None
         self._closed = atlas.shapes[:, 0] <= self.CLOSED_GAP
         self._prev: int | None = None
         # keys of the crop j source frames on from each crop (its last one where the run ends)
@@ -158,11 +161,20 @@ class _MouthChooser:
 
     def reset(self) -> None:
         self._prev = None
+        self._dissolve = None
 
     def choose(self, targets: np.ndarray, pose: np.ndarray) -> tuple[int, int, float]:
         """(crop, second crop, weight of the second) for ``targets``: this frame's channels,
         then the next frames' where known. The second crop only when nothing is close."""
         a = self.atlas
+        prev = self._prev
+        steady = prev is not None and np.abs(targets[0] - self._chosen_for).max() < self.STEADY
+        if self._dissolve is not None:  # the second half of a dissolve begun last frame
+            i, self._dissolve = self._dissolve, None
+            return i, i, 0.0
+        if steady and np.abs(a.poses[prev] - pose).max() < 3 * self.POSE_TOLERANCE:
+            return prev, prev, 0.0  # the channels have not moved: neither does the mouth
+        self._chosen_for[:] = targets[0]
         match = ((a.keys - targets[0]) ** 2 * self.WEIGHTS).sum(1)
         if targets[0, 1] >= 0.5 and self._closed.any():
             match[~self._closed] += 10.0  # p, b, m: the lips must meet
@@ -171,7 +183,6 @@ class _MouthChooser:
         cost = match + self.POSE_WEIGHT * (off**2).sum(1)
         for j, ahead in enumerate(targets[1: self.MAX_AHEAD + 1]):
             cost += self.AHEAD_WEIGHT ** (j + 1) * ((self._ahead_keys[j] - ahead) ** 2 * self.WEIGHTS).sum(1)
-        prev = self._prev
         if prev is not None:
             cost += self.JUMP_COST
             cost[prev] += self.HOLD_COST - self.JUMP_COST
@@ -179,6 +190,10 @@ class _MouthChooser:
                 cost[prev + 1] += self.FOLLOW_COST - self.JUMP_COST
         i = int(np.argmin(cost))
         self._prev = i
+        if steady and i != prev:
+            # the head turned away from a mouth held still: dissolve over two frames, no pop
+            self._dissolve = i
+            return prev, i, 0.5
         if match[i] <= self.BLEND_ABOVE:
             return i, i, 0.0
         d_i = float(match[i])

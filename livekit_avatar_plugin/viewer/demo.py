@@ -32,6 +32,7 @@ class DemoOptions(BaseModel):
     livekit_port: int = Field(default=7880, ge=0, le=65535, description="0: a free port")
     viewer_port: int = Field(default=7890, ge=0, le=65535, description="0: a free port")
     agent_script: Path = _REPO_AGENT
+    avatar: str = Field(default="default", description="'default' or an avatar package folder")
     realtime: bool = Field(
         default=False, description="with OPENAI_API_KEY: OpenAI's realtime model, not STT/LLM/TTS"
     )
@@ -116,6 +117,7 @@ class Demo:
         }
         if self.options.realtime:
             env["AGENT_REALTIME"] = "1"
+        env["AVATAR"] = self.options.avatar  # examples/_common.py reads it
         self._agent = await asyncio.create_subprocess_exec(
             sys.executable,
             str(self.options.agent_script),
@@ -216,6 +218,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port", type=int, default=7880, help="LiveKit server port (0: any free port)")
     p.add_argument("--viewer-port", type=int, default=7890, help="viewer port (0: any free port)")
     p.add_argument("--agent", type=Path, default=_REPO_AGENT, help="agent script run with `dev`")
+    p.add_argument("--avatar", default="default",
+                   help="the face: 'default', or a package made by `livekit-avatar create` (photo or clip)")
     p.add_argument(
         "--realtime",
         action="store_true",
@@ -225,10 +229,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.avatar != "default":
+        from ..face.package import AvatarPackageError, package_kind
+
+        try:
+            kind = package_kind(Path(args.avatar))
+        except AvatarPackageError as exc:
+            print(f"error: --avatar {args.avatar}: {exc}", file=sys.stderr)
+            return 2
+        print(f"avatar: {args.avatar} ({kind} avatar)", flush=True)
     options = DemoOptions(
         livekit_port=args.port,
         viewer_port=args.viewer_port,
         agent_script=args.agent,
+        avatar=str(Path(args.avatar).resolve()) if args.avatar != "default" else "default",
         realtime=args.realtime,
     )
     try:
