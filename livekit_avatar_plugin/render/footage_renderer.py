@@ -32,6 +32,9 @@ from livekit_avatar_plugin.state import ConversationState
 
 CROSSFADE_FRAMES = 6  # 240 ms at 25 fps: a change of state never cuts
 GAIN_LIMITS = (0.8, 1.25)
+# Lookup tables for gains 0.800, 0.805, ... 1.250: a crop's colour is matched by one each
+# for R, G and B.
+_GAIN_LUTS = np.clip(np.arange(256)[None] * (np.arange(160, 251)[:, None] / 200.0) + 0.5, 0, 255).astype(np.uint8)
 _STATE_LOOP = {ConversationState.SPEAKING: "talking", ConversationState.LISTENING: "listening"}
 # What a closed, resting mouth looks like in the channels (lips together).
 REST = np.array([0.0, 1.0, 0.0, 0.0, 0.0], np.float32)
@@ -226,7 +229,7 @@ class FootageRenderer:
         self._fi = 0
         self._chooser = _MouthChooser(avatar.atlas)
         self._crops: OrderedDict[int, Image.Image] = OrderedDict()
-        self._ramp = np.arange(256, dtype=np.float32)
+        self._luts = _GAIN_LUTS
         self._pos: dict[str, float] = dict.fromkeys(players, 0.0)
         self._loop = "idle"
         self._from: str | None = None  # loop being faded out
@@ -333,10 +336,12 @@ class FootageRenderer:
         im = self._crops.get(i)
         if im is None:
             a = self.avatar.atlas
-            data = np.ascontiguousarray(np.dstack([a.crop(i), a.mask]))
+            data = np.empty((*a.mask.shape, 4), np.uint8)
+            data[..., :3] = a.crop(i)
+            data[..., 3] = a.mask
             im = Image.frombuffer("RGBX", (data.shape[1], data.shape[0]), data.tobytes(), "raw", "RGBX", 0, 1)
             self._crops[i] = im
-            if len(self._crops) > 48:
+            if len(self._crops) > 64:
                 self._crops.popitem(last=False)
         else:
             self._crops.move_to_end(i)
@@ -374,13 +379,12 @@ class FootageRenderer:
         if w > 0:
             crop = Image.blend(crop, self._crop_image(j), w)
         warped = np.array(crop.transform((x1 - x0, y1 - y0), Image.AFFINE, tuple(inv.reshape(-1)), resample=Image.BILINEAR))
+        # colour matched to the skin around it: light drifts over a clip
         gain = np.clip(loop.ring[f] / np.maximum(a.ring[i], 1.0), *GAIN_LIMITS)
         for c in np.flatnonzero(np.abs(gain - 1.0) > 0.005):
-            lut = np.clip(self._ramp * gain[c] + 0.5, 0, 255).astype(np.uint8)
-            warped[..., c] = lut[warped[..., c]]
+            warped[..., c] = self._luts[int(round(gain[c] * 200)) - 160][warped[..., c]]
         dst = region[y0:y1, x0:x1]
         under = Image.fromarray(dst)
         over = Image.fromarray(warped, "RGBA")
         under.paste(over, (0, 0), over)  # alpha blend in C, ~10x numpy's speed
         dst[..., :3] = np.asarray(under)[..., :3]  # the frame stays opaque
-
