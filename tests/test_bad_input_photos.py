@@ -113,7 +113,9 @@ def test_a_create_failing_while_writing_leaves_no_half_written_package(
         raise OSError("disk full")
 
     if fail_at == "manifest":
-        monkeypatch.setattr(A.json, "dumps", flaky_dumps)
+        from livekit_avatar_plugin.face import package
+
+        monkeypatch.setattr(package.json, "dumps", flaky_dumps)
     else:
         monkeypatch.setattr(A, "_encode", flaky_encode)
     out = tmp_path / "avatar"

@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from . import landmarks as L
 from . import video as V
-from .avatar import MIN_FACE_PX, FaceTooSmallError, NoFaceError, PartRangeError, StillVideoError
+from .avatar import MIN_FACE_PX, CorruptVideoError, FaceTooSmallError, NoFaceError, PartRangeError, StillVideoError
 from .footage import (
     CHANNELS,
     FOOTAGE_VERSION,
@@ -764,7 +764,7 @@ def _second_pass(
         out.close()
         files[f"{name}.mp4"] = bufs[name].getvalue()
     if any(not j for j in jpegs):
-        raise StillVideoError(f"{info.path.name} ended early on the second read")
+        raise CorruptVideoError(f"{info.path.name} gave fewer frames on the second read than on the first")
     files["_atlas"] = jpegs
     arrays["_atlas_ring"] = atlas_ring
     return files, arrays

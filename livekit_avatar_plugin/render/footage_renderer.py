@@ -232,6 +232,8 @@ class FootageRenderer:
                 players[loop.file] = _LoopPlayer(loop, self.layout)
         self._frames = [self.layout.background.copy() for _ in range(max(1, ring))]
         self._fi = 0
+        rows, cols = self.layout.dst
+        self._faded = np.zeros((rows.stop - rows.start, cols.stop - cols.start, 4), np.uint8)  # the loop fading out
         self._chooser = _MouthChooser(avatar.atlas)
         self._crops: OrderedDict[int, np.ndarray] = OrderedDict()
         self._luts: dict[tuple[int, int, int], np.ndarray] = {}
@@ -242,7 +244,6 @@ class FootageRenderer:
         self._targets = np.zeros((1 + _MouthChooser.MAX_AHEAD, len(CHANNELS)), np.float32)
         self._known = 1  # rows of _targets known: this frame, then look_ahead's
         self._ahead_order: tuple[tuple[str, ...], np.ndarray] | None = None
-        self._step = avatar.fps / 25.0
         self._last_t: float | None = None
         # the last mouth drawn: box -> region map, its bounding box, the crop (for measuring)
         self._placed: tuple[np.ndarray, tuple[int, int, int, int], int] | None = None
@@ -283,9 +284,8 @@ class FootageRenderer:
         if self._from is not None:
             self._fade += 1
             w = self._fade / (CROSSFADE_FRAMES + 1)
-            faded = self._scratch()
-            self._draw(self._from, faded, known)
-            region[..., :3] = (faded[..., :3] * (1 - w) + region[..., :3] * w + 0.5).astype(np.uint8)
+            self._draw(self._from, self._faded, known)
+            cv2.addWeighted(self._faded, 1.0 - w, region, w, 0.0, dst=region)
             if self._fade >= CROSSFADE_FRAMES:
                 self._from = None
         for file in self._pos:
@@ -302,14 +302,6 @@ class FootageRenderer:
         self._last_t = t
         return step
 
-    def _scratch(self) -> np.ndarray:
-        buf = getattr(self, "_scratch_buf", None)
-        if buf is None:
-            sh = self.layout.dst[0].stop - self.layout.dst[0].start
-            sw = self.layout.dst[1].stop - self.layout.dst[1].start
-            buf = self._scratch_buf = np.zeros((sh, sw, 4), np.uint8)
-        return buf
-
     def _frame_index(self, name: str) -> int:
         return int(self._pos[self.avatar.loops[name].file])
 
@@ -320,9 +312,11 @@ class FootageRenderer:
             cur = old.transforms[self._frame_index(self._loop) % old.frames]
             keys = np.arange(0, new.frames, KEY_INTERVAL)
             d = np.abs(new.transforms[keys] - cur).sum((1, 2))
-            self._pos[new.file] = float(keys[int(np.argmin(d))])
-            self._from = self._loop if self._from != want else None
-            self._fade = 0
+            if self._from == want:  # back before the fade ended: run it backwards from here
+                self._from, self._fade = self._loop, CROSSFADE_FRAMES - self._fade
+            else:
+                self._pos[new.file] = float(keys[int(np.argmin(d))])
+                self._from, self._fade = self._loop, 0
         self._loop = want
 
     def _draw(self, name: str, region: np.ndarray, known: int) -> None:
