@@ -74,9 +74,11 @@ def make_clip(
     second_face: bool = False,
     lost: tuple[float, float] | None = None,
     rotate: int = 0,
+    shake: float = 0.0,
 ) -> Truth:
     """Write an MP4 (H.264 + AAC) of the astronaut in the given parts; return the truth.
-    ``rotate``: degrees clockwise a player turns the stored frames, as a phone writes them."""
+    ``rotate``: degrees clockwise a player turns the stored frames, as a phone writes them.
+    ``shake``: a hand-held camera, the picture jittering by about this many pixels."""
     total = sum(s for _, s in parts)
     n = int(total * FPS)
     sound = np.zeros(int(total * RATE) + RATE, np.float32)
@@ -99,7 +101,12 @@ def make_clip(
     t = (np.arange(n) + 0.5) / FPS - offset_ms / 1000.0
     channels = np.stack([np.interp(t * model.fps, np.arange(len(ch)), ch[:, c]) for c in range(ch.shape[1])], 1)
     channels[~talking] = 0.0
-    renderer = FaceRenderer(default_avatar(), *size, seed=3)
+    pad = int(np.ceil(2 * shake))
+    renderer = FaceRenderer(default_avatar(), size[0] + 2 * pad, size[1] + 2 * pad, seed=3)
+    rng = np.random.default_rng(11)
+    freqs, phases = rng.uniform(2, 7, (2, 3)), rng.uniform(0, 2 * np.pi, (2, 3))
+    jitter = np.stack([np.rint(shake / 2 * np.sin(2 * np.pi * freqs[d] * np.arange(n)[:, None] / FPS + phases[d]).sum(1))
+                       for d in range(2)], 1).astype(int) if shake else np.zeros((n, 2), int)
     lost_frames = (int(lost[0] * FPS), int(lost[1] * FPS)) if lost else None
     out_size = (size[0] * 8 // 5, size[1]) if second_face else size
     if rotate in (90, 270):
@@ -119,7 +126,9 @@ def make_clip(
     for i in range(n):
         mouth = dict(zip(model.channels, map(float, channels[i])))
         energy = 0.6 if talking[i] else 0.0
-        rgb = renderer.render(mouth, states[i], i / FPS, energy).copy()
+        rgb = renderer.render(mouth, states[i], i / FPS, energy)
+        dx, dy = pad + jitter[i]
+        rgb = np.ascontiguousarray(rgb[dy: dy + size[1], dx: dx + size[0]])
         if second_face:
             small = np.asarray(Image.fromarray(rgb).resize((size[0] * 3 // 5, size[1] * 3 // 5)))
             canvas = np.full((size[1], out_size[0], 3), 200, np.uint8)
@@ -150,5 +159,5 @@ def make_clip(
         for pkt in ast.encode():
             container.mux(pkt)
     container.close()
-    return Truth(channels.astype(np.float32), talking, spans, offset_ms, lost_frames, n)
+    return Truth(channels.astype(np.float32), talking, spans, offset_ms, lost_frames, n, {"jitter": jitter})
 

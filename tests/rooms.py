@@ -154,6 +154,72 @@ class AudioWatcher(Watcher):
         await self.room.disconnect()
 
 
+def watch_video(room: rtc.Room, size: tuple[int, int], on_frame) -> list[asyncio.Task]:
+    """Call ``on_frame(rgb)`` for every full-size video frame ``room`` receives (smaller
+    simulcast layers, while they ramp up, are skipped); returns the reader tasks."""
+    readers: list[asyncio.Task] = []
+
+    def on_track(track, publication, participant) -> None:
+        if track.kind != rtc.TrackKind.KIND_VIDEO:
+            return
+
+        async def read() -> None:
+            async for ev in rtc.VideoStream(track, format=rtc.VideoBufferType.RGB24):
+                f = ev.frame
+                if (f.width, f.height) == size:
+                    on_frame(np.frombuffer(f.data, np.uint8).reshape(f.height, f.width, 3))
+
+        readers.append(asyncio.ensure_future(read()))
+
+    room.on("track_subscribed", on_track)
+    return readers
+
+
+async def speak_and_watch(info, box: tuple[slice, slice], *, size: int = 512,
+                          text: str = "Hello! My name is Ava, and I am happy to meet you today.",
+                          **avatar_options) -> tuple[float, float, np.ndarray | None, np.ndarray]:
+    """An agent with an avatar says ``text`` while a viewer watches ``box`` of its video.
+
+    Returns the mouth motion per frame (mean absolute change in ``box``) while it speaks
+    and in the 2 s after, a frame from 1 s into the speech and the last frame."""
+    room = f"face-{uuid.uuid4().hex[:8]}"
+    agent_room, session, avatar = await agent_with_avatar(info, room, **avatar_options)
+    viewer = rtc.Room()
+    mouth: list[tuple[float, np.ndarray]] = []
+    frames: dict[str, np.ndarray] = {}
+
+    def on_frame(rgb: np.ndarray) -> None:
+        mouth.append((time.monotonic(), rgb[box].astype(np.int16)))
+        frames["last"] = rgb
+        if "speaking" in frames and "mid" not in frames:
+            frames["mid"] = rgb.copy()
+
+    readers = watch_video(viewer, (size, size), on_frame)
+    try:
+        await viewer.connect(info.url, make_token(info, room, "viewer-face"))
+        deadline = time.monotonic() + 20
+        while len(mouth) < 25 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert mouth, "no full-size video reached the viewer"
+        t_speech = time.monotonic()
+        handle = session.say(text)
+        await asyncio.sleep(1.0)
+        frames["speaking"] = np.zeros(0)
+        await asyncio.wait_for(handle.wait_for_playout(), 30)
+        t_end = time.monotonic()
+        await asyncio.sleep(2.5)
+    finally:
+        await shut_down(session, avatar, viewer, agent_room, readers=readers)
+
+    def motion(t0: float, t1: float) -> float:
+        crops = [c for t, c in mouth if t0 <= t <= t1]
+        diffs = [np.abs(b - a).mean() for a, b in zip(crops, crops[1:])]
+        return float(np.mean(diffs)) if diffs else 0.0
+
+    return (motion(t_speech + 0.5, t_end - 0.2), motion(t_end + 0.8, t_end + 2.5),
+            frames.get("mid"), frames["last"].copy())
+
+
 async def shut_down(session, avatar, *rooms: rtc.Room, readers=()) -> None:
     """Stop reader tasks, close the agent session and avatar, leave the rooms."""
     for task in readers:

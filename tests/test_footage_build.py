@@ -144,6 +144,29 @@ def test_phone_rotation_is_applied(tmp_path):
     assert nose_y > eyes_y + 0.1 * avatar.face_width  # upright
 
 
+def test_a_shaking_camera_is_steadied_and_a_steady_one_left_alone(synthetic, tmp_path):
+    import av
+
+    from livekit_avatar_plugin.face.camera import _phase_shift
+
+    _, steady = synthetic
+    assert steady.manifest["stabilised"] is None
+    truth = make_clip(tmp_path / "shaky.mp4", parts=(("talking", 6.0),), shake=4.0)
+    avatar = create_footage_avatar(tmp_path / "shaky.mp4", tmp_path / "avatar")
+    jitter = truth.extra["jitter"]
+    rms = float(np.sqrt((jitter**2).sum(1).mean()))
+    assert avatar.manifest["stabilised"]["shake_rms_px"] == pytest.approx(rms, rel=0.3)
+    # the background (a corner of the loop) barely moves from frame to frame any more
+    with av.open(str(avatar.path / "talking.mp4")) as c:
+        frames = [f.to_ndarray(format="gray").astype(np.float32)[8:72, 8:72] for f in c.decode(video=0)]
+    window = np.outer(np.hanning(64), np.hanning(64))
+    moved = np.array([_phase_shift(a, b, window)[:2] for a, b in zip(frames, frames[1:])])
+    zoom = avatar.canvas[0] / avatar.manifest["stabilised"]["crop_px"][0]
+    before = float(np.sqrt((np.diff(jitter, axis=0) ** 2).sum(1).mean())) * zoom
+    after = float(np.sqrt((moved**2).sum(1).mean()))
+    assert after < before / 3, (before, after)
+
+
 # -- bad input through the command line ---------------------------------------------------
 
 

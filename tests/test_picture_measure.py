@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -135,20 +134,8 @@ def test_report_formats():
 # -- end to end ---------------------------------------------------------------------------------
 
 
-def _lipsync_available() -> bool:
-    try:
-        from livekit_avatar_plugin.audio.lipsync import LipSyncModel
-
-        LipSyncModel.load()
-        return True
-    except Exception:
-        return False
-
-
-@pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian flite for the held-out speech")
 def test_measure_default_avatar_end_to_end(tmp_path, capsys):
-    if not _lipsync_available():
-        pytest.skip("lip-sync model not available")
+    # needs Debian flite (scripts/apt/lipsync.txt) for the held-out speech: no skip
     sheet, out = tmp_path / "sheet.png", tmp_path / "picture.json"
     argv = ["measure", "--avatar", "default", "--utterances", "3", "--size", "256x256",
             "--sheet", str(sheet), "--json", str(out), "-q"]  # fmt: skip

@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from . import landmarks as L
 from . import video as V
 from .avatar import MIN_FACE_PX, CorruptVideoError, FaceTooSmallError, NoFaceError, PartRangeError, StillVideoError
+from .camera import CameraMotion
 from .footage import (
     CHANNELS,
     FOOTAGE_VERSION,
@@ -71,6 +72,7 @@ class _Track:
     thumbs: np.ndarray  # (n, 24, 24) float32 grey, for motion and stillness
     frame_size: tuple[int, int]
     max_faces: int
+    shake: np.ndarray | None  # (n, 2) camera shake in frame pixels; None: a steady camera
 
 
 # ----------------------------------------------------------------------------- pass 1
@@ -78,20 +80,27 @@ class _Track:
 
 def _track(info: V.ClipInfo, progress: Progress) -> _Track:
     tracker = FaceTracker()
+    camera = CameraMotion()
     expected = max(1, int(info.duration_s * FPS))
     points, found, thumbs = [], [], []
     size = (0, 0)
+    head = None
     for i, rgb in enumerate(V.read_frames(info, FPS, max_side=TRACK_MAX_SIDE)):
         size = (rgb.shape[1], rgb.shape[0])
         face = tracker.update(rgb)
         found.append(face is not None)
         points.append(face.points if face is not None else np.full((468, 3), np.nan, np.float32))
+        if face is not None:  # the head with its hair, which the background patches avoid
+            p = face.points[:, :2]
+            fw = float(p[:, 0].max() - p[:, 0].min())
+            head = (p[:, 0].min() - 0.5 * fw, p[:, 1].min() - 0.7 * fw, p[:, 0].max() + 0.5 * fw, p[:, 1].max())
+        camera.update(rgb, head)
         thumbs.append(np.asarray(Image.fromarray(rgb).convert("L").resize((24, 24), Image.BILINEAR), np.float32))
         if i % 10 == 0:
             progress("tracking the face", min(1.0, i / expected))
     if not found:
         raise StillVideoError(f"{info.path.name} holds no frames")
-    return _Track(np.stack(points), np.array(found), np.stack(thumbs), size, tracker.max_faces)
+    return _Track(np.stack(points), np.array(found), np.stack(thumbs), size, tracker.max_faces, camera.shake(FPS))
 
 
 def _check_track(info: V.ClipInfo, tr: _Track) -> None:
@@ -150,16 +159,22 @@ class _Framing:
     y0: float
     scale: float  # canvas pixels per frame pixel
     canvas: tuple[int, int]
+    shift: np.ndarray  # (n, 2): the crop follows the camera's shake, frame by frame
+
+    def origin(self, i: int) -> tuple[float, float]:
+        return self.x0 + float(self.shift[i, 0]), self.y0 + float(self.shift[i, 1])
 
     def to_canvas(self, pts: np.ndarray) -> np.ndarray:
-        out = pts[..., :2].copy()
-        out[..., 0] = (out[..., 0] - self.x0) * self.scale
-        out[..., 1] = (out[..., 1] - self.y0) * self.scale
+        """Every frame's points (n, k, >=2) in its canvas."""
+        out = pts[..., :2].astype(np.float64)
+        out[..., 0] = (out[..., 0] - self.x0 - self.shift[:, None, 0]) * self.scale
+        out[..., 1] = (out[..., 1] - self.y0 - self.shift[:, None, 1]) * self.scale
         return out
 
-    def box(self) -> tuple[float, float, float, float]:
+    def box(self, i: int) -> tuple[float, float, float, float]:
         w, h = self.canvas
-        return self.x0, self.y0, self.x0 + w / self.scale, self.y0 + h / self.scale
+        x0, y0 = self.origin(i)
+        return x0, y0, x0 + w / self.scale, y0 + h / self.scale
 
 
 def _frame_canvas(tr: _Track, canvas: tuple[int, int]) -> _Framing:
@@ -176,13 +191,20 @@ def _frame_canvas(tr: _Track, canvas: tuple[int, int]) -> _Framing:
     right = float(np.percentile(p[:, :, 0].max(1), 99)) + 0.25 * fw
     top = float(np.percentile(p[:, :, 1].min(1), 1)) - 0.45 * fw
     bottom = float(np.percentile(p[:, :, 1].max(1), 99)) + 0.25 * fw
+    # a shaking camera is followed by the crop, which then needs room to move in
+    mx, my = (np.percentile(np.abs(tr.shake), 99, axis=0) if tr.shake is not None else (0.0, 0.0))
     s = FACE_FRACTION * W / fw
     s = min(s, W / max(right - left, 1.0), H / max(bottom - top, 1.0))  # whole head inside
-    s = max(s, W / fw_, H / fh_)  # never wider than the clip: no invented pixels
+    s = max(s, W / max(fw_ - 2 * mx, 1.0), H / max(fh_ - 2 * my, 1.0))  # never wider than the clip
     cw, ch = W / s, H / s
-    x0 = min(max(cx - cw / 2, 0.0), max(fw_ - cw, 0.0))
-    y0 = min(max(eyes - EYES_FROM_TOP * ch, 0.0), max(fh_ - ch, 0.0))
-    return _Framing(x0, y0, s, canvas)
+    x0 = min(max(cx - cw / 2, mx), max(fw_ - cw - mx, mx))
+    y0 = min(max(eyes - EYES_FROM_TOP * ch, my), max(fh_ - ch - my, my))
+    n = len(tr.found)
+    shift = np.zeros((n, 2))
+    if tr.shake is not None:
+        shift[:, 0] = np.clip(tr.shake[:, 0], -x0, max(fw_ - cw - x0, -x0))
+        shift[:, 1] = np.clip(tr.shake[:, 1], -y0, max(fh_ - ch - y0, -y0))
+    return _Framing(x0, y0, s, canvas, shift)
 
 
 @dataclass
@@ -664,6 +686,9 @@ def create_footage_avatar(
                   for k, v in chosen.items()},
         "calibration": calib.meta,
         "atlas": {"crops": int(len(atlas_frames)), "box": list(box)},
+        "stabilised": None if tr.shake is None else {
+            "shake_rms_px": round(float(np.sqrt((tr.shake**2).sum(1).mean())), 2),
+            "crop_px": [round(canvas[0] / framing.scale, 1), round(canvas[1] / framing.scale, 1)]},
         "stats": {"frames": n, "face_lost": int(n - found.sum()), "faces_max": tr.max_faces,
                   "talking_s": round(talking_s, 1), "build_s": round(time.perf_counter() - t_start, 1)},
         "provenance": {
@@ -695,7 +720,6 @@ def _second_pass(
     """Decode the clip again: loops cropped to the canvas and made seamless, and the
     atlas crops warped into the canonical space."""
     W, H = framing.canvas
-    x0, y0, x1, y1 = framing.box()
     bufs, encoders, arrays = {}, {}, {}
     preroll: dict[str, list[np.ndarray]] = {name: [] for name in ranges}
     for name, (a, b) in ranges.items():
@@ -720,7 +744,7 @@ def _second_pass(
             if a - CROSSFADE <= i < b:
                 if img is None:
                     img = Image.fromarray(rgb)
-                frame = np.asarray(img.resize((W, H), Image.LANCZOS, box=(x0, y0, x1, y1)))
+                frame = np.asarray(img.resize((W, H), Image.LANCZOS, box=framing.box(i)))
                 if i < a:
                     preroll[name].append(frame)
                     continue
@@ -744,7 +768,7 @@ def _second_pass(
             to_canvas = pose.transforms[i].copy()
             to_canvas[:, 2] += to_canvas[:, :2] @ np.array([box[0], box[1]], float)
             to_frame = to_canvas / framing.scale
-            to_frame[:, 2] += [x0, y0]
+            to_frame[:, 2] += framing.origin(i)
             crop = _warp(img, to_frame, (bw, bh))
             atlas_ring[k] = _sample_mean(crop, mask_pts)
             buf = io.BytesIO()

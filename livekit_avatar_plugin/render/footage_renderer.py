@@ -150,6 +150,7 @@ class _MouthChooser:
     MAX_AHEAD = 2
     BLEND_ABOVE = 0.08  # no crop this close: blend the two nearest
     CLOSED_GAP = 0.02
+    SHAPE_GAIN = 1.0
     STEADY = 0.01  # channels that moved less than this since the last choice keep the mouth
 
     def __init__(self, atlas: MouthAtlas) -> None:
@@ -183,6 +184,9 @@ class _MouthChooser:
         if steady and np.abs(a.poses[prev] - pose).max() < 3 * self.POSE_TOLERANCE:
             return prev, prev, 0.0  # the channels have not moved: neither does the mouth
         self._chosen_for[:] = targets[0]
+        if self.SHAPE_GAIN != 1.0:
+            targets = targets.copy()
+            np.clip(targets[:, 2:4] * self.SHAPE_GAIN, 0.0, 1.0, out=targets[:, 2:4])
         match = ((a.keys - targets[0]) ** 2 * self.WEIGHTS).sum(1)
         if targets[0, 1] >= 0.5 and self._closed.any():
             match[~self._closed] += 10.0  # p, b, m: the lips must meet
