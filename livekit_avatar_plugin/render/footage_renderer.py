@@ -135,12 +135,13 @@ class _LoopPlayer:
 
 
 class _MouthChooser:
-    """Picks the atlas crop for each frame: the closest measured shape to the channels,
+    """Picks the atlas crop for each frame: the closest measured shape to the channels
+    (the opening within a band, the lip shape deciding inside it; closed lips for p/b/m),
     from a head pose like the frame's, preferring to hold or play on through consecutive
     source frames (real motion) over jumping, and, where the next frames' channels are
     known, a crop whose own next frames fit them."""
 
-    WEIGHTS = np.array([2.5, 0.5, 3.0, 0.9, 0.2], np.float32)
+    WEIGHTS = np.array([2.0, 0.5, 3.0, 0.9, 0.2], np.float32)
     POSE_WEIGHT = 5.0
     POSE_TOLERANCE = 0.03  # face widths of yaw or pitch (nose against the eyes)
     HOLD_COST = 0.0
@@ -150,7 +151,10 @@ class _MouthChooser:
     MAX_AHEAD = 2
     BLEND_ABOVE = 0.08  # no crop this close: blend the two nearest
     CLOSED_GAP = 0.02
-    SHAPE_GAIN = 1.0
+    SHAPE_GAIN = 1.25  # rounding and spreading asked a little beyond the channels: seen, not guessed
+    JAW_BAND = 0.08  # openings this close to the channel's are all fine: the lip shape decides
+    JAW_BAND_WEIGHT = 20.0
+    CLOSE_AT = 0.4  # lips_closed from here on takes closed crops only
     STEADY = 0.01  # channels that moved less than this since the last choice keep the mouth
 
     def __init__(self, atlas: MouthAtlas) -> None:
@@ -184,11 +188,13 @@ class _MouthChooser:
         if steady and np.abs(a.poses[prev] - pose).max() < 3 * self.POSE_TOLERANCE:
             return prev, prev, 0.0  # the channels have not moved: neither does the mouth
         self._chosen_for[:] = targets[0]
-        if self.SHAPE_GAIN != 1.0:
-            targets = targets.copy()
-            np.clip(targets[:, 2:4] * self.SHAPE_GAIN, 0.0, 1.0, out=targets[:, 2:4])
+        targets = targets.copy()
+        np.clip(targets[:, 2:4] * self.SHAPE_GAIN, 0.0, 1.0, out=targets[:, 2:4])
         match = ((a.keys - targets[0]) ** 2 * self.WEIGHTS).sum(1)
-        if targets[0, 1] >= 0.5 and self._closed.any():
+        # an opening further off than the band costs steeply: the shape is chosen within it
+        off = np.maximum(np.abs(a.keys[:, 0] - targets[0, 0]) - self.JAW_BAND, 0.0)
+        match += self.JAW_BAND_WEIGHT * off**2
+        if targets[0, 1] >= self.CLOSE_AT and self._closed.any():
             match[~self._closed] += 10.0  # p, b, m: the lips must meet
         # head poses this close look alike once warped: only a larger turn costs
         off = np.maximum(np.abs(a.poses - pose) - self.POSE_TOLERANCE, 0.0)
