@@ -121,7 +121,7 @@ def seam_and_flicker(package: Path, size: tuple[int, int]) -> dict:
         m, _, _ = r._placed
         region = Image.fromarray(np.ascontiguousarray(out[r.layout.dst][..., :3]))
         backs.append(_luma(np.asarray(region.transform((box_w, box_h), Image.AFFINE, tuple(m.reshape(-1)),
-                                                       resample=Image.BILINEAR)))[inside])
+                                                       resample=Image.BICUBIC)))[inside])
     b = np.array(backs)
     # flicker: what jumps from one frame and back, not what moves smoothly (the second
     # temporal difference); the change per frame (first difference) is reported beside it

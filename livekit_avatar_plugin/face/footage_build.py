@@ -474,9 +474,11 @@ def _mouth_mask(pose: _Pose) -> tuple[tuple[int, int, int, int], np.ndarray]:
     # pulled in towards the mouth, so the seam stays on the cheeks, off the face's edge
     d = lower - centre
     lower = centre + d * (1 - 0.07 * fw / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6))
-    order = np.argsort(np.arctan2(lower[:, 1] - centre[1], lower[:, 0] - centre[0]))
-    poly = [(float(lower[order[-1], 0]), top)] + [tuple(map(float, p)) for p in lower[order][::-1]]
-    poly.append((float(lower[order[0], 0]), top))
+    # round the chin from the left cheek to the right: angles measured from straight down,
+    # so the turn-over (straight up, the nose) falls where there is no point
+    order = np.argsort(np.arctan2(lower[:, 0] - centre[0], lower[:, 1] - centre[1]))
+    poly = [(float(lower[order[0], 0]), top)] + [tuple(map(float, p)) for p in lower[order]]
+    poly.append((float(lower[order[-1], 0]), top))
     chin = med[152]
     jaw = (chin[0] - 0.26 * fw, chin[1] - 0.14 * fw, chin[0] + 0.26 * fw, chin[1] + 0.2 * fw)
     feather = 0.04 * fw
