@@ -59,6 +59,7 @@ class Loop:
     transforms: np.ndarray  # (n, 2, 3) float32: canonical -> canvas
     ring: np.ndarray  # (n, 3) float32: mean colour around the mouth blend, for gain matching
     poses: np.ndarray  # (n, 2) float32: yaw and pitch proxies, as the atlas's
+    oval: np.ndarray  # (n, k, 2) float32: the face's lower outline (MouthAtlas.oval_index), canonical
     own_mouth: bool  # False: frames borrowed from talking footage, so the atlas draws the mouth
 
     @property
@@ -79,6 +80,8 @@ class MouthAtlas:
     ring: np.ndarray  # (n, 3) float32: mean colour under the blend ring
     box: tuple[int, int, int, int]  # x, y, w, h of the crops in canonical pixels
     mask: np.ndarray  # (h, w) uint8 alpha
+    oval_index: np.ndarray  # (k,) face-oval landmarks below the nose, cheek round the chin to cheek
+    oval: np.ndarray  # (n, k, 2) float32: each crop's own face outline there, canonical
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -183,17 +186,20 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         tf = arrays.get(f"{stem}_transforms")
         ring = arrays.get(f"{stem}_ring")
         poses = arrays.get(f"{stem}_poses")
-        _check(tf is not None and ring is not None and poses is not None, f"loops.npz lacks the arrays of {file}")
+        oval = arrays.get(f"{stem}_oval")
+        _check(tf is not None and ring is not None and poses is not None and oval is not None,
+               f"loops.npz lacks the arrays of {file}")
         n = len(packets)
         _finite(tf, (n, 2, 3), f"{stem}_transforms")
         _finite(ring, (n, 3), f"{stem}_ring")
         _finite(poses, (n, 2), f"{stem}_poses")
+        _finite(oval, (n, *oval.shape[1:]), f"{stem}_oval")
         own = loops_meta[name].get("own_mouth")
         _check(isinstance(own, bool), f"loop {name}: own_mouth must be true or false")
-        loops[name] = Loop(name, file, packets, extradata, tf, ring, poses, own)
+        loops[name] = Loop(name, file, packets, extradata, tf, ring, poses, oval, own)
 
     a = _npz("atlas.npz", data["atlas.npz"])
-    for key in ("offsets", "keys", "shapes", "poses", "follows", "ring", "box", "template"):
+    for key in ("offsets", "keys", "shapes", "poses", "follows", "ring", "box", "template", "oval_index", "oval"):
         _check(key in a, f"atlas.npz lacks {key}")
     n = len(a["keys"])
     _check(n >= 1, "the mouth atlas is empty")
@@ -204,6 +210,9 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
     box = a["box"]
     _check(box.dtype == np.int64 and box.shape == (4,) and box[2] > 0 and box[3] > 0
            and box[2] <= MAX_CANVAS_SIDE and box[3] <= MAX_CANVAS_SIDE, "atlas box must be 4 integers")
+    oval_index = a["oval_index"]
+    _check(oval_index.dtype == np.int64 and oval_index.ndim == 1 and 3 <= len(oval_index) <= 36
+           and bool(np.all((oval_index >= 0) & (oval_index < 468))), "atlas oval_index must be face-mesh indices")
     with Image.open(io.BytesIO(data["mask.png"])) as im:
         _check(im.format == "PNG" and im.mode == "L" and im.size == (int(box[2]), int(box[3])),
                "mask.png must be a greyscale PNG the size of the atlas box")
@@ -218,7 +227,11 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         ring=_finite(a["ring"], (n, 3), "atlas ring"),
         box=tuple(int(v) for v in box),
         mask=mask,
+        oval_index=oval_index,
+        oval=_finite(a["oval"], (n, len(oval_index), 2), "atlas oval"),
     )
+    for loop in loops.values():
+        _check(loop.oval.shape[1:] == (len(oval_index), 2), f"{loop.file}: the face outline has the wrong shape")
     template = _finite(a["template"], (len(STABLE_POINTS), 2), "atlas template")
     return FootageAvatar(root, (canvas[0], canvas[1]), float(fps), loops, atlas, float(fw), template, manifest)
 

@@ -461,16 +461,19 @@ def _loop_range(frames: np.ndarray, pose: _Pose, thumbs: np.ndarray, max_s: floa
 # ----------------------------------------------------------------------------- atlas geometry
 
 
-def _mouth_mask(pose: _Pose) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """The blend region in the canonical space: the face below the nose, inside the cheeks,
-    and the chin with room below it for a jaw that opens further than the frame's own."""
+def _mouth_mask(pose: _Pose) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """The blend region in the canonical space (the face below the nose, inside the cheeks,
+    and the chin with room below it for a jaw that opens further than the frame's own), its
+    box, and the face-oval landmarks that bound it, from cheek round the chin to cheek: at
+    run time they clip the region to the faces actually there."""
     good = np.flatnonzero(np.isfinite(pose.canonical[:, 0, 0]))
     med = np.median(pose.canonical[good], 0)
     fw = pose.face_width
     top = med[2, 1] + 0.02 * fw  # just under the nose
     centre = (med[61] + med[291]) / 2
     oval = med[list(L.FACE_OVAL)]
-    lower = oval[oval[:, 1] >= top]
+    below = oval[:, 1] >= top
+    lower = oval[below]
     # pulled in towards the mouth, so the seam stays on the cheeks, off the face's edge
     d = lower - centre
     lower = centre + d * (1 - 0.07 * fw / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6))
@@ -496,7 +499,8 @@ def _mouth_mask(pose: _Pose) -> tuple[tuple[int, int, int, int], np.ndarray]:
     ys, xs = np.nonzero(mask)
     tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
     mask = np.ascontiguousarray(mask[tight[1]:tight[3], tight[0]:tight[2]])
-    return (x0 + tight[0], y0 + tight[1], tight[2] - tight[0], tight[3] - tight[1]), mask
+    oval_index = np.array(L.FACE_OVAL)[below][order]
+    return (x0 + tight[0], y0 + tight[1], tight[2] - tight[0], tight[3] - tight[1]), mask, oval_index
 
 
 def _ring_points(mask: np.ndarray, box: tuple[int, int, int, int], pose: _Pose) -> np.ndarray:
@@ -641,7 +645,7 @@ def create_footage_avatar(
         loops[name] = {"file": f"{other}.mp4", "own_mouth": other != "talking", "stand_in": other}
         log.info("%s has no %s part: the %s loop stands in", clip.name, name, other)
 
-    box, mask = _mouth_mask(pose)
+    box, mask, oval_index = _mouth_mask(pose)
     ring_pts = _ring_points(mask, box, pose)
     atlas_frames = np.flatnonzero(found)
     if len(atlas_frames) > ATLAS_MAX:  # keep runs: thin by whole-second blocks
@@ -650,7 +654,7 @@ def create_footage_avatar(
         atlas_frames = atlas_frames[np.isin(blocks, keep)]
     atlas_index = {int(f): k for k, f in enumerate(atlas_frames)}
 
-    files, arrays = _second_pass(info, framing, pose, ranges, atlas_index, box, ring_pts, n,
+    files, arrays = _second_pass(info, framing, pose, ranges, atlas_index, box, ring_pts, oval_index, n,
                                  lambda f: report("writing loops and mouths", 0.62 + 0.33 * f))
     jpegs, atlas_ring = files.pop("_atlas"), arrays.pop("_atlas_ring")
     offsets = np.zeros(len(atlas_frames) + 1, np.int64)
@@ -663,6 +667,7 @@ def create_footage_avatar(
         shapes=shapes[atlas_frames].astype(np.float32), poses=pose.poses[atlas_frames].astype(np.float32),
         follows=follows, ring=atlas_ring.astype(np.float32), box=np.array(box, np.int64),
         template=pose.template.astype(np.float32), source_frames=atlas_frames.astype(np.int64),
+        oval_index=oval_index.astype(np.int64), oval=pose.canonical[atlas_frames][:, oval_index].astype(np.float32),
     )
     loops_npz = io.BytesIO()
     np.savez_compressed(loops_npz, **arrays)
@@ -716,21 +721,25 @@ def _second_pass(
     atlas_index: dict[int, int],
     box: tuple[int, int, int, int],
     ring_pts: np.ndarray,
+    oval_index: np.ndarray,
     n: int,
     progress: Callable[[float], None],
 ) -> tuple[dict, dict]:
     """Decode the clip again: loops cropped to the canvas and made seamless, and the
     atlas crops warped into the canonical space."""
     W, H = framing.canvas
+    # the base's outline bounds the blend frame after frame: smoothed, or its edge would shimmer
+    found = np.isfinite(pose.canonical[:, 0, 0])
+    outline = _smooth(np.nan_to_num(pose.canonical[:, oval_index]), 1.5, found)
     bufs, encoders, arrays = {}, {}, {}
     preroll: dict[str, list[np.ndarray]] = {name: [] for name in ranges}
     for name, (a, b) in ranges.items():
         bufs[name] = io.BytesIO()
         encoders[name] = _encoder(bufs[name], (W, H))
-        stem = name
-        arrays[f"{stem}_transforms"] = pose.transforms[a:b].astype(np.float32).copy()
-        arrays[f"{stem}_poses"] = pose.poses[a:b].astype(np.float32).copy()
-        arrays[f"{stem}_ring"] = np.zeros((b - a, 3), np.float32)
+        arrays[f"{name}_transforms"] = pose.transforms[a:b].astype(np.float32).copy()
+        arrays[f"{name}_poses"] = pose.poses[a:b].astype(np.float32).copy()
+        arrays[f"{name}_ring"] = np.zeros((b - a, 3), np.float32)
+        arrays[f"{name}_oval"] = outline[a:b].astype(np.float32)
     jpegs: list[bytes] = [b""] * len(atlas_index)
     atlas_ring = np.zeros((len(atlas_index), 3), np.float32)
     bw, bh = box[2], box[3]
@@ -758,6 +767,7 @@ def _second_pass(
                     frame = (frame * (1 - w) + preroll[name][k] * w + 0.5).astype(np.uint8)
                     tf = pose.transforms[i] * (1 - w) + pose.transforms[a - CROSSFADE + k] * w
                     arrays[f"{name}_transforms"][i - a] = tf
+                    arrays[f"{name}_oval"][i - a] = outline[i] * (1 - w) + outline[a - CROSSFADE + k] * w
                 arrays[f"{name}_ring"][i - a] = _sample_mean(frame, apply_affine(tf, ring_pts))
                 out, stream = encoders[name]
                 for p in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

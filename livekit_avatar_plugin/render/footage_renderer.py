@@ -142,8 +142,8 @@ class _MouthChooser:
     known, a crop whose own next frames fit them."""
 
     WEIGHTS = np.array([2.0, 0.5, 3.0, 0.9, 0.2], np.float32)
-    POSE_WEIGHT = 5.0
-    POSE_TOLERANCE = 0.03  # face widths of yaw or pitch (nose against the eyes)
+    POSE_WEIGHT = 40.0
+    POSE_TOLERANCE = 0.02  # face widths of yaw or pitch (nose against the eyes)
     HOLD_COST = 0.0
     FOLLOW_COST = 0.002
     JUMP_COST = 0.03
@@ -156,6 +156,7 @@ class _MouthChooser:
     JAW_BAND_WEIGHT = 20.0
     CLOSE_AT = 0.4  # lips_closed from here on takes closed crops only
     STEADY = 0.01  # channels that moved less than this since the last choice keep the mouth
+    STEADY_POSE = 0.15  # ... unless the head turned this far from it
 
     def __init__(self, atlas: MouthAtlas) -> None:
         self.atlas = atlas
@@ -185,7 +186,7 @@ class _MouthChooser:
         if self._dissolve is not None:  # the second half of a dissolve begun last frame
             i, self._dissolve = self._dissolve, None
             return i, i, 0.0
-        if steady and np.abs(a.poses[prev] - pose).max() < 3 * self.POSE_TOLERANCE:
+        if steady and np.abs(a.poses[prev] - pose).max() < self.STEADY_POSE:
             return prev, prev, 0.0  # the channels have not moved: neither does the mouth
         self._chosen_for[:] = targets[0]
         targets = targets.copy()
@@ -246,6 +247,13 @@ class FootageRenderer:
         self._faded = np.zeros((rows.stop - rows.start, cols.stop - cols.start, 4), np.uint8)  # the loop fading out
         self._chooser = _MouthChooser(avatar.atlas)
         self._crops: OrderedDict[int, np.ndarray] = OrderedDict()
+        mask_shape = avatar.atlas.mask.shape
+        self._rgba = np.empty((*mask_shape, 4), np.uint8)  # the crop and its alpha, for the warp
+        self._clip = np.empty(mask_shape, np.uint8)
+        self._mouth_x = float(np.median(avatar.atlas.oval[:, :, 0]))
+        self._chin_floor = {loop.file: loop.oval[:, :, 1].max(0) for loop in avatar.loops.values()}
+        side = int(round(np.sqrt(6 * (0.02 * avatar.face_width) ** 2 + 1))) | 1
+        self._box = (side, side)
         self._luts: dict[tuple[int, int, int], np.ndarray] = {}
         self._pos: dict[str, float] = dict.fromkeys(players, 0.0)
         self._loop = "idle"
@@ -339,20 +347,43 @@ class FootageRenderer:
         if not loop.own_mouth:
             self._mouth(loop, i, region, self._targets[:known])
 
-    def _crop_rgba(self, i: int) -> np.ndarray:
-        """Crop ``i`` with the blend mask as its alpha, (h, w, 4) uint8."""
+    def _crop_rgb(self, i: int) -> np.ndarray:
+        """Crop ``i``, (h, w, 3) uint8, decoded once while it is in use."""
         crop = self._crops.get(i)
         if crop is None:
-            a = self.avatar.atlas
-            crop = np.empty((*a.mask.shape, 4), np.uint8)
-            crop[..., :3] = a.crop(i)
-            crop[..., 3] = a.mask
-            self._crops[i] = crop
+            crop = self._crops[i] = self.avatar.atlas.crop(i)
             if len(self._crops) > 64:
                 self._crops.popitem(last=False)
         else:
             self._crops.move_to_end(i)
         return crop
+
+    def _alpha(self, loop: Loop, f: int, crops: tuple[int, ...]) -> np.ndarray:
+        """The blend mask for ``crops`` (one, or the two blended) on frame ``f``: the
+        package's mask, clipped to the faces' outlines. Beside the mouth the narrowest face
+        bounds it (no face's background, hair or ear comes in: heads turn between frames);
+        below, the lowest chin (no chin shows twice): the crop's, or the loop's lowest, so
+        that the edge stays put while the footage's own jaw moves under it."""
+        a = self.avatar.atlas
+        fw = self.avatar.face_width
+        ovals = np.stack([loop.oval[f], *(a.oval[i] for i in crops)])  # (faces, k, 2)
+        cx = self._mouth_x
+        nearest = np.argmin(np.abs(ovals[:, :, 0] - cx), axis=0)
+        x = ovals[nearest, np.arange(ovals.shape[1]), 0]
+        # off the face's edge by more than the feather, and further where the heads are
+        # turned apart (their cheeks are lit and shaped differently)
+        turned = max(float(np.abs(a.poses[i] - loop.poses[f]).max()) for i in crops)
+        x = x - np.sign(x - cx) * ((0.05 + 0.75 * turned) * fw)
+        y = np.maximum(ovals[1:, :, 1].max(0), self._chin_floor[loop.file]) + 0.04 * fw
+        bx, by = a.box[0], a.box[1]
+        poly = np.concatenate([[[x[0], by - 8.0]], np.stack([x, y], 1), [[x[-1], by - 8.0]]]) - (bx, by)
+        clip = self._clip
+        clip.fill(0)
+        cv2.fillPoly(clip, [np.round(poly * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
+        # two box blurs: a Gaussian's softness (sigma 0.02 face widths) at a seventh of its cost
+        cv2.blur(clip, self._box, dst=clip)
+        cv2.blur(clip, self._box, dst=clip)
+        return np.minimum(clip, a.mask, out=clip)
 
     def _placement(self, loop: Loop, f: int, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
         """Where the atlas box lands on frame ``f``: the affine map from box pixels to the
@@ -384,9 +415,12 @@ class FootageRenderer:
         inv[:, 2] += inv[:, :2] @ (x0, y0)
         # OpenCV counts pixel centres from 0; these maps count pixel edges
         inv[:, 2] += inv[:, :2] @ (0.5, 0.5) - 0.5
-        crop = self._crop_rgba(i)
+        crop = self._rgba
         if w > 0:
-            crop = cv2.addWeighted(crop, 1.0 - w, self._crop_rgba(j), w, 0.0)
+            crop[..., :3] = cv2.addWeighted(self._crop_rgb(i), 1.0 - w, self._crop_rgb(j), w, 0.0)
+        else:
+            crop[..., :3] = self._crop_rgb(i)
+        crop[..., 3] = self._alpha(loop, f, (i, j) if w > 0 else (i,))
         warped = cv2.warpAffine(crop, inv, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         # colour matched to the skin around it: light drifts over a clip
