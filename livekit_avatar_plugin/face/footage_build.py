@@ -37,7 +37,6 @@ from .footage import (
     FOOTAGE_VERSION,
     KEY_INTERVAL,
     LOOP_NAMES,
-    SHAPE_FIELDS,
     STABLE_POINTS,
     FootageAvatar,
     apply_affine,

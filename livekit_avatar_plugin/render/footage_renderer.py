@@ -4,8 +4,9 @@ Per frame: the loop that fits the conversation state (idle, listening, talking) 
 base frame, decoded from its compressed packets; where the loop's own mouth cannot show
 (talking footage, which says other words), the atlas crop whose measured shape best fits
 the lip-sync channels is warped onto the head by the frame's pose and blended in with a
-feathered mask, its colour matched to the frame around it. A change of state crossfades
-into the new loop at the frame whose head pose is nearest, within 240 ms.
+feathered mask, clipped to the faces there and its colour matched to the frame around it.
+A change of state crossfades into the new loop at the frame whose head pose is nearest,
+within 240 ms.
 
 One renderer per session (decoders hold state); the per-output-size framing and the
 static extension around a canvas narrower than the output are shared through
