@@ -98,6 +98,34 @@ def test_the_mouth_opens_closes_and_rounds_as_the_channels_say(footage):
     assert rounded < spread
 
 
+def test_the_mouth_is_squeezed_round_or_stretched_wide_beyond_the_crop_chosen(footage, monkeypatch):
+    """An atlas holds few rounded mouths: the width the channels ask for is made up by a
+    sideways warp about the mouth, and the cheeks at the blend's edge do not move."""
+    from livekit_avatar_plugin.render import footage_renderer as FR
+
+    def hold(mouth: dict[str, float]) -> tuple[float, np.ndarray]:
+        r = FootageRenderer(footage, *footage.canvas)
+        for k in range(12):
+            f = r.render(mouth, SPEAK, k / FPS)
+        _, (x0, y0, x1, y1), _ = r._placed
+        return _gap_width(f)[1], f[y0:y1, x0:x1].astype(int)
+
+    rounded, spread = _mouth(jaw_open=0.3, lip_round=1.0), _mouth(jaw_open=0.3, lip_spread=1.0)
+    warped_round, wr = hold(rounded)
+    warped_spread, _ = hold(spread)
+    monkeypatch.setattr(FR._MouthShaper, "STRENGTH", 0.0)
+    plain_round, pr = hold(rounded)
+    plain_spread, _ = hold(spread)
+    # the synthetic person barely rounds: the face mesh sees the squeeze only in part
+    assert warped_round < plain_round - 0.004  # narrower than the roundest crop alone
+    assert warped_spread > plain_spread + 0.004
+    assert (warped_spread - warped_round) - (plain_spread - plain_round) > 0.01
+    # the squeeze fades out inside the blend: the box's edges are the same pixels
+    edge = np.ones(wr.shape[:2], bool)
+    edge[8:-8, 8:-8] = False
+    assert np.abs(wr - pr)[edge].mean() < 0.5
+
+
 def test_resting_mouth_when_a_stand_in_loop_has_no_mouth_of_its_own(tmp_path):
     """An 8 s clip that is all talking: idle shows the talking footage, mouth at rest."""
     from livekit_avatar_plugin.face.footage_build import create_footage_avatar

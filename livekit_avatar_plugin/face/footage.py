@@ -39,6 +39,8 @@ LOOP_NAMES = ("idle", "listening", "talking")
 CHANNELS = ("jaw_open", "lips_closed", "lip_round", "lip_spread", "labiodental")
 # Measured on each crop, in face widths: inner-lip gap, mouth width, lower-lip thickness.
 SHAPE_FIELDS = ("gap", "width", "lower_lip")
+# the mouth corners and the inner lips' middles: their mean is the mouth's centre
+MOUTH_POINTS = (61, 291, 13, 14)
 KEY_INTERVAL = 12
 MAX_MEMBER_BYTES = 512 << 20
 MAX_CANVAS_SIDE = 2048
@@ -82,6 +84,7 @@ class MouthAtlas:
     mask: np.ndarray  # (h, w) uint8 alpha
     oval_index: np.ndarray  # (k,) face-oval landmarks below the nose, cheek round the chin to cheek
     oval: np.ndarray  # (n, k, 2) float32: each crop's own face outline there, canonical
+    mouth: np.ndarray  # (n, 2) float32: each crop's mouth centre, canonical
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -199,7 +202,7 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         loops[name] = Loop(name, file, packets, extradata, tf, ring, poses, oval, own)
 
     a = _npz("atlas.npz", data["atlas.npz"])
-    for key in ("offsets", "keys", "shapes", "poses", "follows", "ring", "box", "template", "oval_index", "oval"):
+    for key in ("offsets", "keys", "shapes", "poses", "follows", "ring", "box", "template", "oval_index", "oval", "mouth"):
         _check(key in a, f"atlas.npz lacks {key}")
     n = len(a["keys"])
     _check(n >= 1, "the mouth atlas is empty")
@@ -229,6 +232,7 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         mask=mask,
         oval_index=oval_index,
         oval=_finite(a["oval"], (n, len(oval_index), 2), "atlas oval"),
+        mouth=_finite(a["mouth"], (n, 2), "atlas mouth"),
     )
     for loop in loops.values():
         _check(loop.oval.shape[1:] == (len(oval_index), 2), f"{loop.file}: the face outline has the wrong shape")

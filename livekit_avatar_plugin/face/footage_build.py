@@ -37,6 +37,7 @@ from .footage import (
     FOOTAGE_VERSION,
     KEY_INTERVAL,
     LOOP_NAMES,
+    MOUTH_POINTS,
     STABLE_POINTS,
     FootageAvatar,
     apply_affine,
@@ -667,6 +668,7 @@ def create_footage_avatar(
         follows=follows, ring=atlas_ring.astype(np.float32), box=np.array(box, np.int64),
         template=pose.template.astype(np.float32), source_frames=atlas_frames.astype(np.int64),
         oval_index=oval_index.astype(np.int64), oval=pose.canonical[atlas_frames][:, oval_index].astype(np.float32),
+        mouth=pose.canonical[atlas_frames][:, MOUTH_POINTS].mean(1).astype(np.float32),
     )
     loops_npz = io.BytesIO()
     np.savez_compressed(loops_npz, **arrays)

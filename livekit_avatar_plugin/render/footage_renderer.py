@@ -38,9 +38,7 @@ cv2.setNumThreads(1)
 
 CROSSFADE_FRAMES = 6  # 240 ms at 25 fps: a change of state never cuts
 GAIN_LIMITS = (0.8, 1.25)
-# Lookup tables for gains 0.800, 0.805, ... 1.250: a crop's colour is matched by one each
-# for R, G and B.
-_GAIN_LUTS = np.clip(np.arange(256)[None] * (np.arange(160, 251)[:, None] / 200.0) + 0.5, 0, 255).astype(np.uint8)
+_LEVELS = np.arange(256, dtype=np.float32)
 _STATE_LOOP = {ConversationState.SPEAKING: "talking", ConversationState.LISTENING: "listening"}
 # What a closed, resting mouth looks like in the channels (lips together).
 REST = np.array([0.0, 1.0, 0.0, 0.0, 0.0], np.float32)
@@ -223,6 +221,65 @@ class _MouthChooser:
         return i, j, w
 
 
+class _MouthShaper:
+    """How much narrower or wider the drawn mouth should be than the crop chosen, and the
+    warp that does it. An atlas from a short clip holds few rounded or spread mouths, so
+    the nearest crop's width can miss the sound's; the rest is made up by squeezing or
+    stretching the mouth sideways about its centre, fading to nothing well inside the blend
+    mask (the cheeks and the seam stay where they were)."""
+
+    STRENGTH = 0.8  # of the width missing, this much is made up
+    LIMITS = (0.86, 1.08)  # narrower than an "oo" needs, wider than a smile
+    MIN_CHANGE = 0.01  # closer than this to the crop's width: no warp
+    INNER, OUTER = 1.2, 2.0  # the full squeeze out to this many half-widths, none beyond
+    MIN_SLOPE = 0.05  # face widths of mouth width from fully spread to fully rounded, at least
+
+    def __init__(self, atlas: MouthAtlas, face_width: float, gain: float) -> None:
+        keys, width = atlas.keys, atlas.shapes[:, 1]
+        # the person's width against the channels that shape it: lip shape and opening
+        x = np.stack([np.ones(len(keys)), keys[:, 3] - keys[:, 2], keys[:, 0]], 1)
+        ok = np.isfinite(width) & (width > 0)
+        if ok.sum() >= 8:
+            coef = np.linalg.lstsq(x[ok], width[ok], rcond=None)[0]
+        else:
+            coef = np.array([float(np.median(width[ok])) if ok.any() else 0.4, 0.0, 0.0])
+        self._coef = coef.astype(np.float64)
+        # a mouth that barely changed width in the clip still rounds for an "oo" (real
+        # speakers span 0.07-0.17 face widths over the channels' range)
+        self._coef[1] = max(self._coef[1], self.MIN_SLOPE)
+        self._gain = gain
+        self._width = width
+        self._centre = atlas.mouth - (atlas.box[0] + 0.5, atlas.box[1] + 0.5)  # box pixels, as OpenCV counts them
+        self._half = 0.5 * face_width * float(np.median(width[ok])) if ok.any() else 0.2 * face_width
+
+    def factor(self, target: np.ndarray, i: int, j: int, w: float) -> float:
+        """The sideways scale for the crop(s) drawn, from this frame's channels."""
+        want = self._coef[0] + self._coef[1] * self._gain * (target[3] - target[2]) + self._coef[2] * target[0]
+        have = (1.0 - w) * self._width[i] + w * self._width[j]
+        if have <= 0:
+            return 1.0
+        s = float(np.clip(1.0 + self.STRENGTH * (want / have - 1.0), *self.LIMITS))
+        return 1.0 if abs(s - 1.0) < self.MIN_CHANGE else s
+
+    def maps(self, inv: np.ndarray, size: tuple[int, int], i: int, s: float,
+             origin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Where each region pixel samples the crop: the affine map ``inv`` (region -> the
+        part of the box from ``origin``), then the squeeze about crop ``i``'s mouth centre."""
+        w, h = size
+        inv = inv.astype(np.float32)
+        xs = np.arange(w, dtype=np.float32)
+        ys = np.arange(h, dtype=np.float32)[:, None]
+        u = inv[0, 0] * xs + (inv[0, 1] * ys + inv[0, 2])
+        v = inv[1, 0] * xs + (inv[1, 1] * ys + inv[1, 2])
+        cx, cy = self._centre[i] - origin
+        du = u - np.float32(cx)
+        r = np.sqrt(du * du + (1.6 * (v - np.float32(cy))) ** 2) * np.float32(1.0 / self._half)
+        k = np.clip((self.OUTER - r) * np.float32(1.0 / (self.OUTER - self.INNER)), 0.0, 1.0)
+        k *= k * (3.0 - 2.0 * k)  # smooth at both ends: no crease
+        u += du * k * np.float32(1.0 / s - 1.0)
+        return u, v
+
+
 class FootageRenderer:
     """Renders frames of one footage avatar at one output size. One per session."""
 
@@ -247,6 +304,7 @@ class FootageRenderer:
         rows, cols = self.layout.dst
         self._faded = np.zeros((rows.stop - rows.start, cols.stop - cols.start, 4), np.uint8)  # the loop fading out
         self._chooser = _MouthChooser(avatar.atlas)
+        self._shaper = _MouthShaper(avatar.atlas, avatar.face_width, _MouthChooser.SHAPE_GAIN)
         self._crops: OrderedDict[int, np.ndarray] = OrderedDict()
         mask_shape = avatar.atlas.mask.shape
         self._rgba = np.empty((*mask_shape, 4), np.uint8)  # the crop and its alpha, for the warp
@@ -255,7 +313,8 @@ class FootageRenderer:
         self._chin_floor = {loop.file: loop.oval[:, :, 1].max(0) for loop in avatar.loops.values()}
         side = int(round(np.sqrt(6 * (0.02 * avatar.face_width) ** 2 + 1))) | 1
         self._box = (side, side)
-        self._luts: dict[tuple[int, int, int], np.ndarray] = {}
+        self._lut = np.empty((1, 256, 4), np.float32)  # R, G and B scaled by their gains; alpha to 0-1
+        self._lut[0, :, 3] = _LEVELS / 255.0
         self._pos: dict[str, float] = dict.fromkeys(players, 0.0)
         self._loop = "idle"
         self._from: str | None = None  # loop being faded out
@@ -386,17 +445,19 @@ class FootageRenderer:
         cv2.blur(clip, self._box, dst=clip)
         return np.minimum(clip, a.mask, out=clip)
 
-    def _placement(self, loop: Loop, f: int, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-        """Where the atlas box lands on frame ``f``: the affine map from box pixels to the
-        drawn region (continuous coordinates) and its bounding box there."""
+    def _placement(self, loop: Loop, f: int, shape: tuple[int, ...],
+                   part: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+        """Where the atlas box (or ``part`` of it: x, y, w, h in box pixels) lands on frame
+        ``f``: the affine map from its pixels to the drawn region (continuous coordinates)
+        and its bounding box there."""
         a = self.avatar.atlas
         lay = self.layout
-        bx, by, bw, bh = a.box
+        px, py, pw, ph = part if part is not None else (0, 0, a.box[2], a.box[3])
         # box pixel (continuous) -> canonical -> canvas -> scaled canvas -> region
         m = loop.transforms[f].astype(np.float64)
-        m = np.concatenate([m[:, :2], (m[:, 2] + m[:, :2] @ (bx, by))[:, None]], 1) * lay.scale
+        m = np.concatenate([m[:, :2], (m[:, 2] + m[:, :2] @ (a.box[0] + px, a.box[1] + py))[:, None]], 1) * lay.scale
         m[:, 2] += (lay.offset[0] - lay.dst[1].start, lay.offset[1] - lay.dst[0].start)
-        corners = np.array([[0, 0], [bw, 0], [0, bh], [bw, bh]], np.float64) @ m[:, :2].T + m[:, 2]
+        corners = np.array([[0, 0], [pw, 0], [0, ph], [pw, ph]], np.float64) @ m[:, :2].T + m[:, 2]
         rh, rw = shape[:2]
         x0, y0 = max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min())))
         x1, y1 = min(rw, int(np.ceil(corners[:, 0].max()))), min(rh, int(np.ceil(corners[:, 1].max())))
@@ -411,38 +472,42 @@ class FootageRenderer:
         self._placed = None if placed is None else (*placed, i)
         if placed is None:
             return
+        alpha = self._alpha(loop, f, (i, j) if w > 0 else (i,))
+        # only the part of the box the mask covers this frame is drawn: a fifth less work
+        part = cv2.boundingRect(alpha)
+        placed = self._placement(loop, f, region.shape, part) if part[2] and part[3] else None
+        if placed is None:
+            return
         m, (x0, y0, x1, y1) = placed
         inv = invert_affine(m)
         inv[:, 2] += inv[:, :2] @ (x0, y0)
         # OpenCV counts pixel centres from 0; these maps count pixel edges
         inv[:, 2] += inv[:, :2] @ (0.5, 0.5) - 0.5
-        crop = self._rgba
+        px, py, pw, ph = part
+        rows, cols = slice(py, py + ph), slice(px, px + pw)
+        crop = self._rgba[rows, cols]
         if w > 0:
-            crop[..., :3] = cv2.addWeighted(self._crop_rgb(i), 1.0 - w, self._crop_rgb(j), w, 0.0)
+            crop[..., :3] = cv2.addWeighted(self._crop_rgb(i)[rows, cols], 1.0 - w, self._crop_rgb(j)[rows, cols], w, 0.0)
         else:
-            crop[..., :3] = self._crop_rgb(i)
-        crop[..., 3] = self._alpha(loop, f, (i, j) if w > 0 else (i,))
-        warped = cv2.warpAffine(crop, inv, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        # colour matched to the skin around it: light drifts over a clip
+            crop[..., :3] = self._crop_rgb(i)[rows, cols]
+        crop[..., 3] = alpha[rows, cols]
+        # colour matched to the skin around it (light drifts over a clip), at the exact gain
+        # and in floating point to the end: a gain or a warp rounded on the way would
+        # flicker as the light and the head drift
         gain = np.clip(loop.ring[f] / np.maximum(a.ring[i], 1.0), *GAIN_LIMITS)
-        steps = np.rint(gain * 200).astype(int) - 160
-        if (steps != 40).any():
-            warped = cv2.LUT(warped, self._lut_for(tuple(steps)))
-        alpha = warped[..., 3].astype(np.float32)
-        alpha *= 1.0 / 255.0
+        np.multiply(_LEVELS[:, None], gain, out=self._lut[0, :, :3])
+        cf = cv2.LUT(crop, self._lut)  # gains applied, alpha to 0-1, as floats
+        s = self._shaper.factor(targets[0], i, j, w)
+        size = (x1 - x0, y1 - y0)
+        if s == 1.0:
+            warped = cv2.warpAffine(cf, inv, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        else:  # one resampling for the placement and the squeeze together
+            mx, my = self._shaper.maps(inv, size, i, s, (px, py))
+            warped = cv2.remap(cf, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        alpha = cv2.extractChannel(warped, 3)
+        np.clip(alpha, 0.0, 1.0, out=alpha)  # cubic overshoots at the mask's edge
         dst = region[y0:y1, x0:x1]
-        dst[..., :3] = cv2.blendLinear(warped, dst, alpha, 1.0 - alpha)[..., :3]  # the frame stays opaque
-
-    def _lut_for(self, steps: tuple[int, int, int]) -> np.ndarray:
-        """A (1, 256, 4) table scaling R, G and B by their gains, alpha kept."""
-        lut = self._luts.get(steps)
-        if lut is None:
-            lut = np.empty((1, 256, 4), np.uint8)
-            for c, k in enumerate(steps):
-                lut[0, :, c] = _GAIN_LUTS[k]
-            lut[0, :, 3] = np.arange(256)
-            if len(self._luts) > 256:
-                self._luts.clear()
-            self._luts[steps] = lut
-        return lut
+        mixed = cv2.blendLinear(warped, dst.astype(np.float32), alpha, 1.0 - alpha)
+        cv2.convertScaleAbs(mixed, dst=dst)  # rounds once, at the end
+        dst[..., 3] = 255  # the frame stays opaque
