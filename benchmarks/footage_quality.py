@@ -188,13 +188,25 @@ def resynthesis(clip: Path, work: Path, out_dir: Path) -> dict:
               "resynthesis_frames": n, "offset_ms_from_70pct": av.offset_ms}
     out_dir.mkdir(parents=True, exist_ok=True)
     h = av.canvas[1]
-    pairs = [np.concatenate([np.asarray(Image.fromarray(p).resize((round(p.shape[1] * h / p.shape[0]), h))), a], 1)
+    pairs = [_labelled(np.asarray(Image.fromarray(p).resize((round(p.shape[1] * h / p.shape[0]), h))), a)
              for p, a in zip(person, avatar)]
     picks = np.linspace(0, n - 1, 6).astype(int)
     sheet = np.concatenate([np.concatenate([pairs[i] for i in picks[:3]], 1), np.concatenate([pairs[i] for i in picks[3:]], 1)], 0)
     Image.fromarray(sheet).resize((sheet.shape[1] // 2, sheet.shape[0] // 2), Image.LANCZOS).save(out_dir / f"{clip.stem}_resynthesis.png")
     _write_video(out_dir / f"{clip.stem}_resynthesis.mp4", pairs, tail[: int(n / FPS * 16000)])
     return result
+
+
+def _labelled(person: np.ndarray, avatar: np.ndarray) -> np.ndarray:
+    """The person and the avatar side by side, each named in its corner."""
+    from PIL import ImageDraw, ImageFont
+
+    pair = Image.fromarray(np.concatenate([person, avatar[..., :3]], 1))
+    draw = ImageDraw.Draw(pair)
+    font = ImageFont.load_default(size=max(12, avatar.shape[0] // 20))
+    for x, label in ((8, "person"), (person.shape[1] + 8, "avatar")):
+        draw.text((x, 6), label, fill="white", font=font, stroke_width=2, stroke_fill="black")
+    return np.asarray(pair)
 
 
 def _write_video(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
