@@ -339,6 +339,29 @@ def _person_mask(img: np.ndarray, pts: np.ndarray, fw: float) -> np.ndarray:
     return np.where(person | holes_full, 255, 0).astype(np.uint8)
 
 
+def extend_outside(base: np.ndarray, person: np.ndarray, outside: np.ndarray, radius: float) -> np.ndarray:
+    """Where a picture was sampled past its edge (``outside``), the sampler repeated the
+    edge pixels in streaks: there, blur them into a soft extension, the person and the background each from their own pixels
+    (normalised blurs), so a flat background stays exactly flat beside a person cut by
+    the photo's edge."""
+    # the background from its clean pixels only: those beside the person blend into it
+    clear = 1.0 - person
+    clear *= _blurf(clear, 3) > 0.98
+    soft = []
+    for w, r in ((person, 0.3 * radius), (clear, radius)):
+        norm = _blurf(w, r)
+        ok = norm > 1e-3
+        soft.append(np.stack([np.where(ok, _blurf(base[..., k] * w, r) / np.maximum(norm, 1e-3), base[..., k])
+                              for k in range(3)], -1))
+    # the person's streaks softened, the background smoothed, and the two blended over a
+    # short reach of the person's edge: no blocks, and no person colour far out
+    near = np.clip(_blurf(person, 0.15 * radius), 0.0, 1.0)[..., None]
+    soft = soft[0] * near + soft[1] * (1 - near)
+    # feathered outwards only: the picture itself is kept as it is
+    ramp = np.clip(2.0 * _blurf(outside.astype(np.float32), 4) - 1.0, 0.0, 1.0)[..., None]
+    return base * (1 - ramp) + soft * ramp
+
+
 def _progress(cb: Progress | None, stage: str, frac: float) -> None:
     if cb is not None:
         cb(stage, frac)
@@ -351,20 +374,11 @@ def create_avatar(photo_path: str | os.PathLike, out_dir: str | os.PathLike, pro
     _progress(progress, "reading photo", 0.0)
     img = read_photo(photo_path)
     _progress(progress, "detecting face", 0.2)
-    dets = L.detect_faces(img)
+    dets, mesh = _find_face(img, progress)
     if not dets:
         raise NoFaceError(f"no face found in {photo_path}")
     if len(dets) > 1:
         log.warning("%d faces found in %s; using the largest", len(dets), photo_path)
-    mesh = None
-    for det in dets:  # largest first; skip detections the mesh model does not confirm
-        if det.width < MIN_FACE_PX:
-            break
-        _progress(progress, "face mesh", 0.35)
-        mesh = L.face_mesh(img, det)
-        if mesh.presence >= 0.5:
-            break
-        mesh = None
     if mesh is None:
         if dets[0].width < MIN_FACE_PX:
             raise FaceTooSmallError(f"the face in {photo_path} is {dets[0].width:.0f} px wide; at least {MIN_FACE_PX} px is needed")
@@ -375,10 +389,13 @@ def create_avatar(photo_path: str | os.PathLike, out_dir: str | os.PathLike, pro
     if fw < MIN_FACE_PX * 0.8:
         raise FaceTooSmallError(f"the face in {photo_path} is {fw:.0f} px wide; at least {MIN_FACE_PX} px is needed")
     _progress(progress, "framing", 0.5)
-    image, work_pts, photo_box = _frame_work_image(img, pts, fw)
+    raw, work_pts, photo_box, outside = _frame_work_image(img, pts, fw)
     _progress(progress, "masks", 0.6)
     wfw = WORK_FACE_WIDTH
-    person = _person_mask(image, work_pts, wfw)
+    person = _person_mask(np.clip(raw + 0.5, 0, 255).astype(np.uint8), work_pts, wfw)
+    if outside.any():  # a flat extension, no invented scenery
+        raw = extend_outside(raw, person.astype(np.float32) / 255.0, outside, 0.25 * wfw)
+    image = np.ascontiguousarray(np.clip(raw + 0.5, 0, 255).astype(np.uint8))
     size = (image.shape[1], image.shape[0])
     face = _polygon_mask(size, work_pts[list(L.FACE_OVAL), :2])
     mouth = _polygon_mask(size, work_pts[list(L.OUTER_LIPS), :2])
@@ -393,8 +410,27 @@ def create_avatar(photo_path: str | os.PathLike, out_dir: str | os.PathLike, pro
     return load_avatar(out_dir)
 
 
-def _frame_work_image(img: np.ndarray, pts: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
-    """Crop chest-up around the face and rescale so the face is WORK_FACE_WIDTH px wide."""
+def _find_face(img: np.ndarray, progress: Progress | None) -> tuple[list[L.FaceDetection], L.FaceMesh | None]:
+    """The detections, largest first, and the mesh of the largest face the mesh model
+    confirms. Where the whole photo shows none, finer tiles are searched: a person
+    standing in a wide photo has a face a few percent of its width."""
+    dets: list[L.FaceDetection] = []
+    for smallest in (None, MIN_FACE_PX):
+        dets = L.detect_faces(img, smallest=smallest)
+        for det in dets:  # largest first; skip detections the mesh model does not confirm
+            if det.width < MIN_FACE_PX:
+                break
+            _progress(progress, "face mesh", 0.35)
+            mesh = L.face_mesh(img, det)
+            if mesh.presence >= 0.5:
+                return dets, mesh
+    return dets, None
+
+
+def _frame_work_image(img: np.ndarray, pts: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray, list[float], np.ndarray]:
+    """Crop chest-up around the face and rescale so the face is WORK_FACE_WIDTH px wide:
+    the crop (float, edge-replicated past the photo), the landmarks in it, the photo's box
+    in it and where it lies outside the photo."""
     s = WORK_FACE_WIDTH / fw
     cx, cy = float(pts[:468, 0].mean()), float(pts[:468, 1].mean())
     ow = int(round((CROP_LEFT + CROP_RIGHT) * WORK_FACE_WIDTH))
@@ -420,23 +456,17 @@ def _frame_work_image(img: np.ndarray, pts: np.ndarray, fw: float) -> tuple[np.n
         src = np.asarray(Image.fromarray(img).resize((max(1, round(w * pre)), max(1, round(h * pre))), Image.BOX))
     m = np.array([[1 / s * pre, 0, (x0 + 0.5 / s) * pre - 0.5], [0, 1 / s * pre, (y0 + 0.5 / s) * pre - 0.5]])
     out = L.warp_affine(src, m, (ow, oh))
-    # outside the photo: mark, later filled with the background model (never mirrored scenery)
+    # outside the photo: edge-replicated by the sampler, smoothed once the person is known
     ys, xs = np.mgrid[0:oh, 0:ow]
     sx = x0 + (xs + 0.5) / s
     sy = y0 + (ys + 0.5) / s
     outside = (sx < 0) | (sy < 0) | (sx > w) | (sy > h)
-    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-    if outside.any():
-        # edge-replicated (by the sampler) then heavily smoothed: a flat extension, no scenery
-        soft = np.stack([_blurf(out[..., k].astype(np.float32), WORK_FACE_WIDTH * 0.25) for k in range(3)], -1)
-        ramp = _blurf(outside.astype(np.float32), 6)[..., None]
-        out = np.clip(out * (1 - ramp) + soft * ramp + 0.5, 0, 255).astype(np.uint8)
     wp = pts.copy()
     wp[:, 0] = (pts[:, 0] - x0) * s
     wp[:, 1] = (pts[:, 1] - y0) * s
     wp[:, 2] = pts[:, 2] * s
     box = [max(0.0, -x0 * s), max(0.0, -y0 * s), min(float(ow), (w - x0) * s), min(float(oh), (h - y0) * s)]
-    return np.ascontiguousarray(out), wp, [round(v, 2) for v in box]
+    return out, wp, [round(v, 2) for v in box], outside
 
 
 def _encode(name: str, arr: np.ndarray) -> bytes:

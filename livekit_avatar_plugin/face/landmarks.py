@@ -201,23 +201,43 @@ def _letterbox(img: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     return canvas, nw / w, px, py
 
 
-def detect_faces(img: np.ndarray, min_score: float = 0.5) -> list[FaceDetection]:
+def detect_faces(img: np.ndarray, min_score: float = 0.5, *, smallest: float | None = None) -> list[FaceDetection]:
     """BlazeFace short-range detection on an RGB uint8 image; largest face first.
 
-    Runs on the whole image, and also on a centred square crop when the image is far
-    from square (the short-range model expects faces filling a fair part of the input).
+    Runs on the whole image, and also on square tiles along the long side when the image
+    is far from square (the short-range model expects faces filling a fair part of the
+    input). With ``smallest`` (px), also on overlapping tiles half as large, a quarter,
+    ... down to tiles that a face that wide fills a third of: a person standing in a wide
+    or large photo has a face a few percent of its width. Every scale's detections are
+    kept (a false one at a coarse scale must not hide the real face at a finer one).
     """
     h, w = img.shape[:2]
-    cands: list[FaceDetection] = []
-    views = [(0, 0, w, h)]
     side = min(h, w)
+    views = [(0, 0, w, h)]
     if max(h, w) > 1.3 * side:
-        # overlapping square tiles along the long side (faces stay large enough for the
-        # short-range model in wide or tall photos)
         n = int(np.ceil(max(h, w) / side * 1.5))
         for k in range(n):
             off = int(round(k * (max(h, w) - side) / max(n - 1, 1)))
             views.append((off, 0, side, side) if w > h else (0, off, side, side))
+    if smallest is not None:
+        tile = side // 2
+        while tile >= 3 * smallest:
+            views += _tiles(w, h, tile)
+            tile //= 2
+    return _weighted_nms(_detect_in(img, views, min_score))
+
+
+def _tiles(w: int, h: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Square tiles of side ``tile`` covering a w x h image, overlapping by half."""
+    def starts(n: int) -> np.ndarray:
+        k = int(np.ceil(max(n - tile, 0) / (tile / 2))) + 1
+        return np.round(np.linspace(0, max(n - tile, 0), k)).astype(int)
+
+    return [(int(x), int(y), min(tile, w), min(tile, h)) for y in starts(h) for x in starts(w)]
+
+
+def _detect_in(img: np.ndarray, views: list[tuple[int, int, int, int]], min_score: float) -> list[FaceDetection]:
+    cands: list[FaceDetection] = []
     for vx, vy, vw, vh in views:
         sub = img[vy:vy + vh, vx:vx + vw]
         inp, s, px, py = _letterbox(sub)
@@ -236,7 +256,7 @@ def detect_faces(img: np.ndarray, min_score: float = 0.5) -> list[FaceDetection]
             box = (box - [px, py, px, py]) / s + [vx, vy, vx, vy]
             kps = (kps - [px, py]) / s + [vx, vy]
             cands.append(FaceDetection(box, kps, float(score[i])))
-    return _weighted_nms(cands)
+    return cands
 
 
 def _weighted_nms(cands: list[FaceDetection], iou_thr: float = 0.3) -> list[FaceDetection]:

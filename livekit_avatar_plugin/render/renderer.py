@@ -20,8 +20,13 @@ from typing import Mapping
 import numpy as np
 
 from livekit_avatar_plugin.face import landmarks as L
-from livekit_avatar_plugin.face.avatar import Avatar, _blurf, _polygon_mask
+from livekit_avatar_plugin.face.avatar import Avatar, _blurf, _polygon_mask, extend_outside
 from livekit_avatar_plugin.state import ConversationState
+
+FACE_SHARE = (0.32, 0.40)  # face width over the output's shorter side: head-and-shoulders
+EYES_AT = 0.40  # the eyes' height, from the top, over the output's height
+EYE_CORNERS = (33, 133, 362, 263)
+
 
 def _smoothstep(x):
     x = np.clip(x, 0.0, 1.0)
@@ -96,32 +101,35 @@ class FaceRenderer:
 
     # ------------------------------------------------------------------ precomputation
     def _setup_framing(self) -> None:
+        """Head-and-shoulders in any output size: the face FACE_SHARE of the output's
+        shorter side (wider where the photo then covers more of the frame), centred, the
+        eyes 40 % from the top; where the photo lacks room the background is extended (its
+        edges, heavily blurred: a flat colour stays flat) rather than the head cut."""
         av = self.avatar
         W, H = self.width, self.height
         fw0 = av.face_width
-        cx0, cy0 = av.face_center
-        # chest-up: face width relative to the frame, limited by both sides
-        fw = min(H / 3.3, W / 2.5)
-        s = fw / fw0
-        self.scale = s
-        self.fw = fw
-        ty = 0.40 * H if W >= H * 0.9 else 0.34 * H
-        tx = W / 2
-        # stay inside the real photo where possible (zoom in up to 1.5x rather than show
-        # the filled extension), and never beyond the package image
+        cx0, _ = av.face_center
+        eyes0 = float(av.landmarks[list(EYE_CORNERS), 1].mean())
         ih, iw = av.image.shape[:2]
         bx0, by0, bx1, by1 = av.manifest.get("photo_box") or [0, 0, iw, ih]
-        s = min(max(s, W / max(bx1 - bx0, 1), H / max(by1 - by0, 1)), 1.5 * s)
-        s = max(s, W / iw, H / ih)
+
+        def place(share: float) -> tuple[float, float, float]:
+            s = share * min(W, H) / fw0
+            return s, W / 2 - cx0 * s, EYES_AT * H - eyes0 * s
+
+        def covered(share: float) -> float:  # the share of the output the real photo fills
+            s, ox, oy = place(share)
+            x0, x1 = max(0.0, ox + bx0 * s), min(float(W), ox + bx1 * s)
+            y0, y1 = max(0.0, oy + by0 * s), min(float(H), oy + by1 * s)
+            return max(0.0, x1 - x0) * max(0.0, y1 - y0) / (W * H)
+
+        shares = np.linspace(*FACE_SHARE, 11)
+        cover = np.array([covered(k) for k in shares])
+        # the smallest face that shows as much of the real photo as any allowed size does
+        share = float(shares[int(np.argmax(cover >= cover.max() - 0.005))])
+        s, ox, oy = place(share)
         self.scale = s
-        self.fw = fw = fw0 * s
-        ox = tx - cx0 * s
-        oy = ty - cy0 * s
-        # prefer the photo box, then the whole image
-        ox = min(-bx0 * s, max(ox, W - bx1 * s)) if (bx1 - bx0) * s >= W else ox
-        oy = min(-by0 * s, max(oy, H - by1 * s)) if (by1 - by0) * s >= H else oy
-        ox = min(0.0, max(ox, W - iw * s))
-        oy = min(0.0, max(oy, H - ih * s))
+        self.fw = fw0 * s
         self.ox, self.oy = ox, oy
         m = np.array([[1 / s, 0, (0.5 - ox) / s - 0.5], [0, 1 / s, (0.5 - oy) / s - 0.5]])
         src = av.image
@@ -131,8 +139,14 @@ class FaceRenderer:
             pre = s * 1.5
             src = np.asarray(Image.fromarray(av.image).resize((max(1, round(iw * pre)), max(1, round(ih * pre))), Image.BOX))
             m = np.array([[pre / s, 0, ((0.5 - ox) / s) * pre - 0.5], [0, pre / s, ((0.5 - oy) / s) * pre - 0.5]])
-        self.base = np.ascontiguousarray(np.clip(L.warp_affine(src, m, (W, H)) + 0.5, 0, 255).astype(np.uint8))
+        base = L.warp_affine(src, m, (W, H))
         msk = np.ascontiguousarray(L.warp_affine(av.person[..., None], np.array([[1 / s, 0, (0.5 - ox) / s - 0.5], [0, 1 / s, (0.5 - oy) / s - 0.5]]), (W, H))[..., 0])
+        ys, xs = np.mgrid[0:H, 0:W]
+        sx, sy = (xs + 0.5 - ox) / s, (ys + 0.5 - oy) / s
+        outside = (sx < 0) | (sy < 0) | (sx > iw) | (sy > ih)
+        if outside.any():
+            base = extend_outside(base, msk.astype(np.float32) / 255.0, outside, 0.25 * self.fw)
+        self.base = np.ascontiguousarray(np.clip(base + 0.5, 0, 255).astype(np.uint8))
         self.person = msk
         self.pts = av.landmarks.copy()
         self.pts[:, 0] = av.landmarks[:, 0] * s + ox
