@@ -348,14 +348,14 @@ def extend_outside(base: np.ndarray, person: np.ndarray, outside: np.ndarray, ra
     clear = 1.0 - person
     clear *= _blurf(clear, 3) > 0.98
     soft = []
-    for w, r in ((person, 0.3 * radius), (clear, radius)):
+    for w, r in ((person, 0.5 * radius), (clear, 2.0 * radius)):
         norm = _blurf(w, r)
         ok = norm > 1e-3
         soft.append(np.stack([np.where(ok, _blurf(base[..., k] * w, r) / np.maximum(norm, 1e-3), base[..., k])
                               for k in range(3)], -1))
     # the person's streaks softened, the background smoothed, and the two blended over a
     # short reach of the person's edge: no blocks, and no person colour far out
-    near = np.clip(_blurf(person, 0.15 * radius), 0.0, 1.0)[..., None]
+    near = np.clip(_blurf(person, 0.25 * radius), 0.0, 1.0)[..., None]
     soft = soft[0] * near + soft[1] * (1 - near)
     # feathered outwards only: the picture itself is kept as it is
     ramp = np.clip(2.0 * _blurf(outside.astype(np.float32), 4) - 1.0, 0.0, 1.0)[..., None]
