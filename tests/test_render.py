@@ -38,8 +38,22 @@ def test_lips_close_fully_for_pbm():
     _settle(r, {"jaw_open": 1.0, "lips_closed": 1.0})
     assert r.debug["gap_px"] == 0.0
     assert r.debug["teeth_px"] == 0.0  # even the photo's smile gap is closed
-    _settle(r, {"jaw_open": 0.0, "lips_closed": 0.0}, t0=1.0)
+    _settle(r, {"jaw_open": 0.0, "lips_closed": 0.0}, state=S.IDLE, t0=1.0)
     assert r.debug["teeth_px"] > 0  # the astronaut smiles with her teeth at rest
+    _settle(r, {"jaw_open": 0.0, "lips_closed": 0.0}, t0=2.0)
+    assert r.debug["teeth_px"] == 0.0  # speaking, a mouth the sound leaves shut is shut
+
+
+def test_rounding_narrows_and_spreading_widens_the_mouth():
+    from livekit_avatar_plugin.face.tracking import FaceTracker, mouth_opening
+
+    widths = {}
+    for name, m in (("round", {"jaw_open": 0.3, "lip_round": 1.0}), ("plain", {"jaw_open": 0.3}),
+                    ("spread", {"jaw_open": 0.3, "lip_spread": 1.0})):
+        f = _settle(FaceRenderer(default_avatar(), 512, 512), m)
+        widths[name] = mouth_opening(FaceTracker().update(f).points)[1]
+    assert widths["round"] < widths["plain"] < widths["spread"]
+    assert widths["spread"] - widths["round"] > 0.05  # face widths: an "oo" and an "ee" differ
 
 
 def test_interior_only_when_open():

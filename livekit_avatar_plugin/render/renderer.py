@@ -26,6 +26,10 @@ from livekit_avatar_plugin.state import ConversationState
 FACE_SHARE = (0.32, 0.40)  # face width over the output's shorter side: head-and-shoulders
 EYES_AT = 0.40  # the eyes' height, from the top, over the output's height
 EYE_CORNERS = (33, 133, 362, 263)
+ROUND_GAIN = 0.20  # each corner's inward pull at full rounding, over the mouth width
+REST_CLOSE, CLOSE_BELOW = 1.0, 0.4  # while speaking, openings below CLOSE_BELOW close the photo's lips
+PRESS = 1.0  # closed lips meet and press: the photo's gap closed this many times over
+SPREAD_K = 1.0  # spreading (lip_spread) widens the mouth as much as rounding narrows it
 
 
 def _smoothstep(x):
@@ -486,9 +490,15 @@ class FaceRenderer:
         tgt = self._targets(state, t, e_in)
         a = 1.0 if first else 1 - math.exp(-dt / 0.18)
         self._p += (tgt - self._p) * a
-        m_in = np.array([float(np.clip(mouth.get("jaw_open", 0.0) or 0.0, 0, 1)),
-                         float(np.clip(mouth.get("lips_closed", 0.0) or 0.0, 0, 1)),
-                         float(np.clip(mouth.get("lip_round", 0.0) or 0.0, 0, 1))])
+        jaw_in = float(np.clip(mouth.get("jaw_open", 0.0) or 0.0, 0, 1))
+        closed_in = float(np.clip(mouth.get("lips_closed", 0.0) or 0.0, 0, 1))
+        if state == ConversationState.SPEAKING:
+            # speech's nearly shut mouth is shut: the photo's own parted lips (a smile's
+            # teeth) close as the opening falls to nothing, not only at p/b/m
+            closed_in = max(closed_in, REST_CLOSE * (1.0 - jaw_in / CLOSE_BELOW) if jaw_in < CLOSE_BELOW else 0.0)
+        m_in = np.array([jaw_in, closed_in,
+                         float(np.clip(mouth.get("lip_round", 0.0) or 0.0, 0, 1))
+                         - SPREAD_K * float(np.clip(mouth.get("lip_spread", 0.0) or 0.0, 0, 1))])
         am = 1.0 if first else 1 - math.exp(-dt / 0.025)
         self._mouth += (m_in - self._mouth) * am
         blink = self._blink(t)
@@ -514,11 +524,11 @@ class FaceRenderer:
         sd = self.m_sdist - dy[sl] * (1 / u)  # signed distance to the lip line, after head motion
         lower = sd >= 0
         # the jaw moves nothing above the lip line
-        up_disp = -(open_px * 0.3) * self.m_open_up + closed * self.m_close_up
-        lo_disp = (open_px * 0.7) * self.m_open_lo - closed * self.m_close_lo + jaw_px * self.m_jaw
+        up_disp = -(open_px * 0.3) * self.m_open_up + (PRESS * closed) * self.m_close_up
+        lo_disp = (open_px * 0.7) * self.m_open_lo - (PRESS * closed) * self.m_close_lo + jaw_px * self.m_jaw
         mdy = np.where(lower, lo_disp, up_disp) * self.m_wh
         if rnd:
-            dx[sl] += (rnd * 0.12 * self.mouth_width * u) * self.m_round_dx * self.m_wh
+            dx[sl] += (rnd * ROUND_GAIN * self.mouth_width * u) * self.m_round_dx * self.m_wh
         dy[sl] += mdy * u
         # gap: pixels whose source lies across the lip line (soft edge of 1 px)
         src_sd = sd - mdy
