@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 WIDTH = 192  # the frames are analysed at this width
-PATCH = 32
+PATCH = 24  # small enough for the strips beside a head that fills a third of the frame
 MAX_SHIFT = 6.0  # analysis pixels between two frames; more is a cut or a blur, not shake
 MIN_SHAKE_PX = 0.4  # RMS shake (frame pixels) under which a clip counts as steady
 

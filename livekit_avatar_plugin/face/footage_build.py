@@ -93,7 +93,7 @@ def _track(info: V.ClipInfo, progress: Progress) -> _Track:
         if face is not None:  # the head with its hair, which the background patches avoid
             p = face.points[:, :2]
             fw = float(p[:, 0].max() - p[:, 0].min())
-            head = (p[:, 0].min() - 0.5 * fw, p[:, 1].min() - 0.7 * fw, p[:, 0].max() + 0.5 * fw, p[:, 1].max())
+            head = (p[:, 0].min() - 0.35 * fw, p[:, 1].min() - 0.6 * fw, p[:, 0].max() + 0.35 * fw, p[:, 1].max())
         camera.update(rgb, head)
         thumbs.append(np.asarray(Image.fromarray(rgb).convert("L").resize((24, 24), Image.BILINEAR), np.float32))
         if i % 10 == 0:
