@@ -73,14 +73,6 @@ class FailoverAudioOutput(AudioOutput):
         self._lock = asyncio.Lock()
         self._listen(primary)
 
-    @property
-    def failed_over(self) -> bool:
-        return self._failed_over
-
-    @property
-    def active_sink(self) -> AudioOutput:
-        return self._active
-
     def _listen(self, sink: AudioOutput) -> None:
         sink.on("playback_started", self._child_started)
         sink.on("playback_finished", self._child_finished)

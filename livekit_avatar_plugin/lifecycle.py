@@ -31,12 +31,7 @@ class CloseReason(str, enum.Enum):
     USER_ABSENT = "user_absent"
     MAX_DURATION = "max_duration"
     AGENT_LEFT = "agent_left"
-    AVATAR_DISCONNECTED = "avatar_disconnected"
     CLOSED_BY_APP = "closed_by_app"
-
-    @property
-    def is_timeout(self) -> bool:
-        return self in (CloseReason.IDLE_TIMEOUT, CloseReason.USER_ABSENT, CloseReason.MAX_DURATION)
 
 
 @dataclass(frozen=True)

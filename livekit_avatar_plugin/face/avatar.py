@@ -216,11 +216,6 @@ def _polygon_mask(size: tuple[int, int], pts: np.ndarray) -> np.ndarray:
     return np.asarray(m)
 
 
-def _blur(a: np.ndarray, radius: float) -> np.ndarray:
-    im = Image.fromarray(a)
-    return np.asarray(im.filter(ImageFilter.GaussianBlur(radius)))
-
-
 def _background_model(img: np.ndarray, person: np.ndarray) -> np.ndarray:
     """Clean plate: the person region filled by normalised blurring of the background."""
     bgmask = (person < 128).astype(np.float32)
@@ -235,8 +230,7 @@ def _background_model(img: np.ndarray, person: np.ndarray) -> np.ndarray:
         m = np.asarray(Image.fromarray((bgmask * 255).astype(np.uint8)).resize((sw, sh), Image.BILINEAR)).astype(np.float32) / 255
         c = np.asarray(Image.fromarray(img).resize((sw, sh), Image.BILINEAR)).astype(np.float32)
         r = max(1.0, radius / small)
-        num = np.stack([np.asarray(Image.fromarray(c[..., k] * m).filter(ImageFilter.GaussianBlur(r)) if False else
-                                   _blurf(c[..., k] * m, r)) for k in range(3)], -1)
+        num = np.stack([_blurf(c[..., k] * m, r) for k in range(3)], -1)
         den = _blurf(m, r)
         est = num / np.maximum(den, 1e-4)[..., None]
         est = np.asarray(Image.fromarray(np.clip(est, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)).astype(np.float32)

@@ -324,7 +324,7 @@ class FaceRenderer:
         mcx = (mc0[0] + mc1[0]) / 2
         mw = mc1[0] - mc0[0]
         chin = P[L.CHIN, :2]
-        nose = P[2, :2] if True else P[L.NOSE_TIP, :2]
+        nose = P[2, :2]  # below the nose, where the upper lip's skin begins
         # lower-face box
         bx0 = int(max(x0, math.floor(mcx - 0.62 * fw)))
         bx1 = int(min(x1, math.ceil(mcx + 0.62 * fw)))
@@ -602,7 +602,3 @@ class FaceRenderer:
         rgba = np.full((len(ys), 4), 255, np.uint8)
         rgba[:, :3] = mixed
         sub[ys, xs] = rgba.view(np.uint32)[:, 0]
-
-    # convenience
-    def mouth_gap_px(self) -> float:
-        return float(self.debug.get("gap_px", 0.0))
