@@ -10,7 +10,13 @@ Data flows one way::
 The public API is :class:`AvatarSession` and its options; everything else is internal.
 """
 
+from ._onnx import ProviderUnavailableError
+from .audio.input import AudioInputError
 from .config import AvatarSessionOptions, FirstMessage, ToolProtection, VideoOptions
+from .dispatch.client import AvatarDispatchError
+from .errors import AvatarError
+from .face.avatar import AvatarCreationError
+from .face.package import AvatarPackageError
 from .lifecycle import AvatarClosedEvent, CloseReason
 from .pipeline import FacePipeline, prewarm
 from .session import AvatarFailedEvent, AvatarSession, AvatarSessionError
@@ -18,8 +24,13 @@ from .state import ConversationState
 from .turns import Protection, ProtectionReleasedEvent, ProtectionStartedEvent
 
 __all__ = [
+    "AudioInputError",
     "AvatarClosedEvent",
+    "AvatarCreationError",
+    "AvatarDispatchError",
+    "AvatarError",
     "AvatarFailedEvent",
+    "AvatarPackageError",
     "AvatarSession",
     "AvatarSessionError",
     "AvatarSessionOptions",
@@ -30,6 +41,7 @@ __all__ = [
     "Protection",
     "ProtectionReleasedEvent",
     "ProtectionStartedEvent",
+    "ProviderUnavailableError",
     "ToolProtection",
     "VideoOptions",
     "prewarm",

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from .errors import AvatarError
+
 logger = logging.getLogger("livekit_avatar_plugin.onnx")
 
 CUDA = "CUDAExecutionProvider"
@@ -23,7 +25,7 @@ PROVIDER_ENV = "LIVEKIT_AVATAR_ONNX_PROVIDER"
 ProviderPreference = Literal["auto", "cpu", "cuda"]
 
 
-class ProviderUnavailableError(RuntimeError):
+class ProviderUnavailableError(AvatarError, RuntimeError):
     """The requested execution provider is not offered by the installed onnxruntime."""
 
 

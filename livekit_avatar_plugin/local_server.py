@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import AvatarError
+
 logger = logging.getLogger("livekit_avatar_plugin.local_server")
 
 LIVEKIT_SERVER_VERSION = "v1.13.5"
@@ -30,7 +32,7 @@ DEV_API_KEY = "devkey"
 DEV_API_SECRET = "secret"
 
 
-class ServerUnavailableError(RuntimeError):
+class ServerUnavailableError(AvatarError, RuntimeError):
     """No LiveKit server binary could be found or built."""
 
 

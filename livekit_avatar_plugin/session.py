@@ -37,6 +37,7 @@ from . import reaper
 from .config import AvatarSessionOptions
 from .dispatch.client import AvatarDispatchError, DispatchedAvatar
 from .dispatch.protocol import AvatarJobRequest
+from .errors import AvatarError
 from .failover import FailoverAudioOutput
 from .generator import AvatarVideoGenerator
 from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
@@ -68,7 +69,7 @@ _RPC_MAX_RETRIES = 1000
 _AVATAR_PUBLISH_SOURCES = ["camera", "microphone"]
 
 
-class AvatarSessionError(RuntimeError):
+class AvatarSessionError(AvatarError, RuntimeError):
     """The avatar could not be started."""
 
 

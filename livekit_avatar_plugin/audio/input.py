@@ -17,12 +17,14 @@ from __future__ import annotations
 import numpy as np
 from livekit import rtc
 
+from ..errors import AvatarError
+
 MIN_RATE = 8000
 MAX_RATE = 48000
 MAX_CHANNELS = 8
 
 
-class AudioInputError(ValueError):
+class AudioInputError(AvatarError, ValueError):
     """Audio that cannot be played as given; the message names the problem."""
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import AvatarError
 
-class TTSUnavailableError(RuntimeError):
+
+class TTSUnavailableError(AvatarError, RuntimeError):
     pass
 
 

@@ -29,6 +29,8 @@ import threading
 
 import numpy as np
 
+from ..errors import AvatarError
+
 logger = logging.getLogger("livekit_avatar_plugin.audio.opus")
 
 MAGIC = b"LKAVOPUS1"
@@ -50,7 +52,7 @@ _OPUS_GET_LOOKAHEAD = 4027
 _RATES = (8000, 12000, 16000, 24000, 48000)
 
 
-class OpusError(RuntimeError):
+class OpusError(AvatarError, RuntimeError):
     """libopus refused a call, or the stream is not a valid Opus speech stream."""
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import AvatarError
 
-class WavError(Exception):
+
+class WavError(AvatarError):
     pass
 
 

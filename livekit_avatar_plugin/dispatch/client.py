@@ -11,6 +11,7 @@ from collections.abc import Callable
 from livekit import api, rtc
 from livekit.agents.voice.io import AudioOutput
 
+from ..errors import AvatarError
 from .protocol import AvatarJobRequest
 
 logger = logging.getLogger("livekit_avatar_plugin.dispatch")
@@ -32,7 +33,7 @@ _STUCK_AFTER_S = 8.0
 _API_TIMEOUT_S = 3.0
 
 
-class AvatarDispatchError(RuntimeError):
+class AvatarDispatchError(AvatarError, RuntimeError):
     """No avatar worker took the job, or LiveKit refused to dispatch it."""
 
 

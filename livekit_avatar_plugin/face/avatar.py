@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from livekit_avatar_plugin._paths import model_path
 
+from ..errors import AvatarError
 from . import landmarks as L
 from .package import AvatarPackageError, read_manifest, read_members, write_package
 
@@ -53,7 +54,7 @@ Progress = Callable[[str, float], None]
 # ----------------------------------------------------------------------------- errors
 
 
-class AvatarCreationError(Exception):
+class AvatarCreationError(AvatarError):
     """Avatar creation failed; ``exit_code`` is the CLI exit status for this cause."""
 
     exit_code = 10

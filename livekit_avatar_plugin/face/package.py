@@ -16,11 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import AvatarError
+
 FORMAT = "livekit-avatar"
 MAX_MANIFEST_BYTES = 1 << 20
 
 
-class AvatarPackageError(ValueError):
+class AvatarPackageError(AvatarError, ValueError):
     """An avatar package failed validation."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from ..errors import AvatarError
 from ..local_server import LocalLiveKitServer, ServerInfo
 
 _REPO_AGENT = Path(__file__).resolve().parents[2] / "examples" / "agent.py"
@@ -40,7 +41,7 @@ class DemoOptions(BaseModel):
     stop_timeout_s: float = Field(default=10.0, gt=0)
 
 
-class DemoError(RuntimeError):
+class DemoError(AvatarError, RuntimeError):
     """The demo could not start one of its parts."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..errors import AvatarError
 from ..local_server import ServerInfo
 from . import STATIC_DIR
 from .token import ViewerGrant, mint_viewer_token
@@ -24,7 +25,7 @@ from .token import ViewerGrant, mint_viewer_token
 logger = logging.getLogger("livekit_avatar_plugin.viewer")
 
 
-class BundleMissingError(RuntimeError):
+class BundleMissingError(AvatarError, RuntimeError):
     """The page has not been built from ``web/``."""
 
 
