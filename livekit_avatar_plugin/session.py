@@ -128,6 +128,7 @@ class AvatarSession(
         self._publisher: AvatarPublisher | None = None
         self._sink: FailoverAudioOutput | QueueAudioOutput | None = None
         self._fallback_outputs: list[Any] = []
+        self._background: set[asyncio.Task] = set()  # fail-overs and closes begun by callbacks
         self._failed = False
         self._session_events: list[tuple[str, Any]] = []
         self._agent_room: rtc.Room | None = None
@@ -533,7 +534,7 @@ class AvatarSession(
     def _on_avatar_room_disconnected(self, *_: Any) -> None:
         if self._closing:
             return
-        asyncio.ensure_future(self._fail_over("avatar participant disconnected"))
+        self._spawn(self._fail_over("avatar participant disconnected"))
 
     async def _watch_connections(self, agent_room: rtc.Room, avatar_room: rtc.Room) -> None:
         """Notice a lost agent or avatar connection within a fraction of a second.
@@ -588,7 +589,7 @@ class AvatarSession(
 
     def _on_publisher_died(self, why: str) -> None:
         if not self._closing:
-            asyncio.ensure_future(self._fail_over(why))
+            self._spawn(self._fail_over(why))
 
     async def _make_fallback(self) -> Any:
         """The agent's own audio track, as LiveKit's RoomIO would have published it."""
@@ -629,7 +630,20 @@ class AvatarSession(
             return
         self._close_reason, self._close_detail = reason, detail
         logger.info("closing avatar session (%s): %s", reason.value, detail)
-        asyncio.ensure_future(self.aclose())
+        self._spawn(self.aclose())
+
+    def _spawn(self, coro: Any) -> None:
+        """Run ``coro`` from a callback, keeping the task until it ends (a task nobody
+        holds can be collected mid-run) and logging what it raised."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                logger.error("avatar session task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
 
     async def aclose(self) -> None:
         """Stop rendering, leave the room and release threads and buffers. Idempotent."""
@@ -639,9 +653,12 @@ class AvatarSession(
         if self._watchdog is not None:
             self._watchdog.stop()
         if self._turns is not None:
-            self._turns.aclose()
-        if self._connection_watch is not None and self._connection_watch is not asyncio.current_task():
+            await self._turns.aclose()
+        current = asyncio.current_task()
+        if self._connection_watch is not None and self._connection_watch is not current:
             self._connection_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connection_watch
         if self._agent_room is not None:
             self._agent_room.off("disconnected", self._on_agent_room_disconnected)
             self._agent_room.off("track_subscribed", self._unsubscribe_avatar_track)
@@ -656,8 +673,14 @@ class AvatarSession(
             await self._publisher.aclose()
         for output, task in self._fallback_outputs:
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
             with contextlib.suppress(Exception):
                 await output.aclose()
+        for task in [t for t in self._background if t is not current]:
+            task.cancel()  # a fail-over under way: the session is going anyway
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._avatar_room is not None:
             self._avatar_room.off("disconnected", self._on_avatar_room_disconnected)
             self._avatar_room.off("participant_disconnected", self._on_avatar_room_participant_left)

@@ -19,6 +19,7 @@ hooks only:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -198,8 +199,16 @@ class TurnController:
                 self._open(wait_avatar), name="avatar-first-message"
             )
 
-    def aclose(self) -> None:
-        """Release every hold (cause ``closed``) and stop listening to the session."""
+    async def aclose(self) -> None:
+        """Release every hold (cause ``closed``), stop listening to the session, and wait
+        for the first message's task to end."""
+        self._detach()
+        task = self._greeting_task
+        if task is not None and task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _detach(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -306,7 +315,7 @@ class TurnController:
             self._install_gate()
 
     def _on_close(self, _ev: Any) -> None:
-        self.aclose()
+        self._detach()  # an event handler cannot wait; aclose() waits for the task later
 
     # -- holds --------------------------------------------------------------------------
 
