@@ -31,17 +31,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from livekit_avatar_plugin.local_server import LocalLiveKitServer
-from tests.av_harness import (
+from livekit_avatar_plugin.local_server import LocalLiveKitServer  # noqa: E402
+from tests.av_harness import (  # noqa: E402
     Subscriber,
     audio_onsets,
     delivered_fps,
     longest_video_gap,
     worst_second_frames,
 )
-from tests.fakes import click_times
-from tests.rooms import agent_room
-from tests.test_faults_network import LossyLink
+from tests.fakes import click_times  # noqa: E402
+from tests.rooms import agent_room  # noqa: E402
+from tests.test_faults_network import LossyLink  # noqa: E402
 
 REPLY_S = 12.0
 

@@ -128,8 +128,8 @@ class _Graph:
         if padding == PAD_VALID:
             return [0, 0, 0, 0]
         t, b = self.same_pads(in_shape[1], kh, sh, dh)
-        l, r = self.same_pads(in_shape[2], kw, sw, dw)
-        return [t, l, b, r]
+        left, right = self.same_pads(in_shape[2], kw, sw, dw)
+        return [t, left, b, right]
 
     def as_plain(self, idx: int) -> str:
         """Name of tensor ``idx`` in TFLite (NHWC) layout."""

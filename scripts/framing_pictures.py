@@ -23,32 +23,57 @@ from livekit_avatar_plugin.face.avatar import create_avatar  # noqa: E402
 from livekit_avatar_plugin.render.renderer import FaceRenderer  # noqa: E402
 from livekit_avatar_plugin.state import ConversationState  # noqa: E402
 
-tmp = Path(tempfile.mkdtemp())
-(tmp / "old_renderer.py").write_bytes(subprocess.run(["git", "show", f"{BEFORE}:livekit_avatar_plugin/render/renderer.py"],
-                                                     cwd=ROOT, check=True, capture_output=True).stdout)
-spec = importlib.util.spec_from_file_location("old_renderer", tmp / "old_renderer.py")
-old = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(old)
-cases = [("landscape photo, face at the top right", "face near the top right corner"), ("photo cut below the chin", "cut at the chin's level below")]
-font = ImageFont.load_default(size=18)
-rows = []
-for label, key in cases:
+CASES = ("face near the top right corner", "cut at the chin's level below")
+NAMES = ("the photo", "before, 512x512", "before, portrait", "after, 512x512", "after, portrait")
+
+
+def _old_renderer(tmp: Path):
+    """The renderer module as it was before the framing change."""
+    source = subprocess.run(["git", "show", f"{BEFORE}:livekit_avatar_plugin/render/renderer.py"],
+                            cwd=ROOT, check=True, capture_output=True).stdout
+    (tmp / "old_renderer.py").write_bytes(source)
+    spec = importlib.util.spec_from_file_location("old_renderer", tmp / "old_renderer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(tmp: Path, key: str, renderers: tuple, font) -> Image.Image:
     canvas, at, face = T.PHOTOS[key]
     photo = T._photo(tmp, key, canvas, at, face)
-    av = create_avatar(photo, tmp / f"av_{len(rows)}")
-    src = Image.open(photo); src.thumbnail((400, 400))
+    avatar = create_avatar(photo, tmp / f"avatar_{abs(hash(key))}")
+    src = Image.open(photo)
+    src.thumbnail((400, 400))
     tiles = [src]
-    for R in (old.FaceRenderer, FaceRenderer):
+    for renderer in renderers:
         for w, h in ((512, 512), (720, 1280)):
-            f = Image.fromarray(R(av, w, h).render({}, ConversationState.IDLE, 0.0))
-            f.thumbnail((400, 400)); tiles.append(f)
-    H = 430; row = Image.new('RGB', (sum(t.width for t in tiles) + 20 * len(tiles), H), 'white'); x = 0
-    d = ImageDraw.Draw(row)
-    names = ['the photo', 'before, 512x512', 'before, portrait', 'after, 512x512', 'after, portrait']
-    for t, n in zip(tiles, names):
-        row.paste(t, (x, 28)); d.text((x + 4, 4), n, fill='black', font=font); x += t.width + 20
-    rows.append(row)
-W = max(r.width for r in rows); sheet = Image.new('RGB', (W, sum(r.height for r in rows)), 'white'); y = 0
-for r in rows: sheet.paste(r, (0, y)); y += r.height
-sheet.save(ROOT / 'docs' / 'img' / 'framing_before_after.png', optimize=True)
-print(sheet.size)
+            frame = Image.fromarray(renderer(avatar, w, h).render({}, ConversationState.IDLE, 0.0))
+            frame.thumbnail((400, 400))
+            tiles.append(frame)
+    row = Image.new("RGB", (sum(t.width + 20 for t in tiles), 430), "white")
+    draw = ImageDraw.Draw(row)
+    x = 0
+    for tile, name in zip(tiles, NAMES):
+        row.paste(tile, (x, 28))
+        draw.text((x + 4, 4), name, fill="black", font=font)
+        x += tile.width + 20
+    return row
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp())
+    renderers = (_old_renderer(tmp).FaceRenderer, FaceRenderer)
+    font = ImageFont.load_default(size=18)
+    rows = [_row(tmp, key, renderers, font) for key in CASES]
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    y = 0
+    for row in rows:
+        sheet.paste(row, (0, y))
+        y += row.height
+    out = ROOT / "docs" / "img" / "framing_before_after.png"
+    sheet.save(out, optimize=True)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
