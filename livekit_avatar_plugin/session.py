@@ -45,7 +45,7 @@ from .metrics import MetricsRecorder
 from .participant import AvatarPublisher
 from .pipeline import FacePipeline, build_generator, load_pipeline
 from .speech_stream import SpeechStreamOutput, codec_attributes
-from .state import ConversationState
+from .state import ConversationState, state_between_speech
 from .turns import Protection, TurnController
 
 if TYPE_CHECKING:
@@ -481,10 +481,8 @@ class AvatarSession(
         if self._publisher is None:
             return
         gen = self._publisher.generator
-        if user == "speaking":
-            gen.set_state(ConversationState.LISTENING)
-        elif agent == "thinking":
-            gen.set_state(ConversationState.THINKING)
+        if user == "speaking" or agent == "thinking":
+            gen.set_state(state_between_speech(user_speaking=user == "speaking", agent=agent))
         elif user in ("listening", "away") or agent in ("listening", "idle", "speaking"):
             gen.set_state(ConversationState.IDLE)
 

@@ -18,3 +18,13 @@ class ConversationState(str, enum.Enum):
     LISTENING = "listening"
     THINKING = "thinking"
     SPEAKING = "speaking"
+
+
+def state_between_speech(*, user_speaking: bool, agent: str | None) -> ConversationState:
+    """The state shown while the avatar is not speaking, from the user's speech and the
+    agent's state (LiveKit's names: listening, thinking, speaking, ...)."""
+    if user_speaking:
+        return ConversationState.LISTENING
+    if agent == "thinking":
+        return ConversationState.THINKING
+    return ConversationState.IDLE
