@@ -336,9 +336,9 @@ def _person_mask(img: np.ndarray, pts: np.ndarray, fw: float) -> np.ndarray:
 
 def extend_outside(base: np.ndarray, person: np.ndarray, outside: np.ndarray, radius: float) -> np.ndarray:
     """Where a picture was sampled past its edge (``outside``), the sampler repeated the
-    edge pixels in streaks: there, blur them into a soft extension, the person and the background each from their own pixels
-    (normalised blurs), so a flat background stays exactly flat beside a person cut by
-    the photo's edge."""
+    edge pixels in streaks: there, blur them into a soft extension, the person and the
+    background each from their own pixels (normalised blurs), so a flat background stays
+    exactly flat beside a person cut by the photo's edge."""
     # the background from its clean pixels only: those beside the person blend into it
     clear = 1.0 - person
     clear *= _blurf(clear, 3) > 0.98

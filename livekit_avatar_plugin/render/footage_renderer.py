@@ -445,45 +445,49 @@ class FootageRenderer:
         cv2.blur(clip, self._box, dst=clip)
         return np.minimum(clip, a.mask, out=clip)
 
-    def _placement(self, loop: Loop, f: int, shape: tuple[int, ...],
-                   part: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-        """Where the atlas box (or ``part`` of it: x, y, w, h in box pixels) lands on frame
-        ``f``: the affine map from its pixels to the drawn region (continuous coordinates)
-        and its bounding box there."""
+    def _box_map(self, loop: Loop, f: int) -> np.ndarray:
+        """The affine map from atlas-box pixels (continuous) to the drawn region on frame
+        ``f``: box -> canonical -> canvas -> scaled canvas -> region."""
         a = self.avatar.atlas
         lay = self.layout
-        px, py, pw, ph = part if part is not None else (0, 0, a.box[2], a.box[3])
-        # box pixel (continuous) -> canonical -> canvas -> scaled canvas -> region
         m = loop.transforms[f].astype(np.float64)
-        m = np.concatenate([m[:, :2], (m[:, 2] + m[:, :2] @ (a.box[0] + px, a.box[1] + py))[:, None]], 1) * lay.scale
+        m = np.concatenate([m[:, :2], (m[:, 2] + m[:, :2] @ (a.box[0], a.box[1]))[:, None]], 1) * lay.scale
         m[:, 2] += (lay.offset[0] - lay.dst[1].start, lay.offset[1] - lay.dst[0].start)
-        corners = np.array([[0, 0], [pw, 0], [0, ph], [pw, ph]], np.float64) @ m[:, :2].T + m[:, 2]
+        return m
+
+    @staticmethod
+    def _bounds(m: np.ndarray, part: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+        """The bounding box in the region (clipped to it) of ``part`` (x, y, w, h in box
+        pixels) under the box map ``m``; None where it falls outside."""
+        px, py, pw, ph = part
+        corners = np.array([[px, py], [px + pw, py], [px, py + ph], [px + pw, py + ph]], np.float64) @ m[:, :2].T + m[:, 2]
         rh, rw = shape[:2]
         x0, y0 = max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min())))
         x1, y1 = min(rw, int(np.ceil(corners[:, 0].max()))), min(rh, int(np.ceil(corners[:, 1].max())))
-        if x1 <= x0 or y1 <= y0:
-            return None
-        return m, (x0, y0, x1, y1)
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
     def _mouth(self, loop: Loop, f: int, region: np.ndarray, targets: np.ndarray) -> None:
         a = self.avatar.atlas
         i, j, w = self._chooser.choose(targets, loop.poses[f])
-        placed = self._placement(loop, f, region.shape)
-        self._placed = None if placed is None else (*placed, i)
-        if placed is None:
+        m = self._box_map(loop, f)
+        whole = self._bounds(m, (0, 0, a.box[2], a.box[3]), region.shape)
+        self._placed = None if whole is None else (m, whole, i)
+        if whole is None:
             return
         alpha = self._alpha(loop, f, (i, j) if w > 0 else (i,))
         # only the part of the box the mask covers this frame is drawn: a fifth less work
         part = cv2.boundingRect(alpha)
-        placed = self._placement(loop, f, region.shape, part) if part[2] and part[3] else None
-        if placed is None:
+        drawn = self._bounds(m, part, region.shape) if part[2] and part[3] else None
+        if drawn is None:
             return
-        m, (x0, y0, x1, y1) = placed
+        x0, y0, x1, y1 = drawn
+        px, py, pw, ph = part
+        # the map from the part's own pixels, inverted: region pixel -> part pixel
+        m = np.concatenate([m[:, :2], (m[:, 2] + m[:, :2] @ (px, py))[:, None]], 1)
         inv = invert_affine(m)
         inv[:, 2] += inv[:, :2] @ (x0, y0)
         # OpenCV counts pixel centres from 0; these maps count pixel edges
         inv[:, 2] += inv[:, :2] @ (0.5, 0.5) - 0.5
-        px, py, pw, ph = part
         rows, cols = slice(py, py + ph), slice(px, px + pw)
         crop = self._rgba[rows, cols]
         if w > 0:

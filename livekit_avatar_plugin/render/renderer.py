@@ -135,7 +135,7 @@ class FaceRenderer:
         self.scale = s
         self.fw = fw0 * s
         self.ox, self.oy = ox, oy
-        m = np.array([[1 / s, 0, (0.5 - ox) / s - 0.5], [0, 1 / s, (0.5 - oy) / s - 0.5]])
+        m = to_photo = np.array([[1 / s, 0, (0.5 - ox) / s - 0.5], [0, 1 / s, (0.5 - oy) / s - 0.5]])
         src = av.image
         if s < 0.6:  # area pre-shrink
             from PIL import Image
@@ -144,9 +144,9 @@ class FaceRenderer:
             src = np.asarray(Image.fromarray(av.image).resize((max(1, round(iw * pre)), max(1, round(ih * pre))), Image.BOX))
             m = np.array([[pre / s, 0, ((0.5 - ox) / s) * pre - 0.5], [0, pre / s, ((0.5 - oy) / s) * pre - 0.5]])
         base = L.warp_affine(src, m, (W, H))
-        msk = np.ascontiguousarray(L.warp_affine(av.person[..., None], np.array([[1 / s, 0, (0.5 - ox) / s - 0.5], [0, 1 / s, (0.5 - oy) / s - 0.5]]), (W, H))[..., 0])
+        msk = np.ascontiguousarray(L.warp_affine(av.person[..., None], to_photo, (W, H))[..., 0])
         ys, xs = np.mgrid[0:H, 0:W]
-        sx, sy = (xs + 0.5 - ox) / s, (ys + 0.5 - oy) / s
+        sx, sy = (xs + 0.5 - ox) / s, (ys + 0.5 - oy) / s  # pixel edges in the package image
         outside = (sx < 0) | (sy < 0) | (sx > iw) | (sy > ih)
         if outside.any():
             base = extend_outside(base, msk.astype(np.float32) / 255.0, outside, 0.25 * self.fw)
