@@ -241,11 +241,25 @@ class AvatarSessionOptions(BaseModel):
         max_length=500,
         description="a line the avatar says before it leaves on a timeout",
     )
+    background: str | tuple[int, int, int] = Field(
+        "keep",
+        description=(
+            "behind the person: 'keep' (the avatar's own), a colour ('#00ff00' or "
+            "(0, 255, 0)) or an image file path"
+        ),
+    )
 
     _numbers = field_validator(
         "dispatch_timeout_s", "audio_sample_rate", "video_delay_ms", "max_duration_s",
         "idle_timeout_s", "user_absent_timeout_s", mode="before",
     )(_no_bool)  # fmt: skip
+
+    @field_validator("background", mode="before")
+    @classmethod
+    def _background(cls, value: Any) -> Any:
+        from .render.background import parse_background
+
+        return parse_background(value)  # its BackgroundError is a ValueError naming the problem
 
     @model_validator(mode="before")
     @classmethod
