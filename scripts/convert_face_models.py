@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Convert MediaPipe's face detector, face mesh and iris models (TFLite) to ONNX.
+"""Convert MediaPipe's face detector, face mesh, iris and selfie segmentation models
+(TFLite) to ONNX.
 
 Reproducible: downloads the ``mediapipe==0.10.14`` wheel with pip (no install, no
-dependencies), extracts the three ``.tflite`` files, converts them with the small
+dependencies), extracts the four ``.tflite`` files, converts them with the small
 converter below, checks the converted graphs with onnx.checker and onnxruntime, and
 writes ``models/face/NOTICE`` with the SHA-256 of every source and output file.
 
-The converter understands only the ops these three graphs use (CONV_2D,
-DEPTHWISE_CONV_2D, PRELU, ADD, RELU, MAX_POOL_2D, PAD, RESHAPE, CONCATENATION and
-DEQUANTIZE of float16 constants). Activations run in NCHW inside the ONNX graph; the
+The converter understands only the ops these four graphs use (CONV_2D,
+DEPTHWISE_CONV_2D, PRELU, ADD, MUL, RELU, HARD_SWISH, LOGISTIC, MAX_POOL_2D, global
+AVERAGE_POOL_2D, PAD, RESHAPE, CONCATENATION, RESIZE_BILINEAR, MediaPipe's custom
+Convolution2DTransposeBias and DEQUANTIZE of float16 constants). Activations run in NCHW inside the ONNX graph; the
 graph input stays NHWC float32 exactly like the TFLite model, and outputs keep the
 TFLite shapes, so both can be fed the same arrays.
 
@@ -40,6 +42,7 @@ MODELS = {
     "face_detection_short_range.onnx": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
     "face_landmark.onnx": "mediapipe/modules/face_landmark/face_landmark.tflite",
     "iris_landmark.onnx": "mediapipe/modules/iris_landmark/iris_landmark.tflite",
+    "selfie_segmentation.onnx": "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
 }
 
 # TFLite enums (schema.fbs); kept literal so the script documents what it relies on.
@@ -164,6 +167,8 @@ class _Graph:
             oc = self.model.OperatorCodes(op.OpcodeIndex())
             code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
             opname = self.opnames.get(code, str(code))
+            if opname == "CUSTOM":
+                opname = "CUSTOM:" + oc.CustomCode().decode()
             ins = [int(v) for v in op.InputsAsNumpy()]
             outs = [int(v) for v in op.OutputsAsNumpy()]
             o = outs[0]
@@ -209,12 +214,69 @@ class _Graph:
             elif opname == "RELU":
                 self.node("Relu", [self.tname(ins[0])], [oname])
                 self.layout[o] = self.layout.get(ins[0], "plain")
+            elif opname == "LOGISTIC":
+                self.node("Sigmoid", [self.tname(ins[0])], [oname])
+                self.layout[o] = self.layout.get(ins[0], "plain")
+            elif opname == "HARD_SWISH":  # x * relu6(x + 3) / 6; opset 13 has no HardSwish
+                gate = self.uid(oname + "_gate")
+                self.node("HardSigmoid", [self.tname(ins[0])], [gate], alpha=1.0 / 6.0, beta=0.5)
+                self.node("Mul", [self.tname(ins[0]), gate], [oname])
+                self.layout[o] = self.layout.get(ins[0], "plain")
+            elif opname == "MUL":
+                opts = tfl.MulOptions()
+                opts.Init(opts_tab.Bytes, opts_tab.Pos)
+                a, b = ins
+                if self.layout.get(a) != "nchw" or self.layout.get(b) != "nchw":
+                    raise NotImplementedError("MUL of tensors not both in NCHW layout")
+                tmp = self.uid(oname + "_pre")
+                self.node("Mul", [self.tname(a), self.tname(b)], [tmp])  # [1,C,H,W] * [1,C,1,1] broadcasts
+                self.activation(opts.FusedActivationFunction(), tmp, oname)
+                self.layout[o] = "nchw"
+            elif opname == "AVERAGE_POOL_2D":
+                opts = tfl.Pool2DOptions()
+                opts.Init(opts_tab.Bytes, opts_tab.Pos)
+                _, ih, iw, _ = self.shape(ins[0])
+                if (opts.FilterHeight(), opts.FilterWidth()) != (ih, iw) or self.shape(o)[1:3] != [1, 1]:
+                    raise NotImplementedError("AVERAGE_POOL_2D other than a global average")
+                tmp = self.uid(oname + "_pre")
+                self.node("GlobalAveragePool", [self.tname(ins[0])], [tmp])
+                self.activation(opts.FusedActivationFunction(), tmp, oname)
+                self.layout[o] = "nchw"
+            elif opname == "RESIZE_BILINEAR":
+                opts = tfl.ResizeBilinearOptions()
+                opts.Init(opts_tab.Bytes, opts_tab.Pos)
+                if opts.AlignCorners() or not opts.HalfPixelCenters():
+                    raise NotImplementedError("RESIZE_BILINEAR without half-pixel centres")
+                n, oh, ow, c = self.shape(o)
+                sizes = self.init("sizes", np.array([n, c, oh, ow], np.int64))
+                self.node("Resize", [self.tname(ins[0]), "", "", sizes], [oname], mode="linear",
+                          coordinate_transformation_mode="half_pixel")
+                self.layout[o] = "nchw"
+            elif opname == "CUSTOM:Convolution2DTransposeBias":
+                # custom options: TfLiteTransposeConvParams {padding, stride_w, stride_h} as int32
+                padding, sw, sh = np.frombuffer(op.CustomOptionsAsNumpy().tobytes()[:12], np.int32)
+                w = self.const[ins[1]].astype(np.float32)  # [O, KH, KW, I]
+                kh, kw = w.shape[1], w.shape[2]
+                _, ih, iw, _ = self.shape(ins[0])
+                _, oh, ow, _ = self.shape(o)
+                # TfLitePadding: 1 = SAME, 2 = VALID; either way the output size is known
+                if padding not in (1, 2):
+                    raise NotImplementedError(f"Convolution2DTransposeBias padding {padding}")
+                tot_h, tot_w = (ih - 1) * sh + kh - oh, (iw - 1) * sw + kw - ow
+                if tot_h < 0 or tot_w < 0:
+                    raise NotImplementedError("Convolution2DTransposeBias with output padding")
+                pads = [tot_h // 2, tot_w // 2, tot_h - tot_h // 2, tot_w - tot_w // 2]
+                node_in = [self.tname(ins[0]), self.init("w", np.ascontiguousarray(w.transpose(3, 0, 1, 2))),
+                           self.init("b", self.const[ins[2]].astype(np.float32).reshape(-1))]
+                self.node("ConvTranspose", node_in, [oname], kernel_shape=[int(kh), int(kw)],
+                          strides=[int(sh), int(sw)], pads=pads)
+                self.layout[o] = "nchw"
             elif opname == "ADD":
                 opts = tfl.AddOptions()
                 opts.Init(opts_tab.Bytes, opts_tab.Pos)
                 a, b = ins
-                if self.layout.get(a) != self.layout.get(b):
-                    raise NotImplementedError("ADD of tensors in different layouts")
+                if self.layout.get(a) != self.layout.get(b) or self.shape(a) != self.shape(b):
+                    raise NotImplementedError("ADD of tensors in different layouts or shapes")
                 tmp = self.uid(oname + "_pre")
                 self.node("Add", [self.tname(a), self.tname(b)], [tmp])
                 self.activation(opts.FusedActivationFunction(), tmp, oname)
@@ -286,10 +348,62 @@ _TFLITE_RUNNER = r"""
 import sys, numpy as np
 try:
     from tensorflow.lite.python.interpreter import Interpreter
+    from tensorflow.lite.python import schema_py_generated as S
 except ImportError:
-    from tflite_runtime.interpreter import Interpreter
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert import schema_py_generated as S
+    except ImportError:
+        from tflite_runtime.interpreter import Interpreter
+        S = None
 model, inp, out = sys.argv[1:4]
-it = Interpreter(model_path=model)
+content = open(model, "rb").read()
+
+
+def builtin_transpose_conv(buf):
+    # MediaPipe's custom Convolution2DTransposeBias is TRANSPOSE_CONV with a bias; stock
+    # interpreters lack the custom op, so the reference swaps in the built-in one.
+    import flatbuffers
+    m = S.ModelT.InitFromObj(S.Model.GetRootAsModel(buf, 0))
+    custom = [i for i, c in enumerate(m.operatorCodes) if c.customCode == b"Convolution2DTransposeBias"]
+    if not custom:
+        return buf
+    code = S.OperatorCodeT()
+    code.builtinCode = S.BuiltinOperator.TRANSPOSE_CONV
+    code.deprecatedBuiltinCode = S.BuiltinOperator.TRANSPOSE_CONV
+    code.version = 3
+    m.operatorCodes.append(code)
+    sg = m.subgraphs[0]
+    for op in sg.operators:
+        if op.opcodeIndex not in custom:
+            continue
+        padding, sw, sh = np.frombuffer(bytes(op.customOptions)[:12], np.int32)
+        shape_buf = S.BufferT()
+        shape_buf.data = np.array(sg.tensors[op.outputs[0]].shape, np.int32).view(np.uint8)
+        m.buffers.append(shape_buf)
+        t = S.TensorT()
+        t.shape = np.array([4], np.int32)
+        t.type = S.TensorType.INT32
+        t.buffer = len(m.buffers) - 1
+        t.name = b"transpose_conv_output_shape"
+        sg.tensors.append(t)
+        x, w, b = op.inputs
+        op.inputs = np.array([len(sg.tensors) - 1, w, x, b], np.int32)
+        op.opcodeIndex = len(m.operatorCodes) - 1
+        opts = S.TransposeConvOptionsT()
+        opts.padding = S.Padding.SAME if padding == 1 else S.Padding.VALID
+        opts.strideW, opts.strideH = int(sw), int(sh)
+        op.builtinOptionsType = S.BuiltinOptions.TransposeConvOptions
+        op.builtinOptions = opts
+        op.customOptions = None
+    b = flatbuffers.Builder(1 << 20)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+if S is not None:
+    content = builtin_transpose_conv(content)
+it = Interpreter(model_content=content)
 it.allocate_tensors()
 x = np.load(inp)
 res = {}

@@ -16,10 +16,11 @@ def test_notice_hashes_match_shipped_models():
     notice = model_path("face", "NOTICE").read_text()
     assert "Apache License" in notice and "mediapipe==0.10.14" in notice
     hashes = dict((name, h) for h, name in re.findall(r"([0-9a-f]{64})\s+(\S+)", notice))
-    for name in ("face_detection_short_range.onnx", "face_landmark.onnx", "iris_landmark.onnx"):
+    for name in ("face_detection_short_range.onnx", "face_landmark.onnx", "iris_landmark.onnx",
+                 "selfie_segmentation.onnx"):
         data = model_path("face", name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == hashes[name], name
-    assert sum(1 for n in hashes if n.endswith(".tflite")) == 3
+    assert sum(1 for n in hashes if n.endswith(".tflite")) == 4
 
 
 def test_landmarks_match_tflite_reference():
