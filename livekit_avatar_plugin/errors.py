@@ -7,3 +7,7 @@ from __future__ import annotations
 
 class AvatarError(Exception):
     """Base class of the plugin's errors."""
+
+
+class AvatarSessionError(AvatarError, RuntimeError):
+    """The avatar could not be started."""

@@ -37,11 +37,13 @@ from livekit.agents.voice.avatar import (
     DataStreamAudioReceiver,
 )
 
+from . import _compat
 from .audio import opus
 from .audio.input import AudioInputError, check_channels, check_rate
 from .config import VideoOptions
 from .generator import AvatarVideoGenerator
 from .metrics import MetricsRecorder
+from .state import ConversationState
 from .vp8_encoder import VP8EncodedSource
 
 logger = logging.getLogger("livekit_avatar_plugin.participant")
@@ -263,7 +265,7 @@ def guard_audio_streams(room: rtc.Room, sample_rate: int) -> None:
 
     Call after ``DataStreamAudioReceiver.start()``, which registers the handler.
     """
-    handler = room._byte_stream_handlers.get(_AUDIO_STREAM_TOPIC)
+    handler = _compat.byte_stream_handler(room, _AUDIO_STREAM_TOPIC)
     if handler is None:
         return
 
@@ -289,6 +291,7 @@ class AvatarPublisher:
         audio_receiver: AudioReceiver,
         generator: AvatarVideoGenerator,
         video: VideoOptions,
+        metrics: MetricsRecorder | None = None,
         video_delay_s: float = 0.0,
         on_published: Callable[[str, float, object], None] | None = None,
         on_died: Callable[[str], None] | None = None,
@@ -312,9 +315,10 @@ class AvatarPublisher:
             on_published=on_published,
             frame_period_s=1.0 / video.fps,
         )
+        self._pacer.metrics = metrics
         self._video_delay_s = video_delay_s
         self._on_died = on_died
-        self.metrics: MetricsRecorder | None = None
+        self.metrics = metrics
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main_tasks: list[asyncio.Task[Any]] = []
         self._segment_open = False  # the agent has sent audio for a segment not yet finished
@@ -354,9 +358,9 @@ class AvatarPublisher:
         """Return once the avatar's audio and video tracks are published (frames flowing)."""
         await self._published.wait()
 
-    def attach_metrics(self, metrics: MetricsRecorder) -> None:
-        self.metrics = metrics
-        self._pacer.metrics = metrics
+    def set_state(self, state: ConversationState) -> None:
+        """What the face shows between its own speech (listening, thinking, idle)."""
+        self._generator.set_state(state)
 
     async def start(self) -> None:
         await self._receiver.start()
@@ -581,10 +585,14 @@ class AvatarPublisher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str | None = None) -> None:
+        """Stop and release everything; ``reason`` (why the face ends) closes the metrics."""
         if self._closed:
             return
         self._closed = True
+        if reason is not None and self.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.metrics.closed(reason)
         with contextlib.suppress(Exception):
             self._receiver.off("clear_buffer", self._on_clear_buffer)
         # A segment still open when we leave is reported, so the agent never waits on it.

@@ -17,6 +17,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.voice.avatar import DataStreamAudioOutput
 
+from . import _compat
 from .audio import opus
 
 logger = logging.getLogger("livekit_avatar_plugin.speech_stream")
@@ -75,8 +76,8 @@ class _OpusWriter:
 class SpeechStreamOutput(DataStreamAudioOutput):
     """``DataStreamAudioOutput`` that compresses each segment when the avatar can read it.
 
-    The parent opens one byte-stream writer per segment (``self._stream_writer``); the
-    property below wraps each new writer in an Opus encoder as it is assigned.
+    The parent opens one byte-stream writer per segment; ``_set_segment_writer`` wraps
+    each new writer in an Opus encoder as the parent assigns it.
     """
 
     def __init__(
@@ -88,7 +89,7 @@ class SpeechStreamOutput(DataStreamAudioOutput):
         self.__room = room
         self.__destination = destination_identity
         self.__sample_rate = sample_rate
-        self.opus_segments = 0  # segments sent as Opus (for tests and logs)
+        self._opus_segments = 0  # segments sent as Opus
         super().__init__(
             room, destination_identity=destination_identity, sample_rate=sample_rate, **kwargs
         )
@@ -103,27 +104,30 @@ class SpeechStreamOutput(DataStreamAudioOutput):
         if self.__segment_started_at is None:  # no segment open: nothing sent yet
             return
         played = time.monotonic() - self.__segment_started_at
-        ahead = self._pushed_duration - played
+        ahead = _compat.pushed_duration(self) - played
         if ahead > SEND_AHEAD_S:
             await asyncio.sleep(ahead - SEND_AHEAD_S)
 
-    @property
-    def _stream_writer(self) -> Any:
+    def _get_segment_writer(self) -> Any:
         return self.__writer
 
-    @_stream_writer.setter
-    def _stream_writer(self, writer: Any) -> None:
+    def _set_segment_writer(self, writer: Any) -> None:
         self.__segment_started_at = time.monotonic() if writer is not None else None
         if writer is not None and self.__use_opus():
             writer = _OpusWriter(writer, self.__sample_rate)
-            if self.opus_segments == 0:
+            if self._opus_segments == 0:
                 logger.info(
                     "sending speech to %s as Opus at %d kbit/s", self.__destination, opus.BITRATE // 1000
                 )
-            self.opus_segments += 1
+            self._opus_segments += 1
         self.__writer = writer
 
     def __use_opus(self) -> bool:
         if not opus.available() or self.__format != (self.__sample_rate, 1):
             return False
         return avatar_reads_opus(self.__room.remote_participants.get(self.__destination))
+
+
+_compat.intercept_segment_writer(
+    SpeechStreamOutput, SpeechStreamOutput._get_segment_writer, SpeechStreamOutput._set_segment_writer
+)

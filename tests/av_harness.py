@@ -427,7 +427,7 @@ async def run_av_scenario(
         first_message={"enabled": False},  # the scenario scripts every line itself
     )
     sender = SenderLog()
-    avatar.add_publish_tap(sender.tap)
+    avatar._publish_taps.append(sender.tap)
     metrics: list[Any] = []
     session.on(
         "metrics_collected",

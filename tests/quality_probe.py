@@ -139,7 +139,7 @@ async def probe_quality(
     probe.cap_kbps = avatar.options.video.max_bitrate / 1000
     try:
         await asyncio.wait_for(subscribed.wait(), 15)
-        avatar_room = avatar._avatar_room
+        avatar_room = avatar._transport._avatar_room
         probe.estimate_at_subscribe_kbps, _ = await _publisher_figures(avatar_room)
         await asyncio.wait_for(first_frame.wait(), 10)
         t0 = state["first_frame_at"]

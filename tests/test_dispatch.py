@@ -130,7 +130,7 @@ async def test_dispatched_avatar_speaks_in_sync_and_reports_playback(livekit_ser
     try:
         # start() returned: the worker joined as the identity the agent chose, on its behalf.
         assert avatar.avatar_identity in avatar_worker.rendered()
-        assert avatar.publisher is None  # nothing renders in the agent's process
+        assert avatar._transport.publisher is None  # nothing renders in the agent's process
         await viewer.connect()
         avatar_p = viewer.room.remote_participants[avatar.avatar_identity]
         assert avatar_p.attributes["lk.publish_on_behalf"] == agent_room_.local_participant.identity

@@ -30,11 +30,11 @@ async def test_avatar_dying_mid_speech_hands_over_to_the_agent(livekit_server):
         gaps = [(a + b) / 2 for a, b in zip(clicks, clicks[1:]) if a > 1.0]
         target = gaps[0]
         deadline = time.monotonic() + 10
-        while avatar.publisher is not None and avatar.publisher.heard_position() < target:
+        while avatar._transport.publisher is not None and avatar._transport.publisher.heard_position() < target:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.005)
         t_kill = time.monotonic()
-        await avatar._avatar_room.disconnect()  # the avatar participant is gone
+        await avatar._transport._avatar_room.disconnect()  # the avatar participant is gone
 
         await asyncio.wait_for(handle.wait_for_playout(), 10)  # never hangs
         assert failed and isinstance(failed[0], AvatarFailedEvent)
@@ -71,11 +71,11 @@ async def test_avatar_task_stopping_hands_over_too(livekit_server):
         # Stop it between two clicks: the handover is exact to about 10 ms.
         target = next((a + b) / 2 for a, b in zip(clicks, clicks[1:]) if a > 0.8)
         deadline = time.monotonic() + 10
-        while avatar.publisher.heard_position() < target:
+        while avatar._transport.publisher.heard_position() < target:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.005)
         t_stop = time.monotonic()
-        avatar.publisher._main_tasks[1].cancel()  # the avatar's frame loop stops
+        avatar._transport.publisher._main_tasks[1].cancel()  # the avatar's frame loop stops
         await asyncio.wait_for(handle.wait_for_playout(), 10)
         assert failed and "stopped" in failed[0].detail
         assert watcher.audio_track_at[agent_id] - t_stop <= 2.0
@@ -104,7 +104,7 @@ async def test_avatar_that_cannot_join_leaves_the_agent_speaking(livekit_server)
     agent_id = agent_room.local_participant.identity
     try:
         assert time.monotonic() - t0 < 15
-        assert avatar.publisher is None  # no face, but a working agent
+        assert avatar._transport.publisher is None  # no face, but a working agent
         handle = session.say("clicks 1.5")
         await asyncio.wait_for(handle.wait_for_playout(), 15)
         assert not handle.interrupted

@@ -269,7 +269,7 @@ async def test_the_session_survives_20_percent_loss_for_30_s(lossy_server):
             await asyncio.sleep(2.0)
             # Still the same session, face and all, and fully working once the loss ends.
             assert r.failed == [] and closed == []
-            assert avatar._avatar_room.connection_state == rtc.ConnectionState.CONN_CONNECTED
+            assert avatar._transport._avatar_room.connection_state == rtc.ConnectionState.CONN_CONNECTED
             tracks = await server_tracks(server.info, r.room_name)
             assert tracks[avatar.avatar_identity] == ["avatar_audio", "avatar_video"]
             # After a stall this long, LiveKit's avatar-side receiver may have retried a

@@ -70,7 +70,7 @@ async def test_one_bad_frame_is_logged_and_the_session_carries_on(livekit_server
     async with agent_room(livekit_server, "badframe", face_pipeline=pipeline) as r:
         await r.watcher.wait_video(r.avatar.avatar_identity)
         await asyncio.sleep(0.5)  # the user's jitter buffer settles (see below)
-        gen = r.avatar.publisher.generator
+        gen = r.avatar._transport.publisher.generator
         with caplog.at_level(logging.ERROR, logger="livekit_avatar_plugin.generator"):
             pipeline.renderer.fail_next = 3
             t0 = time.monotonic()
@@ -90,12 +90,12 @@ async def test_a_renderer_that_keeps_failing_falls_back_to_audio_only(livekit_se
     sender = SenderLog()
     async with agent_room(livekit_server, "audioonly", face_pipeline=pipeline) as r:
         avatar = r.avatar
-        avatar.add_publish_tap(sender.tap)
+        avatar._publish_taps.append(sender.tap)
         await r.watcher.wait_video(avatar.avatar_identity)
         # Let the user's jitter buffer settle: just after subscribing it time-stretches
         # what it receives, which can swallow a 4 ms click (seen under heavy load).
         await asyncio.sleep(0.5)
-        gen = avatar.publisher.generator
+        gen = avatar._transport.publisher.generator
         finished: list = []
         r.session.output.audio.on("playback_finished", finished.append)
         clicks = click_times(4.0)
@@ -137,10 +137,10 @@ async def test_a_two_second_render_stall_drops_frames_not_audio_sync(livekit_ser
     pipeline = FaultyPipeline()
     sender = SenderLog()
     async with agent_room(livekit_server, "stall", face_pipeline=pipeline) as r:
-        r.avatar.add_publish_tap(sender.tap)
+        r.avatar._publish_taps.append(sender.tap)
         await r.watcher.wait_video(r.avatar.avatar_identity)
         await asyncio.sleep(0.5)  # the user's jitter buffer settles
-        gen = r.avatar.publisher.generator
+        gen = r.avatar._transport.publisher.generator
         seconds = 6.0
         clicks = click_times(seconds)
         t0 = time.monotonic()

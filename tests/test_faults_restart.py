@@ -62,7 +62,7 @@ async def test_server_restart_mid_speech_the_avatar_rejoins_and_resumes(
         await watcher.wait_video(avatar.avatar_identity)
         viewer = Subscriber(info, r.room_name, avatar.avatar_identity)
         await viewer.connect()
-        publisher = avatar.publisher
+        publisher = avatar._transport.publisher
         try:
             handle = session.say("clicks 4")
             await asyncio.sleep(1.0)
@@ -92,7 +92,7 @@ async def test_server_restart_mid_speech_the_avatar_rejoins_and_resumes(
 
             # The same session, the same publisher: no failover, no close.
             assert r.failed == [] and closed == []
-            assert avatar.publisher is publisher
+            assert avatar._transport.publisher is publisher
 
             # Later speech goes through the avatar, and is heard once. (The viewer takes
             # its own time to subscribe to the republished audio: wait for its frames.)
@@ -113,7 +113,7 @@ async def test_server_restart_mid_speech_the_avatar_rejoins_and_resumes(
             # Exactly one audio and one video track: the republish made no duplicates.
             tracks = await server_tracks(info, r.room_name)
             assert tracks[avatar.avatar_identity] == ["avatar_audio", "avatar_video"]
-            lp = avatar._avatar_room.local_participant
+            lp = avatar._transport._avatar_room.local_participant
             kinds = sorted(p.kind for p in lp.track_publications.values())
             assert kinds == sorted([rtc.TrackKind.KIND_AUDIO, rtc.TrackKind.KIND_VIDEO])
         finally:
@@ -127,7 +127,7 @@ async def test_a_full_reconnect_of_the_avatar_alone_is_ridden_out(private_liveki
     async with agent_room(info, "solo") as r:
         avatar = r.avatar
         await r.watcher.wait_video(avatar.avatar_identity)
-        await avatar._avatar_room.simulate_scenario(rtc.SimulateScenarioKind.SIMULATE_FULL_RECONNECT)
+        await avatar._transport._avatar_room.simulate_scenario(rtc.SimulateScenarioKind.SIMULATE_FULL_RECONNECT)
         await wait_republished(info, r.room_name, avatar.avatar_identity, 10)
         await asyncio.sleep(1.5)
         assert r.failed == [] and not avatar._closing

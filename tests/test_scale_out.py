@@ -72,6 +72,6 @@ async def test_jobs_spread_over_workers_and_move_off_a_dead_one(livekit_server, 
     try:
         identities = {avatar.avatar_identity for _, _, avatar in rooms}
         assert identities <= set(second.rendered()), "new jobs must go to the surviving worker"
-        assert all(avatar.publisher is None and not avatar._failed for _, _, avatar in rooms)
+        assert all(avatar._transport.publisher is None and not avatar._failed for _, _, avatar in rooms)
     finally:
         await _close_rooms(rooms)

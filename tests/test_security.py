@@ -32,7 +32,7 @@ pytestmark = pytest.mark.livekit_server
 @pytest.mark.parametrize("max_duration_s", [60, 3600, 86400])
 def test_the_avatar_token_lives_no_longer_than_the_session_may(max_duration_s):
     avatar = AvatarSession(max_duration_s=max_duration_s)
-    token = avatar._mint_token("room", "agent", "key", "s" * 40)
+    token = avatar._transport._mint_token("room", "agent", "key", "s" * 40)
     claims = jwt.decode(token, "s" * 40, algorithms=["HS256"])  # signed with the secret
     assert claims["exp"] - claims["nbf"] <= max_duration_s
     assert claims["exp"] - time.time() <= max_duration_s + 5
@@ -60,7 +60,7 @@ async def test_the_avatar_token_cannot_administer_subscribe_or_rename(livekit_se
     info = livekit_server
     room_name = f"sec-{uuid.uuid4().hex[:8]}"
     avatar = AvatarSession(max_duration_s=120)
-    token = avatar._mint_token(room_name, "agent-x", info.api_key, info.api_secret)
+    token = avatar._transport._mint_token(room_name, "agent-x", info.api_key, info.api_secret)
     user = rtc.Room()
     await user.connect(info.url, make_token(info, room_name, "user-sec"))
     room = rtc.Room()

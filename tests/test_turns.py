@@ -48,12 +48,12 @@ class TurnLog:
     def attach(self, session, avatar: AvatarSession) -> None:
         def started(ev) -> None:
             self.protection.append((time.monotonic(), "started", ev))
-            publisher = avatar.publisher
+            publisher = avatar._transport.publisher
             self.on_screen_at_start.append(publisher is not None and publisher.video_publication is not None)
 
         avatar.on("protection_started", started)
         avatar.on("protection_released", lambda ev: self.protection.append((time.monotonic(), "released", ev)))
-        avatar.add_publish_tap(self.sender.tap)
+        avatar._publish_taps.append(self.sender.tap)
         session.on("speech_created", self._speech)
         session.on("tool_execution_updated", lambda ev: self.tool_events.append((time.monotonic(), ev.update)))
         session.on("agent_state_changed", lambda ev: self.states.append((time.monotonic(), ev.new_state)))

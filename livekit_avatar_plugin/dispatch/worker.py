@@ -34,9 +34,8 @@ from livekit.protocol import models
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import DEFAULT_AVATAR_AGENT_NAME
-from ..metrics import MetricsRecorder
-from ..participant import AvatarPublisher
-from ..pipeline import FacePipeline, build_generator, limit_blas_threads, load_pipeline
+from .._runtime import build_face, start_publisher
+from ..pipeline import FacePipeline, limit_blas_threads, load_pipeline
 from ..pipeline import prewarm as prewarm_face
 from ..speech_stream import codec_attributes
 from ..state import ConversationState, state_between_speech
@@ -44,7 +43,6 @@ from .protocol import PROTOCOL_VERSION, AvatarJobRequest
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
 
-PROVIDER = "livekit-avatar-plugin"
 _WATCH_POLL_S = 0.1
 # Asking the server is an HTTP request per avatar per poll; every 0.5 s still lets the
 # avatar leave within ~1 s of an agent that left without removing it.
@@ -247,38 +245,26 @@ class AvatarWorker:
         request = AvatarJobRequest.model_validate_json(ctx.job.metadata)
         await _connect_one_at_a_time(ctx)
         pipeline = await asyncio.to_thread(_pipeline_for, self.options, request.avatar)
-        video = request.video
-        generator = await build_generator(
-            pipeline, width=video.width, height=video.height, fps=video.fps,
-            sample_rate=request.audio_sample_rate,
-        )  # fmt: skip
+        generator = await build_face(pipeline, video=request.video, sample_rate=request.audio_sample_rate)
         ended = asyncio.get_running_loop().create_future()
 
         def end(reason: str) -> None:
             if not ended.done():
                 ended.set_result(reason)
 
-        publisher = AvatarPublisher(
-            ctx.room,
-            audio_receiver=DataStreamAudioReceiver(
-                ctx.room, sender_identity=request.agent_identity
-            ),
-            generator=generator,
-            video=video,
-            video_delay_s=request.video_delay_ms / 1000.0,
-            on_died=lambda why: end(f"avatar stopped: {why}"),
-        )
         # Metrics are logged here, where the frames are made; the agent's process has
         # its own avatar metrics from LiveKit (join time, playback latency).
-        metrics = MetricsRecorder(
-            lambda _: None,
-            provider=PROVIDER,
+        publisher = await start_publisher(
+            ctx.room,
+            generator,
+            audio_receiver=DataStreamAudioReceiver(ctx.room, sender_identity=request.agent_identity),
+            video=request.video,
+            video_delay_s=request.video_delay_ms / 1000.0,
             started_at=started_at,
-            counters=lambda: (generator.stats.underruns, generator.stats.render_errors),
+            emit_metrics=lambda _: None,
+            on_died=lambda why: end(f"avatar stopped: {why}"),
         )
-        publisher.attach_metrics(metrics)
-        await publisher.start()
-        unfollow = follow_conversation(ctx.room, request, generator.set_state)
+        unfollow = follow_conversation(ctx.room, request, publisher.set_state)
         logger.info(
             "avatar %s rendering for agent %s in room %s",
             request.avatar_identity, request.agent_identity, ctx.room.name,
@@ -296,8 +282,7 @@ class AvatarWorker:
         # Leave first, tidy up after: the room should not see an avatar talking to no one.
         with contextlib.suppress(Exception):
             await ctx.room.disconnect()
-        metrics.closed(reason)
-        await publisher.aclose()
+        await publisher.aclose(reason)
         ctx.shutdown(reason)
 
     async def run(self) -> None:

@@ -1,0 +1,63 @@
+"""``mode="dispatch"``: LiveKit dispatches the avatar to a ``livekit-avatar worker``,
+which renders and publishes it; this process loads no face models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from livekit import rtc
+from livekit.agents.voice.io import AudioOutput
+
+from ..dispatch.client import AvatarDispatchError, DispatchedAvatar
+from ..dispatch.protocol import AvatarJobRequest
+from ..errors import AvatarSessionError
+from .remote import RemoteTransport
+
+
+class DispatchTransport(RemoteTransport):
+    """The worker follows the conversation from the room itself (see dispatch.worker), so
+    ``set_state`` has nothing to do here."""
+
+    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        self._dispatched: DispatchedAvatar | None = None
+
+    async def start(self, room: rtc.Room, *, started_at: float) -> AudioOutput:
+        self._ignore_avatar_media(room)
+        url, key, secret = self._credentials.resolve()
+        options = self._options
+        avatar = self._avatar
+        request = AvatarJobRequest(
+            agent_identity=room.local_participant.identity,
+            avatar_identity=self.identity,
+            avatar_name=options.avatar_name,
+            avatar=str(avatar) if isinstance(avatar, (str, Path)) else "default",
+            video=options.video,
+            audio_sample_rate=options.audio_sample_rate,
+            video_delay_ms=options.video_delay_ms,
+            max_duration_s=options.max_duration_s,
+        )
+        dispatched = DispatchedAvatar(
+            room, request, agent_name=options.agent_name, url=url, api_key=key,
+            api_secret=secret, timeout_s=options.dispatch_timeout_s,
+        )  # fmt: skip
+        try:
+            await dispatched.start(
+                on_left=self._hooks.on_died,
+                on_agent_gone=lambda: self._hooks.on_agent_left("agent room disconnected"),
+            )
+        except AvatarDispatchError as exc:
+            raise AvatarSessionError(str(exc)) from exc
+        self._dispatched = dispatched
+        self._identity = dispatched.identity  # a retried dispatch joins under a new one
+        output = self._speech_output(room)
+        dispatched.track_playback(output)
+        return output
+
+    def heard_position(self) -> float:
+        return self._dispatched.heard_position() if self._dispatched is not None else 0.0
+
+    async def aclose(self, reason: str) -> None:
+        await super().aclose(reason)
+        if self._dispatched is not None:
+            await self._dispatched.aclose()

@@ -1,0 +1,82 @@
+"""Each use of LiveKit's private APIs (all in livekit_avatar_plugin/_compat.py) checked
+against the installed LiveKit: an upgrade that changes one fails here, by name."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from livekit import rtc
+from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput
+from livekit.agents.voice.io import AudioOutput
+
+from livekit_avatar_plugin import _compat
+from livekit_avatar_plugin.speech_stream import SpeechStreamOutput
+
+
+def _explain(use: str) -> str:
+    return f"LiveKit changed a private API the plugin relies on ({use}): update livekit_avatar_plugin/_compat.py"
+
+
+def test_participant_audio_output_is_an_audio_output_with_the_arguments_we_pass():
+    try:
+        from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
+    except ImportError:
+        pytest.fail(_explain("room_io._output._ParticipantAudioOutput"))
+    params = inspect.signature(_ParticipantAudioOutput.__init__).parameters
+    missing = {"room", "sample_rate", "num_channels", "track_publish_options", "track_name"} - params.keys()
+    assert not missing, _explain(f"_ParticipantAudioOutput lost {sorted(missing)}")
+    output = _compat.participant_audio_output(rtc.Room(), sample_rate=24000)
+    assert isinstance(output, AudioOutput), _explain("_ParticipantAudioOutput is no AudioOutput")
+    assert callable(getattr(output, "start", None)), _explain("_ParticipantAudioOutput.start")
+
+
+def test_byte_stream_handlers_are_found_by_topic():
+    room = rtc.Room()
+    assert _compat.byte_stream_handler(room, "lk.audio_stream") is None
+
+    def handler(reader, sender):
+        pass
+
+    room.register_byte_stream_handler("lk.audio_stream", handler)
+    assert _compat.byte_stream_handler(room, "lk.audio_stream") is handler, _explain("Room._byte_stream_handlers")
+
+
+def test_data_stream_output_keeps_its_writer_and_pushed_duration_where_we_read_them():
+    source = inspect.getsource(DataStreamAudioOutput)
+    assert f"self.{_compat.SEGMENT_WRITER_ATTRIBUTE} = " in source, _explain("DataStreamAudioOutput._stream_writer")
+    assert "self._pushed_duration" in source, _explain("DataStreamAudioOutput._pushed_duration")
+    output = SpeechStreamOutput(rtc.Room(), destination_identity="avatar", sample_rate=24000)
+    assert _compat.pushed_duration(output) == 0.0
+    # the subclass intercepts every writer the parent assigns
+    setattr(output, _compat.SEGMENT_WRITER_ATTRIBUTE, "w")
+    assert output._get_segment_writer() == "w"
+    setattr(output, _compat.SEGMENT_WRITER_ATTRIBUTE, None)
+    assert getattr(output, _compat.SEGMENT_WRITER_ATTRIBUTE) is None
+
+
+def test_avatar_session_detaches_without_removing_anyone():
+    for name in ("_agent_session", "_wait_avatar_join_task"):
+        assert name in inspect.getsource(AvatarSession.__init__), _explain(f"AvatarSession.{name}")
+    assert callable(getattr(AvatarSession, "_on_conversation_item_added", None)), _explain(
+        "AvatarSession._on_conversation_item_added"
+    )
+
+    class Session(AvatarSession):
+        @property
+        def avatar_identity(self) -> str:
+            return "x"
+
+    class FakeAgentSession:
+        def __init__(self) -> None:
+            self.removed: list[str] = []
+
+        def off(self, name, handler):
+            self.removed.append(name)
+
+    session = Session()
+    agent_session = FakeAgentSession()
+    session._agent_session = agent_session
+    _compat.detach_without_removal(session)
+    assert agent_session.removed == ["conversation_item_added"]
+    assert session._agent_session is None and session._wait_avatar_join_task is None
