@@ -12,13 +12,15 @@ for a ``playback_finished`` that a dead avatar cannot send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from livekit import rtc
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
+
+from . import _compat
 
 logger = logging.getLogger("livekit_avatar_plugin.failover")
 
@@ -54,19 +56,19 @@ def _skip(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:
 
 
 class FailoverAudioOutput(AudioOutput):
-    def __init__(
-        self,
-        primary: AudioOutput,
-        *,
-        sample_rate: int,
-        make_fallback: Callable[[], Awaitable[AudioOutput]],
-    ) -> None:
+    """``primary`` is the avatar's sink; ``None``: the avatar never started, and the agent
+    speaks by itself once :meth:`failover` is called. The fallback is the agent's own audio
+    track in ``room``, as LiveKit's RoomIO would have published it."""
+
+    def __init__(self, primary: AudioOutput | None, *, room: rtc.Room, sample_rate: int) -> None:
         super().__init__(
             label="LocalAvatar",
             capabilities=AudioOutputCapabilities(pause=False),
             sample_rate=sample_rate,
         )
-        self._make_fallback = make_fallback
+        self._room = room
+        self._fallback: tuple[AudioOutput, asyncio.Task[None]] | None = None
+        primary = primary if primary is not None else _NullAudioOutput(sample_rate)
         self._segments: deque[_Segment] = deque()
         self._active = primary
         self._failed_over = False
@@ -129,7 +131,7 @@ class FailoverAudioOutput(AudioOutput):
             self._failed_over = True
             dead = self._active
             self._unlisten(dead)
-            fallback = await self._make_fallback()
+            fallback = self._make_fallback()
             self._listen(fallback)
             self._active = fallback
             replayed = 0.0
@@ -150,3 +152,41 @@ class FailoverAudioOutput(AudioOutput):
             dead.on_detached()
         except Exception:  # noqa: BLE001 - the dead sink's cleanup is best effort
             logger.debug("detaching the avatar sink failed", exc_info=True)
+
+    def _make_fallback(self) -> AudioOutput:
+        output = _compat.participant_audio_output(self._room, sample_rate=self.sample_rate)
+        # start() returns once someone subscribes; audio waits for that, as with RoomIO.
+        self._fallback = (output, asyncio.ensure_future(output.start()))
+        return output
+
+    async def aclose(self) -> None:
+        """Unpublish the agent's own track, if the fail-over made one."""
+        fallback, self._fallback = self._fallback, None
+        if fallback is None:
+            return
+        output, starting = fallback
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        with contextlib.suppress(Exception):
+            await output.aclose()
+
+
+class _NullAudioOutput(AudioOutput):
+    """Stands in for an avatar that never joined, until the failover replaces it."""
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__(
+            label="NoAvatar",
+            capabilities=AudioOutputCapabilities(pause=False),
+            sample_rate=sample_rate,
+        )
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+
+    def flush(self) -> None:
+        super().flush()
+
+    def clear_buffer(self) -> None:
+        pass

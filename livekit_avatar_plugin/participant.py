@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
@@ -37,12 +35,13 @@ from livekit.agents.voice.avatar import (
     DataStreamAudioReceiver,
 )
 
-from . import _compat
-from .audio import opus
-from .audio.input import AudioInputError, check_channels, check_rate
+from .audio.input import AudioInputError
 from .config import VideoOptions
 from .generator import AvatarVideoGenerator
+from .incoming_speech import guard_audio_streams
 from .metrics import MetricsRecorder
+from .pacer import AudioClockedPacer
+from .rtc_stats import PADDING_BLIND_CODECS, bandwidth_estimate, warn_on_uplink_loss
 from .state import ConversationState
 from .vp8_encoder import VP8EncodedSource
 
@@ -52,19 +51,8 @@ logger = logging.getLogger("livekit_avatar_plugin.participant")
 AVATAR_STREAM_NAME = "avatar"
 AUDIO_TRACK_NAME = "avatar_audio"
 VIDEO_TRACK_NAME = "avatar_video"
-# Audio is the clock. The audio source holds about this much audio ahead of playout:
-# enough to ride out a late frame on a busy machine, small enough that an interruption
-# (which clears it) falls silent quickly.
-_AUDIO_LEAD_S = 0.06
+# Audio the source may hold ahead of playout; the pacer keeps it near its lead.
 _AUDIO_QUEUE_MS = 400
-# WebRTC stamps audio with its capture time about this long after the slice leaves the
-# audio source's queue (measured: independent of the queue's lead). Receivers that
-# lip-sync (browsers) align audio and video by those stamps, so a frame is captured this
-# much after its slice starts, or every browser hears the mouth ~60 ms late.
-# benchmarks/browser_av_sync.py measures the result in Chromium.
-_AUDIO_STAMP_LATENCY_S = 0.058
-# LiveKit's agent -> avatar audio transport (one byte stream per speech segment).
-_AUDIO_STREAM_TOPIC = "lk.audio_stream"
 # A single-layer track is held back from subscribers until WebRTC's bandwidth estimate
 # covers its bitrate cap (see AvatarPublisher._open_when_bandwidth_covers_cap): at most
 # this long, checked this often.
@@ -75,107 +63,17 @@ _BANDWIDTH_POLL_S = 0.05
 _BANDWIDTH_ENOUGH = 0.9
 # Then, at most this long for the first subscription (nobody may be watching yet).
 _SUBSCRIPTION_WAIT_MAX_S = 1.0
-# A VP8 or H.264 simulcast viewer of the lowest layer decodes only key frames once the
-# avatar's own link to the server loses packets: WebRTC fills what the encoder leaves of
-# its budget with padding on that layer's stream, the server cannot tell lost padding
-# from lost video, and the layer reaches viewers with holes nobody can fill. The plugin
-# can stop neither, so it says so: a warning once the loss the server reports for our
-# video stays at or above this fraction for two checks this far apart.
-_UPLINK_LOSS_WARN = 0.02
-_UPLINK_CHECK_S = 3.0
-_PADDING_BLIND_CODECS = ("vp8", "h264")
 # A single-layer VP8 track is encoded by the plugin (see vp8_encoder) rather than by
 # WebRTC, whose VP8 ramps over a pinned preset's first two seconds. Off: WebRTC's
 # encoder, for comparison (benchmarks/video_quality.py).
 _ENCODE_VP8_HERE = True
 
 
-class _AudioClockedPacer:
-    """Publishes each video frame exactly when the audio slice it belongs to starts playing.
-
-    LiveKit's ``AVSynchronizer`` keeps separate audio and video queues; which one fills
-    first decides a random A/V offset of up to a queue length per session. Here every
-    frame pair is timed from the audio source's own queue: push the slice, read how long
-    until it plays, and capture the frame at that moment.
-    """
-
-    def __init__(
-        self,
-        audio: rtc.AudioSource,
-        video: rtc.VideoSource,
-        *,
-        video_delay_s: float = 0.0,
-        on_published: Callable[[str, float, object], None] | None = None,
-        frame_period_s: float = 0.04,
-    ) -> None:
-        self._audio = audio
-        self._late_after_s = frame_period_s / 2
-        self.metrics: MetricsRecorder | None = None
-        self._video = video
-        self._video_delay_s = video_delay_s
-        self._on_published = on_published
-        self._loop = asyncio.get_event_loop()
-        self._pending: deque[asyncio.TimerHandle] = deque()
-        self._frame: rtc.VideoFrame | None = None
-        # When the audio queued so far will have finished playing (monotonic seconds).
-        # Kept here rather than read from AudioSource.queued_duration, which undercounts
-        # after an underrun (it subtracts the idle gap from the new chunk).
-        self._play_end = 0.0
-
-    def stage_video(self, frame: rtc.VideoFrame) -> None:
-        self._frame = frame
-
-    async def push_audio(self, chunk: rtc.AudioFrame) -> float:
-        """Queue one slice (and its staged frame); returns when the slice starts playing."""
-        await self._audio.capture_frame(chunk)
-        now = time.monotonic()
-        if self._play_end < now:
-            if self._play_end and self.metrics is not None:
-                self.metrics.underrun()
-            self._play_end = now
-        starts_in = self._play_end - now
-        self._play_end += chunk.duration
-        frame, self._frame = self._frame, None
-        if frame is not None:
-            while self._pending and self._pending[0].cancelled():
-                self._pending.popleft()
-            due = now + starts_in + _AUDIO_STAMP_LATENCY_S + self._video_delay_s
-            handle = self._loop.call_later(due - now, self._capture, frame, due)
-            self._pending.append(handle)
-        if self._on_published is not None:
-            self._on_published("audio", now + starts_in + _AUDIO_STAMP_LATENCY_S, chunk)
-        # Hold the producer back so the queue stays near its lead.
-        excess = (self._play_end - time.monotonic()) - _AUDIO_LEAD_S
-        if excess > 0:
-            await asyncio.sleep(excess)
-        return now + starts_in
-
-    def queued_s(self) -> float:
-        """Audio handed to the source that has not started playing yet."""
-        return max(0.0, self._play_end - time.monotonic())
-
-    def _capture(self, frame: rtc.VideoFrame, due: float) -> None:
-        if self._pending:
-            self._pending.popleft()
-        self._video.capture_frame(frame)
-        if self.metrics is not None:
-            self.metrics.frame(late=time.monotonic() - due > self._late_after_s)
-        if self._on_published is not None:
-            self._on_published("video", time.monotonic(), frame)
-
-    def clear(self) -> None:
-        self._audio.clear_queue()
-        self._play_end = 0.0
-        while self._pending:
-            self._pending.popleft().cancel()
-        self._frame = None
-
-
 def default_video_publish_options(video: VideoOptions) -> rtc.TrackPublishOptions:
     """Publish options for the avatar's video track from its quality settings.
 
     The bitrate cap is always explicit: without one the encoder starts from a low default
-    and drops frames (we saw ~20 fps delivered at 512x512). A pinned preset publishes a
+    and drops frames (docs/benchmarks.md). A pinned preset publishes a
     single layer, so subscribers get the full resolution from the first frame; ``auto``
     publishes simulcast layers (SVC for VP9/AV1) and lets each subscriber ramp up. Under
     CPU pressure we would rather lose resolution than the frame rate lip-sync needs.
@@ -187,98 +85,6 @@ def default_video_publish_options(video: VideoOptions) -> rtc.TrackPublishOption
     )
     opts.degradation_preference = rtc.DegradationPreference.MAINTAIN_FRAMERATE.value
     return opts
-
-
-class _CheckedStream:
-    """A speech stream as LiveKit's receiver will read it, made safe first.
-
-    The agent waits for every segment's ``playback_finished``, in order, and LiveKit's
-    receiver ends (taking the avatar with it) on the first error it meets. So:
-
-    * a stream whose header cannot be played is given a valid header and 10 ms of
-      silence in place of its payload (which is drained and discarded): the segment
-      still ends and is reported, the error is logged by name;
-    * a stream that breaks off mid-way (the connection dropped, the sender vanished)
-      simply ends there, with a warning, instead of raising into the receiver.
-    """
-
-    def __init__(self, reader: rtc.ByteStreamReader, sample_rate: int, problem: str | None) -> None:
-        self._reader = reader
-        self.info = reader.info
-        if problem is not None:
-            attributes = {"sample_rate": str(sample_rate), "num_channels": "1"}
-            self.info = dataclasses.replace(reader.info, attributes=attributes)
-        self._chunks = self._silence(sample_rate) if problem else self._passthrough()
-
-    async def _passthrough(self) -> AsyncIterator[bytes]:
-        decoder: opus.SpeechDecoder | None = None
-        first = True
-        try:
-            async for chunk in self._reader:
-                if first:
-                    first = False
-                    is_opus, chunk = opus.split_magic(chunk)
-                    if is_opus:
-                        # Our agent side compressed it (see audio/opus.py). Decoding a
-                        # chunk takes well under a millisecond: cheaper on the loop than
-                        # a thread hop.
-                        decoder = opus.SpeechDecoder(int(self.info.attributes["sample_rate"]))
-                if decoder is not None:
-                    chunk = decoder.decode(chunk)
-                if chunk:
-                    yield chunk
-            if decoder is not None:
-                decoder.finish()
-        except Exception as exc:  # noqa: BLE001 - an ended segment beats a dead avatar
-            logger.warning("a speech stream broke off (%r); the segment ends there", exc)
-        finally:
-            if decoder is not None:
-                decoder.close()
-
-    async def _silence(self, sample_rate: int) -> AsyncIterator[bytes]:
-        with contextlib.suppress(Exception):
-            async for _ in self._reader:  # drain it, so nothing stays buffered for it
-                pass
-        yield bytes(2 * (sample_rate // 100))
-
-    def __aiter__(self) -> _CheckedStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        return await self._chunks.__anext__()
-
-
-def speech_stream_problem(attributes: dict[str, str] | None) -> str | None:
-    """What makes a speech stream's header unplayable, or None."""
-    if not attributes or "sample_rate" not in attributes or "num_channels" not in attributes:
-        return "it has no sample_rate/num_channels attributes"
-    try:
-        check_rate(attributes["sample_rate"])
-        check_channels(attributes["num_channels"])
-    except AudioInputError as exc:
-        return str(exc)
-    return None
-
-
-def guard_audio_streams(room: rtc.Room, sample_rate: int) -> None:
-    """Check every incoming speech stream's header before LiveKit's receiver reads it.
-
-    Call after ``DataStreamAudioReceiver.start()``, which registers the handler.
-    """
-    handler = _compat.byte_stream_handler(room, _AUDIO_STREAM_TOPIC)
-    if handler is None:
-        return
-
-    def checked(reader: rtc.ByteStreamReader, sender: str) -> None:
-        problem = speech_stream_problem(reader.info.attributes)
-        if problem is not None:
-            logger.error(
-                "rejected a speech segment from %s: %s; it is played as silence", sender, problem
-            )
-        handler(_CheckedStream(reader, sample_rate, problem), sender)
-
-    room.unregister_byte_stream_handler(_AUDIO_STREAM_TOPIC)
-    room.register_byte_stream_handler(_AUDIO_STREAM_TOPIC, checked)
 
 
 class AvatarPublisher:
@@ -308,7 +114,7 @@ class AvatarPublisher:
         )
         self._video_source: rtc.VideoSource | VP8EncodedSource
         self._video_source = self._make_video_source(video)
-        self._pacer = _AudioClockedPacer(
+        self._pacer = AudioClockedPacer(
             self._audio_source,
             self._video_source,
             video_delay_s=video_delay_s,
@@ -411,30 +217,10 @@ class AvatarPublisher:
             self._notify(self._open_when_bandwidth_covers_cap(video_opts.video_encoding.max_bitrate))
         else:
             self._open_to_subscribers()
-        if video_opts.simulcast and self._video.codec in _PADDING_BLIND_CODECS:
+        if video_opts.simulcast and self._video.codec in PADDING_BLIND_CODECS:
             self._uplink_watch = asyncio.create_task(
-                self._warn_on_uplink_loss(), name="avatar-uplink-loss"
+                warn_on_uplink_loss(self._room, self._video.codec), name="avatar-uplink-loss"
             )
-
-    async def _warn_on_uplink_loss(self) -> None:
-        lossy_checks = 0
-        while not self._closed:
-            await asyncio.sleep(_UPLINK_CHECK_S)
-            try:
-                loss = uplink_video_loss(await self._room.get_rtc_stats())
-            except Exception:
-                logger.debug("could not read the uplink's loss", exc_info=True)
-                continue
-            lossy_checks = lossy_checks + 1 if loss >= _UPLINK_LOSS_WARN else 0
-            if lossy_checks >= 2:
-                logger.warning(
-                    "the avatar's link to the LiveKit server is losing %.0f %% of its video "
-                    "packets: viewers of the lowest %s simulcast layer will see the face "
-                    "freeze (they decode only key frames). Run the avatar nearer the server, "
-                    "or publish with video_codec='vp9' or a pinned video_quality.",
-                    loss * 100, self._video.codec.upper(),
-                )  # fmt: skip
-                return
 
     def _open_to_subscribers(self) -> None:
         self._published.set()
@@ -608,34 +394,3 @@ class AvatarPublisher:
         self._pacer.clear()
         await self._audio_source.aclose()
         await self._video_source.aclose()
-
-
-def _publisher_entries(stats: Any, kind: str) -> Iterator[Any]:
-    """The ``kind`` entries (e.g. ``"candidate_pair"``) of a room's publishing transport,
-    from ``Room.get_rtc_stats()``."""
-    return (getattr(e, kind) for e in stats.publisher_stats if e.WhichOneof("stats") == kind)
-
-
-def uplink_video_loss(stats: Any) -> float:
-    """The largest fraction of our video packets the server reported lost in its latest
-    receiver report, over the published layers, from ``Room.get_rtc_stats()``."""
-    return max(
-        (
-            e.remote_inbound.fraction_lost
-            for e in _publisher_entries(stats, "remote_inbound_rtp")
-            if e.stream.kind == "video"
-        ),
-        default=0.0,
-    )
-
-
-def bandwidth_estimate(stats: Any) -> float:
-    """WebRTC's send-side bandwidth estimate for a room's publishing transport, in bps,
-    from ``Room.get_rtc_stats()``."""
-    return max(
-        (
-            e.candidate_pair.available_outgoing_bitrate
-            for e in _publisher_entries(stats, "candidate_pair")
-        ),
-        default=0.0,
-    )

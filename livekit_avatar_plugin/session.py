@@ -27,7 +27,7 @@ from livekit.agents import MetricsCollectedEvent
 from livekit.agents.metrics.base import AvatarMetrics
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.voice.avatar import AvatarSession as _LiveKitAvatarSession
-from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
+from livekit.agents.voice.io import AudioOutput
 
 from . import _compat
 from ._runtime import PROVIDER
@@ -45,7 +45,7 @@ from .failover import FailoverAudioOutput
 from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
 from .pipeline import FacePipeline
 from .state import ConversationState, state_between_speech
-from .turns import Protection, TurnController
+from .turns import Protection, TurnController, disable_false_interruption_resume
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
@@ -114,6 +114,7 @@ class AvatarSession(
         tool_protection: NotGivenOr[ToolProtection | dict[str, Any]] = NOT_GIVEN,
         input_during_protection: NotGivenOr[InputDuringProtection] = NOT_GIVEN,
         goodbye: NotGivenOr[str | None] = NOT_GIVEN,
+        background: NotGivenOr[str | tuple[int, int, int]] = NOT_GIVEN,
     ) -> None:
         super().__init__()
         given = {
@@ -126,6 +127,7 @@ class AvatarSession(
                 idle_timeout_s=idle_timeout_s, user_absent_timeout_s=user_absent_timeout_s,
                 first_message=first_message, tool_protection=tool_protection,
                 input_during_protection=input_during_protection, goodbye=goodbye,
+                background=background,
             ).items()  # fmt: skip
             if value is not NOT_GIVEN
         }
@@ -148,7 +150,6 @@ class AvatarSession(
             ),
         )
         self._failover: FailoverAudioOutput | None = None
-        self._fallback_outputs: list[tuple[Any, asyncio.Task[Any]]] = []
         self._background: set[asyncio.Task[Any]] = set()  # fail-overs and closes begun by callbacks
         self._failed = False
         self._closing = False
@@ -227,7 +228,7 @@ class AvatarSession(
         self._session = agent_session
         started_at = time.monotonic()
         await super().start(agent_session, room)
-        _disable_false_interruption_resume(agent_session)
+        disable_false_interruption_resume(agent_session)
         sink = await self._start_transport(room, started_at)
         agent_session.output.replace_audio_tail(sink)
         self._turns = TurnController(agent_session, self.options, self.emit)
@@ -256,14 +257,12 @@ class AvatarSession(
             output = await self._transport.start(room, started_at=started_at)
         except AvatarSessionError as exc:
             logger.error("%s; the agent will speak without an avatar", exc)
-            self._failover = FailoverAudioOutput(
-                _NullAudioOutput(rate), sample_rate=rate, make_fallback=self._make_fallback
-            )
+            self._failover = FailoverAudioOutput(None, room=room, sample_rate=rate)
             await self._failover.failover(0.0)
             self._failed = True
             self.emit("avatar_failed", AvatarFailedEvent(detail=str(exc)))
             return self._failover
-        self._failover = FailoverAudioOutput(output, sample_rate=rate, make_fallback=self._make_fallback)
+        self._failover = FailoverAudioOutput(output, room=room, sample_rate=rate)
         return self._failover
 
     # -- conversation state -------------------------------------------------------------
@@ -319,17 +318,6 @@ class AvatarSession(
         if not self._closing:
             self._spawn(self._fail_over(why))
 
-    async def _make_fallback(self) -> Any:
-        """The agent's own audio track, as LiveKit's RoomIO would have published it."""
-        assert self._agent_room is not None
-        output = _compat.participant_audio_output(
-            self._agent_room, sample_rate=self.options.audio_sample_rate
-        )
-        # start() returns once someone subscribes; audio waits for that, as with RoomIO.
-        task = asyncio.ensure_future(output.start())
-        self._fallback_outputs.append((output, task))
-        return output
-
     async def _fail_over(self, detail: str) -> None:
         """The avatar died mid-session: keep the conversation going without a face."""
         if self._failed or self._closing or self._failover is None:
@@ -378,12 +366,8 @@ class AvatarSession(
                     self._session.off(name, handler)
         await self._transport.aclose(self._close_reason.value)
         current = asyncio.current_task()
-        for output, task in self._fallback_outputs:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            with contextlib.suppress(Exception):
-                await output.aclose()
+        if self._failover is not None:
+            await self._failover.aclose()
         for task in [t for t in self._background if t is not current]:
             task.cancel()  # a fail-over under way: the session is going anyway
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -409,37 +393,3 @@ class AvatarSession(
                 reason=self._close_reason, detail=self._close_detail, duration_s=duration
             ),
         )
-
-
-def _disable_false_interruption_resume(agent_session: AgentSession) -> None:
-    """An avatar cannot pause, so a "false" interruption can never be resumed.
-
-    LiveKit would ignore the option with a warning on every session; turn it off once,
-    visibly, so the session's behaviour matches its configuration.
-    """
-    interruption = agent_session.options.turn_handling["interruption"]
-    if interruption.get("resume_false_interruption"):
-        interruption["resume_false_interruption"] = False
-        logger.info(
-            "resume_false_interruption turned off: an avatar cannot pause its speech"
-        )
-
-
-class _NullAudioOutput(AudioOutput):
-    """Stands in for an avatar that never joined, until the failover replaces it."""
-
-    def __init__(self, sample_rate: int) -> None:
-        super().__init__(
-            label="NoAvatar",
-            capabilities=AudioOutputCapabilities(pause=False),
-            sample_rate=sample_rate,
-        )
-
-    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
-        await super().capture_frame(frame)
-
-    def flush(self) -> None:
-        super().flush()
-
-    def clear_buffer(self) -> None:
-        pass

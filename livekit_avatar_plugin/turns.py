@@ -476,3 +476,16 @@ def _tool_cause(hold: _Hold, *, spoke: bool) -> ReleaseCause:
         return "interrupted"
     return "speech_done" if spoke else "no_speech"
 
+
+def disable_false_interruption_resume(agent_session: AgentSession) -> None:
+    """An avatar cannot pause, so a "false" interruption can never be resumed.
+
+    LiveKit would ignore the option with a warning on every session; turn it off once,
+    visibly, so the session's behaviour matches its configuration.
+    """
+    interruption = agent_session.options.turn_handling["interruption"]
+    if interruption.get("resume_false_interruption"):
+        interruption["resume_false_interruption"] = False
+        logger.info(
+            "resume_false_interruption turned off: an avatar cannot pause its speech"
+        )

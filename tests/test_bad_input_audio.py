@@ -271,7 +271,7 @@ async def test_a_speech_stream_that_breaks_off_ends_its_segment_instead_of_raisi
     would die of it (and the avatar with it). The checked stream ends there instead."""
     from types import SimpleNamespace
 
-    from livekit_avatar_plugin.participant import _CheckedStream
+    from livekit_avatar_plugin.incoming_speech import _CheckedStream
 
     class BrokenReader:
         info = SimpleNamespace(attributes={"sample_rate": "24000", "num_channels": "1"})

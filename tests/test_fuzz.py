@@ -31,7 +31,7 @@ from livekit_avatar_plugin.face.avatar import (
     default_avatar,
     load_avatar,
 )
-from livekit_avatar_plugin.participant import speech_stream_problem
+from livekit_avatar_plugin.incoming_speech import speech_stream_problem
 
 from .test_generator import SR, make_generator, until_segment_end
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from livekit_avatar_plugin.audio import opus
-from livekit_avatar_plugin.participant import _CheckedStream
+from livekit_avatar_plugin.incoming_speech import _CheckedStream
 
 from .fakes import click_track
 
