@@ -11,13 +11,12 @@ from typing import Any
 
 from livekit import rtc
 from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput
-from livekit.agents.voice.io import AudioOutput
 
 # DataStreamAudioOutput keeps the open segment's byte-stream writer in this attribute.
 SEGMENT_WRITER_ATTRIBUTE = "_stream_writer"
 
 
-def participant_audio_output(room: rtc.Room, *, sample_rate: int) -> AudioOutput:
+def participant_audio_output(room: rtc.Room, *, sample_rate: int) -> Any:
     """The agent's own audio track, made as LiveKit's RoomIO makes it (used on fail-over)."""
     from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
 

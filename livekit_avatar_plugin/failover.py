@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from livekit import rtc
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
@@ -67,7 +68,8 @@ class FailoverAudioOutput(AudioOutput):
             sample_rate=sample_rate,
         )
         self._room = room
-        self._fallback: tuple[AudioOutput, asyncio.Task[None]] | None = None
+        self._rate = sample_rate
+        self._fallback: tuple[Any, asyncio.Task[None]] | None = None
         primary = primary if primary is not None else _NullAudioOutput(sample_rate)
         self._segments: deque[_Segment] = deque()
         self._active = primary
@@ -110,10 +112,10 @@ class FailoverAudioOutput(AudioOutput):
 
     # -- child events ----------------------------------------------------------------------
 
-    def _child_started(self, ev) -> None:  # type: ignore[no-untyped-def]
+    def _child_started(self, ev) -> None:
         self.on_playback_started(created_at=ev.created_at)
 
-    def _child_finished(self, ev) -> None:  # type: ignore[no-untyped-def]
+    def _child_finished(self, ev) -> None:
         segment = self._segments.popleft() if self._segments else _Segment()
         self.on_playback_finished(
             playback_position=segment.offset + ev.playback_position,
@@ -153,8 +155,8 @@ class FailoverAudioOutput(AudioOutput):
         except Exception:  # noqa: BLE001 - the dead sink's cleanup is best effort
             logger.debug("detaching the avatar sink failed", exc_info=True)
 
-    def _make_fallback(self) -> AudioOutput:
-        output = _compat.participant_audio_output(self._room, sample_rate=self.sample_rate)
+    def _make_fallback(self) -> Any:
+        output = _compat.participant_audio_output(self._room, sample_rate=self._rate)
         # start() returns once someone subscribes; audio waits for that, as with RoomIO.
         self._fallback = (output, asyncio.ensure_future(output.start()))
         return output

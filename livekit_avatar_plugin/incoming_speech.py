@@ -53,7 +53,7 @@ class _CheckedStream:
                         # Our agent side compressed it (see audio/opus.py). Decoding a
                         # chunk takes well under a millisecond: cheaper on the loop than
                         # a thread hop.
-                        decoder = opus.SpeechDecoder(int(self.info.attributes["sample_rate"]))
+                        decoder = opus.SpeechDecoder(int((self.info.attributes or {})["sample_rate"]))
                 if decoder is not None:
                     chunk = decoder.decode(chunk)
                 if chunk:

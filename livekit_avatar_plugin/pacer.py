@@ -11,6 +11,7 @@ from collections.abc import Callable
 from livekit import rtc
 
 from .metrics import MetricsRecorder
+from .vp8_encoder import VP8EncodedSource
 
 # Audio is the clock. The audio source holds about this much audio ahead of playout:
 # enough to ride out a late frame on a busy machine, small enough that an interruption
@@ -36,7 +37,7 @@ class AudioClockedPacer:
     def __init__(
         self,
         audio: rtc.AudioSource,
-        video: rtc.VideoSource,
+        video: rtc.VideoSource | VP8EncodedSource,
         *,
         video_delay_s: float = 0.0,
         on_published: Callable[[str, float, object], None] | None = None,

@@ -199,9 +199,11 @@ class AvatarPublisher:
             source=rtc.TrackSource.SOURCE_MICROPHONE, stream=AVATAR_STREAM_NAME
         )
         video_opts = default_video_publish_options(self._video)
-        track_source: rtc.VideoSource | rtc.EncodedVideoSource = self._video_source
+        track_source: rtc.VideoSource | rtc.EncodedVideoSource
         if isinstance(self._video_source, VP8EncodedSource):
             track_source = self._video_source.source
+        else:
+            track_source = self._video_source
             video_opts.video_encoder = rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED
         video_track = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK_NAME, track_source)
         video_opts.source = rtc.TrackSource.SOURCE_CAMERA

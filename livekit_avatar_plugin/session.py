@@ -153,7 +153,7 @@ class AvatarSession(
         self._background: set[asyncio.Task[Any]] = set()  # fail-overs and closes begun by callbacks
         self._failed = False
         self._closing = False
-        self._session_events: list[tuple[str, Any]] = []
+        self._session_events: list[tuple[Any, Any]] = []  # (event name, handler)
         self._agent_room: rtc.Room | None = None
         self._session: AgentSession | None = None
         self._watchdog: SessionWatchdog | None = None
@@ -214,7 +214,7 @@ class AvatarSession(
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self, agent_session: AgentSession, room: rtc.Room) -> None:  # type: ignore[override]
+    async def start(self, agent_session: AgentSession, room: rtc.Room) -> None:
         """Join the room (or attach in-process) and route the agent's speech to the avatar.
 
         Call it before ``agent_session.start()``: the agent's audio sink is swapped here.

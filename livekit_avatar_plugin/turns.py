@@ -120,7 +120,7 @@ class TurnController:
         self,
         agent_session: AgentSession,
         options: AvatarSessionOptions,
-        emit: Callable[[str, Any], None],
+        emit: Callable[..., None],
     ) -> None:
         self._session = agent_session
         self._opts = options
@@ -135,7 +135,7 @@ class TurnController:
         self._user_has_spoken = False
         self._greeting_task: asyncio.Task[None] | None = None
         self._closed = False
-        self._handlers: list[tuple[str, Callable[[Any], None]]] = []
+        self._handlers: list[tuple[Any, Callable[[Any], None]]] = []  # (event name, handler)
         self._attached_at = time.monotonic()
 
     # -- public -------------------------------------------------------------------------
@@ -342,7 +342,7 @@ class TurnController:
             if handle is not None:
                 self._guard(handle)
         if speech is not None:
-            speech.add_done_callback(lambda h, k=key: self._speech_done(k, h))
+            speech.add_done_callback(functools.partial(self._speech_done, key))
         logger.info("protection started: %s (%s)", kind, reason)
         self._emit("protection_started", ProtectionStartedEvent(kind=kind, reason=reason))
         return key

@@ -130,7 +130,9 @@ class VP8EncodedSource:
                 if self._closed:
                     self._encoder = None
                     return
-                (i420, ts_us), self._staged = self._staged, None
+                staged, self._staged = self._staged, None
+                assert staged is not None
+                i420, ts_us = staged
             try:
                 self._encode(i420, ts_us)
             except Exception as exc:  # noqa: BLE001 - the worker outlives any one frame
@@ -178,7 +180,7 @@ class VP8EncodedSource:
         """Adopt WebRTC's congestion target when it says the link is short of the cap.
 
         Returns whether the encoder must be reopened at a new bitrate."""
-        if now - self._started_at < _STARTUP_GRACE_S:
+        if self._started_at is None or now - self._started_at < _STARTUP_GRACE_S:
             return False
         wanted = self._cap if requested_bps >= _FOLLOW_BELOW * self._cap else requested_bps
         wanted = max(_MIN_BITRATE, min(self._cap, wanted))

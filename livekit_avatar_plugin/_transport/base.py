@@ -125,7 +125,9 @@ class Transport(ABC):
         await self.stop_face(reason)
 
     async def _build_face(self) -> AvatarVideoGenerator:
-        pipeline = self._face_pipeline or await asyncio.to_thread(load_pipeline, self._avatar)
+        pipeline = self._face_pipeline
+        if pipeline is None:
+            pipeline = await asyncio.to_thread(load_pipeline, self._avatar)
         return await build_face(
             pipeline, video=self._options.video, sample_rate=self._options.audio_sample_rate
         )

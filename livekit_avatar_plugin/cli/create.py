@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 import time
+from typing import Any
 
 from .render import parse_size
 
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         face_log.addHandler(held)
         face_log.propagate = False
     t0 = time.perf_counter()
+    av: Any
     try:
         if is_video:
             from livekit_avatar_plugin.face.footage_build import create_footage_avatar

@@ -15,7 +15,7 @@ from ..local_server import (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "server",
         help="run a local LiveKit dev server on 127.0.0.1 (builds it once with Go if needed)",

@@ -17,7 +17,7 @@ from .._native_logs import stop_forwarding_native_logs
 from ..config import DEFAULT_AVATAR_AGENT_NAME
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "worker",
         help="run an avatar worker that LiveKit dispatches avatar jobs to (mode='dispatch')",

@@ -342,7 +342,7 @@ def follow_conversation(room: rtc.Room, request: AvatarJobRequest,
     """Show listening and thinking in a dispatched avatar, as an in-process one does: the
     agent's state comes from its participant attribute, the user's speech from the room's
     active speakers (anyone but the agent and the avatar). Returns the detach function."""
-    seen = {"user": False, "agent": None}
+    seen: dict[str, Any] = {"user": False, "agent": None}
 
     def update() -> None:
         set_state(state_between_speech(user_speaking=seen["user"], agent=seen["agent"]))

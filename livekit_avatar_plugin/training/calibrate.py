@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from .gen_data import LOOKAHEAD_FRAMES, load_eval
 from .model import LipSyncTCN
 
 
-def _logits(net, utts, cond: str, rf: int):
+def _logits(net, utts, cond: str, rf: int) -> tuple[Any, Any, Any]:
     sil = F.silence_frame()
     out, tg, sg = [], [], []
     rng = np.random.default_rng(5)

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     model = LipSyncModel.load(args.model)
-    results = {}
+    results: dict[str, Any] = {}
     print("targets: jaw_r >= 0.80, bilabial recall >= 0.90, false closure <= 0.05, round AUC >= 0.85, |lag| <= 20 ms;")
     print("robustness: each metric degrades <= 10% relative at 20 dB SNR and at 8 kHz.  '!' marks a miss.\n")
     print("| family           | cond   | jaw_r  | bilab  | false  | r_auc  | lag   | n_pbm |")

@@ -80,6 +80,7 @@ def noise_only_examples(rng: np.random.Generator, count: int):
         sr = 16000
         n = int(rng.uniform(0.5, 2.0) * sr)
         kind = rng.integers(4)
+        x: np.ndarray
         if kind == 0:
             x = np.zeros(n, np.float32)
         elif kind == 1:

@@ -50,7 +50,8 @@ def compute(preds: list[np.ndarray], tgts: list[np.ndarray], segss: list[list], 
     pj, tj = [], []
     hits = total_b = 0
     fc_n = fc_bad = 0
-    rpos, rneg = [], []
+    rpos: list[float] = []
+    rneg: list[float] = []
     for pred, tgt, segs in zip(preds, tgts, segss):
         n = min(len(pred), len(tgt))
         pred, tgt = pred[:n], tgt[:n]

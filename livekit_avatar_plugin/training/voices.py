@@ -21,6 +21,7 @@ import tempfile
 import threading
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -188,7 +189,7 @@ def synth_festival_batch(items: list[tuple[str, str, float]], workdir: str | os.
     script = workdir / "batch.scm"
     script.write_text("\n".join(lines) + "\n")
     subprocess.run(["festival", "-b", str(script)], capture_output=True, timeout=3600)
-    out = []
+    out: list[Any] = []  # None where festival made nothing
     for i in range(len(items)):
         wav, seg = workdir / f"{i}.wav", workdir / f"{i}.segs"
         if not (wav.exists() and seg.exists()):

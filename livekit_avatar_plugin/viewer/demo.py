@@ -17,11 +17,15 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from ..errors import AvatarError
 from ..local_server import LocalLiveKitServer, ServerInfo
+
+if TYPE_CHECKING:
+    from .server import ViewerServer
 
 _REPO_AGENT = Path(__file__).resolve().parents[2] / "examples" / "agent.py"
 # The line the worker logs once LiveKit accepted it (livekit-agents 1.8 worker.py).
@@ -73,7 +77,7 @@ class Demo:
         self.options = options
         self._server: LocalLiveKitServer | None = None
         self._agent: asyncio.subprocess.Process | None = None
-        self._viewer = None
+        self._viewer: ViewerServer | None = None
         self._registered = asyncio.Event()
 
     async def run(self) -> int:
@@ -129,8 +133,8 @@ class Demo:
             preexec_fn=_die_with_parent,
         )
         self._echo = asyncio.ensure_future(self._echo_agent_output())
-        self._viewer = ViewerServer(info, port=self.options.viewer_port)
-        url = await self._viewer.start()
+        viewer = self._viewer = ViewerServer(info, port=self.options.viewer_port)
+        url = await viewer.start()
 
         waits = {
             asyncio.ensure_future(self._registered.wait()): "registered",
@@ -211,7 +215,7 @@ def _banner(url: str, info: ServerInfo) -> None:
 # -- the CLI subcommand ----------------------------------------------------------------------
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the local demo: LiveKit server, example agent with its avatar, browser viewer",

@@ -121,7 +121,7 @@ class ViewerServer:
         )
 
     @web.middleware
-    async def _headers(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def _headers(self, request: web.Request, handler):
         resp = await handler(request)
         lk_ws = self._livekit.url
         lk_http = self._livekit.http_url
