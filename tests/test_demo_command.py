@@ -36,6 +36,9 @@ def test_demo_prints_the_viewer_url_and_ctrl_c_leaves_no_process():
             f"{pid} {cmd}" for pid, cmd in survivors
         )
         assert code == 0, demo.output()
+        # The worker shuts its job down itself: no "process exited with non-zero exit code".
+        errors = [line for line in demo.lines if "ERROR" in line or "Traceback" in line]
+        assert not errors, "error lines on Ctrl-C:\n" + "\n".join(errors)
     finally:
         if demo.proc.poll() is None:
             demo.proc.kill()

@@ -191,8 +191,12 @@ def _kill_group(pgid: int, sig: int) -> bool:
 
 
 async def _stop_group(proc: asyncio.subprocess.Process, timeout: float) -> None:
-    """SIGTERM the worker's process group, wait, then SIGKILL whatever is left of it."""
-    _kill_group(proc.pid, signal.SIGTERM)
+    """SIGTERM the worker, wait, then SIGKILL whatever is left of its process group.
+
+    The worker alone is signalled: it shuts its job processes down itself, and a job
+    process signalled directly exits with 255, which the worker logs as an error."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(proc.wait(), timeout)
     # Job processes may outlive the worker by a moment; none may outlive the demo.
