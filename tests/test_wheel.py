@@ -113,14 +113,21 @@ def test_the_sdist_and_the_wheel_carry_the_models(built):
     assert sum(z.getinfo(n).file_size for n in names) < 30 << 20  # models small enough for PyPI
 
 
-@pytest.mark.livekit_server
-def test_a_clean_venv_runs_the_plugin_from_the_wheel(built, livekit_server, tmp_path):
+@pytest.fixture(scope="module")
+def clean_venv(built, tmp_path_factory) -> Path:
+    """A fresh venv with the wheel installed: pip resolves the newest releases the declared
+    ranges allow, whatever the checkout's own venv holds."""
     _, wheel = built
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
+    venv = tmp_path_factory.mktemp("venv")
+    _run([sys.executable, "-m", "venv", str(venv)], cwd=venv)
+    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], cwd=venv)
+    return venv
+
+
+@pytest.mark.livekit_server
+def test_a_clean_venv_runs_the_plugin_from_the_wheel(clean_venv, livekit_server, tmp_path):
+    venv = clean_venv
     py = venv / "bin" / "python"
-    # the newest releases the declared ranges allow, resolved afresh
-    _run([str(py), "-m", "pip", "install", "-q", str(wheel)], cwd=tmp_path)
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LIVEKIT_AVATAR_MODELS", "VIRTUAL_ENV")}
@@ -137,3 +144,21 @@ def test_a_clean_venv_runs_the_plugin_from_the_wheel(built, livekit_server, tmp_
                  cwd=work, env=env)
     video, audio = map(int, probe.split())
     assert video >= 45 and audio > 0  # 2 s at 25 fps, with its sound
+
+
+@pytest.mark.livekit_server
+@pytest.mark.timeout(900)
+def test_the_session_tests_pass_with_the_newest_releases_the_ranges_allow(clean_venv):
+    """The checkout's session and compatibility tests, run by the clean venv's python: with
+    the newest livekit-agents and livekit the ranges allow (printed), not the pinned venv's."""
+    py = clean_venv / "bin" / "python"
+    _run([str(py), "-m", "pip", "install", "-q", "pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3"],
+         cwd=clean_venv)
+    versions = _run([str(py), "-c", "import importlib.metadata as m; "
+                     "print(*(f'{p}=={m.version(p)}' for p in ('livekit-agents', 'livekit', 'livekit-api')))"],
+                    cwd=clean_venv)
+    print("\nnewest allowed:", versions.strip())
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    out = _run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_compat.py",
+                "tests/test_session.py", "tests/test_failover.py"], cwd=ROOT, env=env, timeout=800)
+    assert " passed" in out and "failed" not in out, out
