@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from livekit_avatar_plugin.dispatch.worker import follow_conversation
+from livekit_avatar_plugin.dispatch.follow import follow_conversation
 from livekit_avatar_plugin.state import ConversationState as S
 
 from .av_harness import make_token

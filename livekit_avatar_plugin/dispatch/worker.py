@@ -23,11 +23,11 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from livekit import api, rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobProcess
-from livekit.agents.types import ATTRIBUTE_AGENT_STATE, ATTRIBUTE_PUBLISH_ON_BEHALF
+from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.avatar import DataStreamAudioReceiver
 from livekit.agents.worker import WorkerPermissions
 from livekit.protocol import models
@@ -38,7 +38,7 @@ from .._runtime import build_face, start_publisher
 from ..pipeline import FacePipeline, limit_blas_threads, load_pipeline
 from ..pipeline import prewarm as prewarm_face
 from ..speech_stream import codec_attributes
-from ..state import ConversationState, state_between_speech
+from .follow import follow_conversation
 from .protocol import PROTOCOL_VERSION, AvatarJobRequest
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
@@ -335,42 +335,6 @@ async def _ask_server_for_agent(ctx: JobContext, request: AvatarJobRequest, end:
             logger.debug("asking the server for the agent: %r", exc)
         except Exception as exc:  # noqa: BLE001 - the room watch still covers us
             logger.debug("asking the server for the agent: %r", exc)
-
-
-def follow_conversation(room: rtc.Room, request: AvatarJobRequest,
-                        set_state: Callable[[ConversationState], None]) -> Callable[[], None]:
-    """Show listening and thinking in a dispatched avatar, as an in-process one does: the
-    agent's state comes from its participant attribute, the user's speech from the room's
-    active speakers (anyone but the agent and the avatar). Returns the detach function."""
-    seen: dict[str, Any] = {"user": False, "agent": None}
-
-    def update() -> None:
-        set_state(state_between_speech(user_speaking=seen["user"], agent=seen["agent"]))
-
-    def on_attributes(changed: dict[str, str], participant: rtc.Participant) -> None:
-        if participant.identity == request.agent_identity and ATTRIBUTE_AGENT_STATE in changed:
-            seen["agent"] = changed[ATTRIBUTE_AGENT_STATE]
-            update()
-
-    def on_speakers(speakers: list[rtc.Participant]) -> None:
-        ours = (request.agent_identity, request.avatar_identity)
-        user = any(p.identity not in ours for p in speakers)
-        if user != seen["user"]:
-            seen["user"] = user
-            update()
-
-    agent = room.remote_participants.get(request.agent_identity)
-    if agent is not None and ATTRIBUTE_AGENT_STATE in agent.attributes:
-        seen["agent"] = agent.attributes[ATTRIBUTE_AGENT_STATE]
-        update()
-    room.on("participant_attributes_changed", on_attributes)
-    room.on("active_speakers_changed", on_speakers)
-
-    def detach() -> None:
-        room.off("participant_attributes_changed", on_attributes)
-        room.off("active_speakers_changed", on_speakers)
-
-    return detach
 
 
 async def _watch_room(
