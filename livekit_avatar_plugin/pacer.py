@@ -18,10 +18,8 @@ from .vp8_encoder import VP8EncodedSource
 # (which clears it) falls silent quickly.
 _AUDIO_LEAD_S = 0.06
 # WebRTC stamps audio with its capture time about this long after the slice leaves the
-# audio source's queue (measured: independent of the queue's lead). Receivers that
-# lip-sync (browsers) align audio and video by those stamps, so a frame is captured this
-# much after its slice starts, or every browser hears the mouth ~60 ms late.
-# benchmarks/browser_av_sync.py measures the result in Chromium.
+# audio source's queue, whatever its lead; browsers align audio and video by those stamps,
+# so each frame is captured this much after its slice starts (benchmarks/browser_av_sync.py).
 _AUDIO_STAMP_LATENCY_S = 0.058
 
 

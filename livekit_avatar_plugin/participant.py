@@ -235,8 +235,8 @@ class AvatarPublisher:
         LiveKit's SDK starts WebRTC's bandwidth estimate at min(90 % of the cap, 1 Mbps)
         and has no setting to start higher. WebRTC's probes lift the estimate past the
         cap 0.2-0.6 s after the first frame; a subscriber let in before then can be sent a
-        key frame and its first second encoded for the start estimate (we measured the
-        encoder at 56-78 % of its steady target in some such runs). The frames keep
+        key frame and its first second encoded for the start estimate (docs/benchmarks.md).
+        The frames keep
         flowing meanwhile, so the probes have media to ride on, and the agent's speech
         waits (``_read_audio``) rather than playing to an empty room.
         """
@@ -262,7 +262,7 @@ class AvatarPublisher:
                 lp.set_track_subscription_permissions(allow_all_participants=True)
                 logger.debug("tracks open to subscribers after %.2f s", time.monotonic() - started)
         # Opening starts every waiting viewer's subscription at once; speech released
-        # before the first is in place loses its first words (seen: a reply's first click).
+        # before the first is in place loses its first words.
         assert self.audio_publication is not None  # published before this task started
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(

@@ -22,11 +22,9 @@ from .audio import opus
 
 logger = logging.getLogger("livekit_avatar_plugin.speech_stream")
 
-# How far ahead of real time a segment's speech may be sent. TTS hands over a reply many
-# times faster than it plays; sent as it comes, four agents starting replies together took
-# ~0.35 core for 2-3 s (LiveKit's per-write Python, SCTP and DTLS in both processes), and
-# the avatars sharing that machine dropped frames. The avatar only needs its next second
-# or so; two keep it fed through retransmissions on a lossy link.
+# How far ahead of real time a segment's speech may be sent: TTS hands over a reply many
+# times faster than it plays, and a burst per reply costs both processes CPU the avatars
+# need (docs/benchmarks.md); two seconds keep the avatar fed through retransmissions.
 SEND_AHEAD_S = 2.0
 
 

@@ -2,7 +2,7 @@
 
 Why not WebRTC's own encoder: a pinned preset (``high``, ``medium``, ``low``) promises its
 bitrate from the first frame, and with WebRTC's VP8 the first two seconds ramp instead
-(measured at a subscriber: ~1250 kbps in the first second of ``high``, 2000 steady).
+(docs/benchmarks.md).
 Two things inside libwebrtc cause it, neither reachable through LiveKit's SDK: it gives
 the encoder ~5/6 of the cap for the first ~3 s (its bandwidth probes count as overhead),
 and its VP8 rate control repays a subscriber's key frame out of the next second's

@@ -114,10 +114,8 @@ def _pipeline_for(options: AvatarWorkerOptions, avatar: str) -> FacePipeline:
     return load_pipeline(avatar)
 
 
-# Jobs are threads of one process, each with its own event loop. With four jobs connecting
-# at once on a busy machine, one connection hung in LiveKit's FFI ("timed out waiting for
-# ReadyForRoomEventRequest after ConnectCallback") in 4 of 12 benchmark runs; connecting
-# one at a time (~0.3 s each, and renderers built off the loop), in 0 of 10.
+# Jobs connect one at a time: simultaneous connects can hang in LiveKit's FFI on a busy
+# machine (docs/benchmarks.md, "Measurements behind the code").
 _connect_gate = threading.Lock()
 _CONNECT_GATE_WAIT_S = 20.0
 
