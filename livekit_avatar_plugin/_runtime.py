@@ -34,6 +34,7 @@ async def start_publisher(
     generator: AvatarVideoGenerator,
     *,
     audio_receiver: AudioReceiver,
+    speech_sender: str | None = None,
     video: VideoOptions,
     video_delay_s: float,
     started_at: float,
@@ -41,8 +42,9 @@ async def start_publisher(
     on_published: Callable[[str, float, object], None] | None = None,
     on_died: Callable[[str], None] | None = None,
 ) -> AvatarPublisher:
-    """Publish ``generator``'s face in ``room``, fed by ``audio_receiver``; metrics go to
-    ``emit_metrics``. If starting fails, everything started is closed again."""
+    """Publish ``generator``'s face in ``room``, fed by ``audio_receiver`` with the speech of
+    ``speech_sender`` (the agent: nobody else's is played); metrics go to ``emit_metrics``.
+    If starting fails, everything started is closed again."""
     metrics = MetricsRecorder(
         emit_metrics,
         provider=PROVIDER,
@@ -52,6 +54,7 @@ async def start_publisher(
     publisher = AvatarPublisher(
         room,
         audio_receiver=audio_receiver,
+        speech_sender=speech_sender,
         generator=generator,
         video=video,
         metrics=metrics,

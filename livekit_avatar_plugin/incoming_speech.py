@@ -1,11 +1,14 @@
-"""The agent's speech as the avatar receives it: each stream's header is checked, and a
-stream that breaks off ends its segment instead of the avatar."""
+"""The agent's speech as the avatar receives it: each stream's header is checked, a stream
+that breaks off or runs past any real reply ends its segment instead of the avatar, and
+streams from anyone but the agent are discarded."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from livekit import rtc
@@ -18,6 +21,8 @@ logger = logging.getLogger("livekit_avatar_plugin.participant")
 
 # LiveKit's agent -> avatar audio transport (one byte stream per speech segment).
 _AUDIO_STREAM_TOPIC = "lk.audio_stream"
+# No reply is longer; a stream past it is cut there, so a runaway sender cannot fill memory.
+MAX_SEGMENT_S = 30 * 60.0
 
 
 class _CheckedStream:
@@ -30,7 +35,9 @@ class _CheckedStream:
       silence in place of its payload (which is drained and discarded): the segment
       still ends and is reported, the error is logged by name;
     * a stream that breaks off mid-way (the connection dropped, the sender vanished)
-      simply ends there, with a warning, instead of raising into the receiver.
+      simply ends there, with a warning, instead of raising into the receiver;
+    * a stream longer than ``MAX_SEGMENT_S`` of audio ends there, with an error, and the
+      rest is drained and discarded.
     """
 
     def __init__(self, reader: rtc.ByteStreamReader, sample_rate: int, problem: str | None) -> None:
@@ -44,6 +51,9 @@ class _CheckedStream:
     async def _passthrough(self) -> AsyncIterator[bytes]:
         decoder: opus.SpeechDecoder | None = None
         first = True
+        attributes = self.info.attributes or {}
+        frame_bytes = 2 * int(attributes["num_channels"])
+        budget = int(MAX_SEGMENT_S * int(attributes["sample_rate"])) * frame_bytes
         try:
             async for chunk in self._reader:
                 if first:
@@ -56,6 +66,13 @@ class _CheckedStream:
                         decoder = opus.SpeechDecoder(int((self.info.attributes or {})["sample_rate"]))
                 if decoder is not None:
                     chunk = decoder.decode(chunk)
+                if len(chunk) > budget:
+                    logger.error("a speech segment ran past %g s of audio; it is cut there", MAX_SEGMENT_S)
+                    if budget > 0:
+                        yield chunk[:budget]
+                    await _drain(self._reader)
+                    break
+                budget -= len(chunk)
                 if chunk:
                     yield chunk
             if decoder is not None:
@@ -67,9 +84,7 @@ class _CheckedStream:
                 decoder.close()
 
     async def _silence(self, sample_rate: int) -> AsyncIterator[bytes]:
-        with contextlib.suppress(Exception):
-            async for _ in self._reader:  # drain it, so nothing stays buffered for it
-                pass
+        await _drain(self._reader)
         yield bytes(2 * (sample_rate // 100))
 
     def __aiter__(self) -> _CheckedStream:
@@ -91,16 +106,37 @@ def speech_stream_problem(attributes: dict[str, str] | None) -> str | None:
     return None
 
 
-def guard_audio_streams(room: rtc.Room, sample_rate: int) -> None:
-    """Check every incoming speech stream's header before LiveKit's receiver reads it.
+async def _drain(reader: rtc.ByteStreamReader) -> None:
+    """Read a stream to its end, discarding it, so nothing stays buffered for it."""
+    with contextlib.suppress(Exception):
+        async for _ in reader:
+            pass
+
+
+def guard_audio_streams(room: rtc.Room, sample_rate: int, sender_identity: str | None) -> None:
+    """Check every incoming speech stream before LiveKit's receiver reads it: streams from
+    anyone but ``sender_identity`` (the agent) are logged and discarded, never played.
 
     Call after ``DataStreamAudioReceiver.start()``, which registers the handler.
     """
     handler = _compat.byte_stream_handler(room, _AUDIO_STREAM_TOPIC)
     if handler is None:
         return
+    foreign: Counter[str] = Counter()
+    draining: set[asyncio.Task[None]] = set()
 
     def checked(reader: rtc.ByteStreamReader, sender: str) -> None:
+        if sender_identity is not None and sender != sender_identity:
+            foreign[sender] += 1
+            if foreign[sender] <= 3 or foreign[sender] % 100 == 0:
+                logger.warning(
+                    "ignored a speech stream from %s (%d so far): only the agent %s may speak "
+                    "through this avatar", sender, foreign[sender], sender_identity,
+                )  # fmt: skip
+            task = asyncio.ensure_future(_drain(reader))
+            draining.add(task)
+            task.add_done_callback(draining.discard)
+            return
         problem = speech_stream_problem(reader.info.attributes)
         if problem is not None:
             logger.error(

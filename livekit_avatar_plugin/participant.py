@@ -98,6 +98,7 @@ class AvatarPublisher:
         generator: AvatarVideoGenerator,
         video: VideoOptions,
         metrics: MetricsRecorder | None = None,
+        speech_sender: str | None = None,
         video_delay_s: float = 0.0,
         on_published: Callable[[str, float, object], None] | None = None,
         on_died: Callable[[str], None] | None = None,
@@ -107,6 +108,7 @@ class AvatarPublisher:
         the event loop, so keep it cheap (metrics, test probes)."""
         self._room = room
         self._receiver = audio_receiver
+        self._speech_sender = speech_sender
         self._generator = generator
         self._video = video
         self._audio_source = rtc.AudioSource(
@@ -171,7 +173,7 @@ class AvatarPublisher:
     async def start(self) -> None:
         await self._receiver.start()
         if isinstance(self._receiver, DataStreamAudioReceiver):
-            guard_audio_streams(self._room, self._generator.sample_rate)
+            guard_audio_streams(self._room, self._generator.sample_rate, self._speech_sender)
         self._receiver.on("clear_buffer", self._on_clear_buffer)
         self._main_tasks = [
             asyncio.create_task(self._read_audio(), name="avatar-read-audio"),

@@ -59,6 +59,7 @@ class ParticipantTransport(RemoteTransport):
                     sender_identity=room.local_participant.identity,
                     rpc_max_retries=_RPC_MAX_RETRIES,
                 ),
+                speech_sender=room.local_participant.identity,
                 video=self._options.video,
                 video_delay_s=self._options.video_delay_ms / 1000.0,
                 started_at=started_at,

@@ -256,6 +256,7 @@ class AvatarWorker:
             ctx.room,
             generator,
             audio_receiver=DataStreamAudioReceiver(ctx.room, sender_identity=request.agent_identity),
+            speech_sender=request.agent_identity,
             video=request.video,
             video_delay_s=request.video_delay_ms / 1000.0,
             started_at=started_at,
