@@ -5,7 +5,7 @@ A package is a folder:
     manifest.json     version, sizes, SHA-256 of every file
     image.png         the chest-up working image (face ~200 px wide), RGB
     background.png    clean plate: the background with the person filled in (background model)
-    person.png        person mask (uint8, 255 = person)
+    person.png        soft person mask (uint8, 255 = person; selfie segmentation)
     face.png          face-oval mask
     mouth.png         outer-lip mask
     landmarks.npy     (478, 3) float32 face mesh + iris in image.png pixels
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from livekit_avatar_plugin._paths import model_path
 
@@ -265,73 +265,24 @@ def _blurf(a: np.ndarray, r: float) -> np.ndarray:
 
 
 def _person_mask(img: np.ndarray, pts: np.ndarray, fw: float) -> np.ndarray:
-    """Person mask: pixels unlike the border background, connected to a plausible body region."""
+    """Soft person mask (uint8, 255 = person): the selfie segmentation model, with a sharper
+    pass around the head for the hair, always person on the face oval, and nothing outside
+    a generous head-and-torso region (another person or a poster stays background)."""
+    from .segmentation import segment_person
+
     h, w = img.shape[:2]
-    f = img.astype(np.float32)
-    border = np.concatenate([f[:4].reshape(-1, 3), f[:, :4].reshape(-1, 3), f[:, -4:].reshape(-1, 3)])
-    # background colours: a few cluster centres from the top and side borders
-    cents = border[np.linspace(0, len(border) - 1, 48).astype(int)]
-    for _ in range(5):
-        d = ((border[:, None] - cents[None]) ** 2).sum(-1)
-        lab = d.argmin(1)
-        for k in range(len(cents)):
-            sel = border[lab == k]
-            if len(sel):
-                cents[k] = sel.mean(0)
-    small_s = max(1, int(max(h, w) // 400))
-    fs = f[::small_s, ::small_s]
-    dist = np.full(fs.shape[:2], np.inf, np.float32)
-    for c in cents:
-        dist = np.minimum(dist, np.sqrt(((fs - c) ** 2).sum(-1)))
-    spread = np.sqrt(((border - cents[lab]) ** 2).sum(-1))
-    thr = max(18.0, float(np.percentile(spread, 98)) * 1.5)
-    fg = dist > thr
-    fg = np.asarray(Image.fromarray((fg * 255).astype(np.uint8)).resize((w, h), Image.NEAREST)) > 127
-    # plausible person region: head ellipse + neck + torso trapezoid
-    cx, cy = pts[:468, 0].mean(), pts[:468, 1].mean()
+    cx, cy = float(pts[:468, 0].mean()), float(pts[:468, 1].mean())
+    head_box = (cx - 1.3 * fw, cy - 1.6 * fw, cx + 1.3 * fw, cy + 1.2 * fw)
+    mask = segment_person(img, head_box, edge_px=max(2.0, fw / 40))
+    face = _polygon_mask((w, h), pts[list(L.FACE_OVAL), :2]).astype(np.float32) / 255.0
+    mask = np.maximum(mask, _blurf(face, 0.02 * fw) * (face > 0))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    head = ((xx - cx) / (0.85 * fw)) ** 2 + ((yy - (cy - 0.2 * fw)) / (1.15 * fw)) ** 2 <= 1
-    chin = pts[L.CHIN, 1]
-    torso_half = 0.45 * fw + np.clip(yy - chin, 0, None) * 1.6
-    torso = (yy > chin - 0.1 * fw) & (np.abs(xx - cx) < torso_half)
-    face = _polygon_mask((w, h), pts[list(L.FACE_OVAL), :2]) > 127
-    person = (fg & (head | torso)) | face
-    if float(np.percentile(spread, 98)) > 10.0:
-        # busy background: the colour test leaves holes in hair that resembles it; close
-        # them inside the head region only (on a flat background the mask is exact and a
-        # closing would only claim concave background)
-        pm = Image.fromarray((person * 255).astype(np.uint8)).resize((max(1, w // 4), max(1, h // 4)), Image.BILINEAR)
-        r = max(3, int(fw * 0.05)) | 1
-        pm = pm.filter(ImageFilter.MaxFilter(r)).filter(ImageFilter.MinFilter(r)).resize((w, h), Image.BILINEAR)
-        person = person | ((np.asarray(pm) > 127) & head)
-        # and the hair cannot be told from such a background reliably: take the whole head
-        # ellipse (a little scenery next to the hair may then move with the head)
-        person = person | head
-    # close small holes
-    # fill holes (hair similar to the background): background regions not connected to
-    # the image border become person. No morphological closing, which would also claim
-    # concave background (e.g. beside the neck) and let it move.
-    sw, sh = max(1, w // 4), max(1, h // 4)
-    small = np.asarray(Image.fromarray((person * 255).astype(np.uint8)).resize((sw, sh), Image.BILINEAR)) > 127
-    bg = ~small
-    reach = np.zeros_like(bg)
-    reach[0, :] = bg[0, :]
-    reach[:, 0] = bg[:, 0]
-    reach[:, -1] = bg[:, -1]
-    reach[-1, :] = bg[-1, :]
-    for _ in range(4 * (sw + sh)):
-        grown = reach.copy()
-        grown[1:] |= reach[:-1]
-        grown[:-1] |= reach[1:]
-        grown[:, 1:] |= reach[:, :-1]
-        grown[:, :-1] |= reach[:, 1:]
-        grown &= bg
-        if np.array_equal(grown, reach):
-            break
-        reach = grown
-    holes = bg & ~reach
-    holes_full = np.asarray(Image.fromarray((holes * 255).astype(np.uint8)).resize((w, h), Image.NEAREST)) > 127
-    return np.where(person | holes_full, 255, 0).astype(np.uint8)
+    head = ((xx - cx) / (1.3 * fw)) ** 2 + ((yy - (cy - 0.25 * fw)) / (1.6 * fw)) ** 2 <= 1
+    torso = (yy > cy) & (np.abs(xx - cx) < 1.3 * fw + np.clip(yy - cy, 0, None) * 3.0)
+    region = np.clip(_blurf((head | torso).astype(np.float32), 0.1 * fw) * 2.0, 0.0, 1.0)
+    # the guided filter's faint tails to exactly 0 and 1: the background stays background
+    mask = np.clip((mask * region - 0.03) / 0.94, 0.0, 1.0)
+    return np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def extend_outside(base: np.ndarray, person: np.ndarray, outside: np.ndarray, radius: float) -> np.ndarray:
