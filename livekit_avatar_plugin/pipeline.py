@@ -9,6 +9,7 @@ job does not pay for loading them.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 from pathlib import Path
@@ -52,31 +53,45 @@ class DefaultFacePipeline:
     """The shipped pipeline: the trained lip-sync model driving the renderer of the avatar's
     kind (a photo avatar's warped portrait, or a footage avatar's own frames)."""
 
-    def __init__(self, avatar: Any, lipsync_model: Any) -> None:
+    def __init__(self, avatar: Any, lipsync_model: Any, background: Any = "keep") -> None:
         from .face.footage import FootageAvatar
+        from .render.background import parse_background
 
         self.avatar = avatar
         self.lipsync_model = lipsync_model
+        self.background = parse_background(background)
         if isinstance(avatar, FootageAvatar):
             from .render.footage_renderer import FootageRenderer as renderer_class
         else:
             from .render.renderer import FaceRenderer as renderer_class
         self._renderer_class = renderer_class
         self._templates: dict[tuple[int, int], Any] = {}
+        self._backgrounds: dict[tuple[int, int, Any], Any] = {}
         self._templates_lock = threading.Lock()
 
     def create_motion(self) -> MouthMotion:
         return _LipSyncMotion(self.lipsync_model)
 
-    def create_renderer(self, width: int, height: int) -> FrameRenderer:
+    def create_renderer(self, width: int, height: int, background: Any = None) -> FrameRenderer:
         """A renderer with its own motion state; what depends only on the output size
-        (framing, fields, texture) is computed once per process and shared."""
+        (framing, fields, texture) is computed once per process and shared.
+        ``background`` (default: the pipeline's) is "keep", a colour or an image file."""
+        from .render.background import BackgroundRenderer, parse_background
+
+        bg = self.background if background is None else parse_background(background)
         with self._templates_lock:
             template = self._templates.get((width, height))
             if template is None:
                 template = self._renderer_class(self.avatar, width=width, height=height)
                 self._templates[(width, height)] = template
-        return self._renderer_class(self.avatar, width=width, height=height, template=template)
+        renderer = self._renderer_class(self.avatar, width=width, height=height, template=template)
+        if bg == "keep":
+            return renderer
+        with self._templates_lock:
+            shared = self._backgrounds.get((width, height, bg))
+            wrapped = BackgroundRenderer(renderer, bg, shared=shared)
+            self._backgrounds.setdefault((width, height, bg), wrapped)
+        return wrapped
 
 
 _lock = threading.Lock()
@@ -98,9 +113,23 @@ def limit_blas_threads() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def load_pipeline(avatar: Any = "default") -> DefaultFacePipeline:
-    """The process-wide pipeline for ``avatar`` ("default", a package path or an Avatar)."""
+def load_pipeline(avatar: Any = "default", background: Any = "keep") -> DefaultFacePipeline:
+    """The process-wide pipeline for ``avatar`` ("default", a package path or an Avatar);
+    its renderers draw ``background`` ("keep", a colour or an image file) behind the
+    person. Pipelines of one avatar share its models and per-size templates."""
+    from .render.background import parse_background
+
+    bg = parse_background(background)
     key = _avatar_key(avatar)
+    if bg != "keep":
+        base = load_pipeline(avatar)
+        with _lock:
+            variant = _pipelines.get(f"{key}|{bg}")
+            if variant is None:
+                variant = copy.copy(base)  # shares the avatar, model and templates
+                variant.background = bg
+                _pipelines[f"{key}|{bg}"] = variant
+            return variant
     with _lock:
         cached = _pipelines.get(key)
         if cached is not None:

@@ -53,6 +53,7 @@ INVALID: dict[type[BaseModel], dict[str, list]] = {
         "tool_protection": [True, "all", {"max_hold_s": 0}, {"bogus": 1}],
         "input_during_protection": ["queue", "", None, 0],
         "goodbye": ["", "x" * 501, 5, ["bye"]],
+        "background": ["#12", "#zzzzzz", (0, 0, 256), (1, 2), 5, "/no/such/background.png"],
     },
 }
 

@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--frames", type=int, default=500, help="frames per size (default 500)")
     p.add_argument("--avatar", default="default", help="avatar package to render (photo or footage; default: the shipped one)")
     p.add_argument("--skip-create", action="store_true", help="skip the 12 MP creation timing")
+    p.add_argument("--background", default="#00b140",
+                   help="also time rendering over this background (colour or image file; 'keep': skip)")
     p.set_defaults(func=run)
 
 
@@ -26,4 +28,5 @@ def run(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "livekit_avatar_plugin.render.bench", str(args.frames), "--avatar", args.avatar]
     if args.skip_create:
         cmd.append("--skip-create")
+    cmd += ["--background", args.background]
     return subprocess.call(cmd, env=env)

@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--size", default="512", help="512 | 480p | 720p | portrait | WxH (default 512)")
     p.add_argument("--fps", type=float, default=25.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--background", default="keep",
+                   help="behind the person: keep (default), a colour (#00ff00) or an image file")
     p.set_defaults(func=run)
 
 
@@ -48,6 +50,7 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
     with wave.open(path, "rb") as w:
         sr, ch, sw, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
         raw = w.readframes(n)
+    a: np.ndarray
     if sw == 1:
         a = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) * 256
     elif sw == 2:
@@ -106,7 +109,8 @@ def _bar(i: int, n: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livekit_avatar_plugin.face.avatar import AvatarPackageError, default_avatar, load_avatar
+    from livekit_avatar_plugin.face.avatar import AvatarPackageError, default_avatar, load_package
+    from livekit_avatar_plugin.face.footage import FootageAvatar
     from livekit_avatar_plugin.render.renderer import FaceRenderer
     from livekit_avatar_plugin.state import ConversationState
 
@@ -114,9 +118,16 @@ def run(args: argparse.Namespace) -> int:
     if ffmpeg is None:
         log.error("ffmpeg is not installed (apt-get install ffmpeg)")
         return 3
+    from livekit_avatar_plugin.render.background import BackgroundError, BackgroundRenderer, parse_background
+
     w, h = parse_size(args.size)
     try:
-        av = default_avatar() if args.avatar == "default" else load_avatar(args.avatar)
+        background = parse_background(args.background)
+    except BackgroundError as exc:
+        log.error("bad --background: %s", exc)
+        return 2
+    try:
+        av = default_avatar() if args.avatar == "default" else load_package(args.avatar)
     except (AvatarPackageError, FileNotFoundError) as exc:
         log.error("cannot load avatar: %s", exc)
         return 4
@@ -138,7 +149,18 @@ def run(args: argparse.Namespace) -> int:
     n = max(1, int(np.ceil(len(pcm) / sr * fps)))
     channels, curves = mouth_curves(pcm, sr, fps, n)
     energy = energy_curve(pcm, sr, fps, n)
-    r = FaceRenderer(av, w, h, seed=args.seed)
+    if isinstance(av, FootageAvatar):
+        from livekit_avatar_plugin.render.footage_renderer import FootageRenderer
+
+        r = FootageRenderer(av, w, h)
+    else:
+        r = FaceRenderer(av, w, h, seed=args.seed)
+    if background != "keep":
+        try:
+            r = BackgroundRenderer(r, background)
+        except BackgroundError as exc:  # e.g. a footage avatar built before person masks
+            log.error("cannot use --background: %s", exc)
+            return 2
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as td:
@@ -154,14 +176,16 @@ def run(args: argparse.Namespace) -> int:
                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
                "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-shortest", str(tmp_out)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+        stdin = proc.stdin
+        assert stdin is not None  # stdin=PIPE
         try:
             for i in range(n):
                 mouth = {name: float(curves[i, k]) for k, name in enumerate(channels)}
                 state = ConversationState.SPEAKING if energy[i] > 0.05 else ConversationState.IDLE
                 frame = r.render(mouth, state, i / fps, float(energy[i]))
-                proc.stdin.write(frame.tobytes())
+                stdin.write(frame.tobytes())
                 _bar(i + 1, n)
-            proc.stdin.close()
+            stdin.close()
         except BrokenPipeError:
             pass
         if proc.wait() != 0:

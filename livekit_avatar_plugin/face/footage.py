@@ -12,6 +12,10 @@ is a folder:
     atlas.bin        mouth atlas: lower-face crops from nose to below the chin (JPEG, in the
     atlas.npz        canonical space), their offsets, channel keys, measured shapes and poses
     mask.png         the canonical blend mask (alpha) of the crops
+    masks.bin        the person mask of every loop frame (greyscale PNGs at half the canvas
+                     size; their offsets in loops.npz) and the background behind the person
+    plate.png        (RGB, canvas size), for a replaced background; packages built before
+                     them load without them and keep their own background
 
 The canonical space is the canvas at the person's average head pose: a frame's transform
 maps it onto that frame's head, so a crop from any frame can be put onto any other.
@@ -63,6 +67,7 @@ class Loop:
     poses: np.ndarray  # (n, 2) float32: yaw and pitch proxies, as the atlas's
     oval: np.ndarray  # (n, k, 2) float32: the face's lower outline (MouthAtlas.oval_index), canonical
     own_mouth: bool  # False: frames borrowed from talking footage, so the atlas draws the mouth
+    mask_offsets: np.ndarray | None = None  # (n + 1,) int64 into FootageAvatar.masks; None: no masks
 
     @property
     def frames(self) -> int:
@@ -106,6 +111,22 @@ class FootageAvatar:
     face_width: float  # canonical face width, canvas pixels
     template: np.ndarray  # (len(STABLE_POINTS), 2) canonical stable points
     manifest: dict = field(default_factory=dict)
+    masks: bytes = b""  # person masks of the loop frames (PNG), indexed by Loop.mask_offsets
+    plate: np.ndarray | None = None  # (H, W, 3) uint8 background behind the person
+
+    @property
+    def has_masks(self) -> bool:
+        return self.plate is not None and all(loop.mask_offsets is not None for loop in self.loops.values())
+
+    def person_mask(self, loop: Loop, i: int) -> np.ndarray:
+        """Loop frame ``i``'s person mask, (h, w) uint8 at 1 / mask_scale of the canvas."""
+        import cv2
+
+        a, b = int(loop.mask_offsets[i]), int(loop.mask_offsets[i + 1])
+        m = cv2.imdecode(np.frombuffer(self.masks, np.uint8, b - a, a), cv2.IMREAD_GRAYSCALE)
+        if m is None:
+            raise AvatarPackageError(f"the person mask of {loop.file} frame {i} is not a readable PNG")
+        return m
 
     @property
     def offset_ms(self) -> float:
@@ -168,6 +189,9 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
                f"loop {name} must name one of the loop files")
         files_of[name] = entry["file"]
     names = tuple(sorted(set(files_of.values()))) + ("loops.npz", "atlas.bin", "atlas.npz", "mask.png")
+    with_masks = all(n in (manifest.get("files") or {}) for n in ("masks.bin", "plate.png"))
+    if with_masks:
+        names += ("masks.bin", "plate.png")
     data = read_members(root, manifest, names, MAX_MEMBER_BYTES)
     canvas = manifest.get("canvas")
     _check(isinstance(canvas, list) and len(canvas) == 2 and all(type(v) is int and 16 <= v <= MAX_CANVAS_SIDE for v in canvas),
@@ -199,7 +223,13 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         _finite(oval, (n, *oval.shape[1:]), f"{stem}_oval")
         own = loops_meta[name].get("own_mouth")
         _check(isinstance(own, bool), f"loop {name}: own_mouth must be true or false")
-        loops[name] = Loop(name, file, packets, extradata, tf, ring, poses, oval, own)
+        mask_offsets = None
+        if with_masks:
+            mask_offsets = arrays.get(f"{stem}_mask_offsets")
+            _check(mask_offsets is not None and mask_offsets.dtype == np.int64 and mask_offsets.shape == (n + 1,)
+                   and mask_offsets[0] >= 0 and mask_offsets[-1] <= len(data["masks.bin"])
+                   and bool(np.all(np.diff(mask_offsets) > 0)), f"loops.npz: {stem}_mask_offsets do not index masks.bin")
+        loops[name] = Loop(name, file, packets, extradata, tf, ring, poses, oval, own, mask_offsets)
 
     a = _npz("atlas.npz", data["atlas.npz"])
     for key in ("offsets", "keys", "shapes", "poses", "follows", "ring", "box", "template", "oval_index", "oval", "mouth"):
@@ -237,7 +267,18 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
     for loop in loops.values():
         _check(loop.oval.shape[1:] == (len(oval_index), 2), f"{loop.file}: the face outline has the wrong shape")
     template = _finite(a["template"], (len(STABLE_POINTS), 2), "atlas template")
-    return FootageAvatar(root, (canvas[0], canvas[1]), float(fps), loops, atlas, float(fw), template, manifest)
+    plate = None
+    if with_masks:
+        try:
+            with Image.open(io.BytesIO(data["plate.png"])) as im:
+                _check(im.format == "PNG" and im.size == (canvas[0], canvas[1]), "plate.png must be a PNG the canvas's size")
+                plate = np.asarray(im.convert("RGB"))
+        except AvatarPackageError:
+            raise
+        except Exception as exc:
+            raise AvatarPackageError(f"plate.png is not a readable image: {exc}") from exc
+    return FootageAvatar(root, (canvas[0], canvas[1]), float(fps), loops, atlas, float(fw), template, manifest,
+                         data.get("masks.bin", b""), plate)
 
 
 # ----------------------------------------------------------------------------- geometry

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +33,7 @@ from . import landmarks as L
 from . import video as V
 from .avatar import MIN_FACE_PX, CorruptVideoError, FaceTooSmallError, NoFaceError, PartRangeError, StillVideoError
 from .camera import CameraMotion
+from .segmentation import segment_frame
 from .footage import (
     CHANNELS,
     FOOTAGE_VERSION,
@@ -515,6 +517,61 @@ def _ring_points(mask: np.ndarray, box: tuple[int, int, int, int], pose: _Pose) 
     return np.stack([xs[::step] + box[0] + 0.5, ys[::step] + box[1] + 0.5], 1)
 
 
+MASK_SCALE = 2  # person masks are stored at half the canvas size: soft edges upsample well
+
+
+def _mask_png(person: np.ndarray) -> bytes:
+    """A loop frame's person mask (0..1) as a greyscale PNG at 1 / MASK_SCALE size."""
+    h, w = person.shape
+    small = Image.fromarray(np.clip(person * 255 + 0.5, 0, 255).astype(np.uint8)).resize(
+        (max(1, w // MASK_SCALE), max(1, h // MASK_SCALE)), Image.BILINEAR)
+    buf = io.BytesIO()
+    small.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+class _PlateSampler:
+    """The background behind the person over a loop's frames: each pixel's median over the
+    sampled frames where it was clear of the person; where it never was, filled in from
+    around (the background model of photo avatars). A new background replaces exactly
+    this plate in the soft edges, so no rim of the old background shows."""
+
+    EVERY, MAX = 6, 48
+
+    def __init__(self, canvas: tuple[int, int]) -> None:
+        self.canvas = canvas
+        self.frames: list[np.ndarray] = []
+        self.clear: list[np.ndarray] = []
+        self._seen = 0
+
+    def add(self, frame: np.ndarray, person: np.ndarray) -> None:
+        self._seen += 1
+        if (self._seen - 1) % self.EVERY or len(self.frames) >= self.MAX:
+            return
+        self.frames.append(frame)
+        self.clear.append(person < 0.02)
+
+    def png(self) -> bytes:
+        from .avatar import _background_model
+
+        w, h = self.canvas
+        if not self.frames:
+            plate = np.zeros((h, w, 3), np.uint8)
+        else:
+            stack = np.stack(self.frames).astype(np.float32)
+            clear = np.stack(self.clear)
+            stack[~clear] = np.nan
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: filled below
+                med = np.nanmedian(stack, axis=0)
+            ever = clear.any(0)
+            med[~ever] = 0
+            plate = _background_model(np.clip(med + 0.5, 0, 255).astype(np.uint8), np.where(ever, 0, 255).astype(np.uint8))
+        buf = io.BytesIO()
+        Image.fromarray(plate).save(buf, format="PNG")
+        return buf.getvalue()
+
+
 def _sample_mean(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Median colour of ``img`` at continuous points (robust to a stray highlight)."""
     h, w = img.shape[:2]
@@ -694,6 +751,7 @@ def create_footage_avatar(
                   for k, v in chosen.items()},
         "calibration": calib.meta,
         "atlas": {"crops": int(len(atlas_frames)), "box": list(box)},
+        "person_masks": {"scale": MASK_SCALE, "model": "MediaPipe selfie segmentation 0.10.14, converted to ONNX"},
         "stabilised": None if tr.shake is None else {
             "shake_rms_px": round(float(np.sqrt((tr.shake**2).sum(1).mean())), 2),
             "crop_px": [round(canvas[0] / framing.scale, 1), round(canvas[1] / framing.scale, 1)]},
@@ -742,6 +800,8 @@ def _second_pass(
         arrays[f"{name}_ring"] = np.zeros((b - a, 3), np.float32)
         arrays[f"{name}_oval"] = outline[a:b].astype(np.float32)
     jpegs: list[bytes] = [b""] * len(atlas_index)
+    masks: dict[str, list[bytes]] = {name: [] for name in ranges}
+    plate = _PlateSampler((W, H))
     atlas_ring = np.zeros((len(atlas_index), 3), np.float32)
     bw, bh = box[2], box[3]
     mask_pts = ring_pts - [box[0], box[1]]
@@ -770,6 +830,9 @@ def _second_pass(
                     arrays[f"{name}_transforms"][i - a] = tf
                     arrays[f"{name}_oval"][i - a] = outline[i] * (1 - w) + outline[a - CROSSFADE + k] * w
                 arrays[f"{name}_ring"][i - a] = _sample_mean(frame, apply_affine(tf, ring_pts))
+                person = segment_frame(frame, edge_px=max(1.0, W / 256))
+                masks[name].append(_mask_png(person))
+                plate.add(frame, person)
                 out, stream = encoders[name]
                 for p in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     out.mux(p)
@@ -795,6 +858,14 @@ def _second_pass(
         # and a gain that follows them makes the mouth shimmer
         arrays[f"{name}_ring"] = _smooth(arrays[f"{name}_ring"], 4.0).astype(np.float32)
     files = {}
+    blobs: list[bytes] = []
+    for name in ranges:
+        offsets = np.zeros(len(masks[name]) + 1, np.int64)
+        offsets[1:] = sum(len(b) for b in blobs) + np.cumsum([len(b) for b in masks[name]])
+        arrays[f"{name}_mask_offsets"] = offsets
+        blobs += masks[name]
+    files["masks.bin"] = b"".join(blobs)
+    files["plate.png"] = plate.png()
     for name, (out, stream) in encoders.items():
         for p in stream.encode():
             out.mux(p)

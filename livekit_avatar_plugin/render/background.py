@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Union
 
@@ -97,3 +98,144 @@ def background_frame(spec: BackgroundSpec, width: int, height: int) -> np.ndarra
     scaled = np.asarray(Image.fromarray(img).resize((rw, rh), Image.LANCZOS))
     x0, y0 = (rw - width) // 2, (rh - height) // 2
     return np.ascontiguousarray(scaled[y0 : y0 + height, x0 : x0 + width])
+
+
+def _blur(a: np.ndarray, r: float) -> np.ndarray:
+    from ..face.avatar import _blurf
+
+    return _blurf(a, r)
+
+
+def decontaminate(rgb: np.ndarray, alpha: np.ndarray, reach: float = 6.0) -> np.ndarray:
+    """The person's own colour (float32 RGB) where the mask is soft: an edge pixel mixes the
+    person with the old background, and blending it as it is over a new one would leave a
+    rim of the old background (a halo). Mostly-person pixels solve ``I = a F + (1 - a) B``
+    with ``B`` the nearby clear background; faint ones take the colour of the solid person
+    pixels nearest them (normalised blurs of growing reach)."""
+    img = rgb.astype(np.float32)
+    a = alpha.astype(np.float32) / 255.0
+    solid = (a > 0.96).astype(np.float32)
+    clear = (a < 0.04).astype(np.float32)
+    edge = (a > 0.0) & (a <= 0.96)
+    if not edge.any():
+        return img
+    pulled = img.copy()
+    behind = img.copy()
+    for target, weight in ((pulled, solid), (behind, clear)):
+        need = edge.copy()
+        for r in (reach / 4, reach / 2, reach, 2 * reach, 4 * reach):
+            den = _blur(weight, max(1.0, r))
+            ok = need & (den > 0.05)
+            if ok.any():
+                for c in range(3):
+                    target[..., c][ok] = _blur(img[..., c] * weight, max(1.0, r))[ok] / den[ok]
+                need &= ~ok
+            if not need.any():
+                break
+    # solving for F is stable only where the person dominates the pixel
+    a3 = np.maximum(a, 1e-3)[..., None]
+    solved = np.clip((img - (1 - a)[..., None] * behind) / a3, 0.0, 255.0)
+    trust = np.clip((a - 0.5) / 0.4, 0.0, 1.0)[..., None]
+    fg = solved * trust + pulled * (1 - trust)
+    return np.where(edge[..., None], fg, img)
+
+
+class BackgroundRenderer:
+    """A renderer wrapped to draw the person over another background.
+
+    For the photo renderer, the texture it warps is replaced (for this session only) by
+    the decontaminated person premultiplied by the mask, so the warped output is already
+    ``a * F`` with ``a`` in its alpha; each frame then adds ``(1 - a) * background`` over
+    the head's region only, the rest of the frame being composited once at setup.
+    Footage renderers give their frames' masks in alpha and a plate of the old
+    background (``background_plate``), so ``out = I + (1 - a) (new - old)`` over the
+    canvas (``roi``), the extension around it composited once.
+    """
+
+    def __init__(self, inner: Any, background: BackgroundSpec, *, shared: BackgroundRenderer | None = None):
+        self.inner = inner
+        self.background = parse_background(background)
+        if self.background == "keep":
+            raise ValueError("BackgroundRenderer needs a colour or an image, not 'keep'")
+        h, w = int(inner.height), int(inner.width)
+        self._photo = hasattr(inner, "pack_texture")
+        if not self._photo:
+            inner.enable_person_alpha()
+        if shared is not None and shared.background == self.background and shared._size == (w, h):
+            self._static, self._bg4, self._tex = shared._static, shared._bg4, shared._tex
+            self._old4 = shared._old4
+        else:
+            self._prepare(w, h)
+        self._size = (w, h)
+        if self._photo:
+            inner._tex = self._tex
+        self._frames = [self._static.copy() for _ in range(4)]
+        self._fi = 0
+        self.compose_s = 0.0
+
+    def _prepare(self, w: int, h: int) -> None:
+        bg = background_frame(self.background, w, h)
+        assert bg is not None
+        self._bg4 = np.dstack([bg, np.full((h, w), 255, np.uint8)])
+        self._old4 = None
+        self._tex = None
+        static = np.full((h, w, 4), 255, np.uint8)
+        if self._photo:
+            r = self.inner
+            a = r.person
+            fg = decontaminate(r.base, a, reach=max(2.0, 0.03 * float(r.fw)))
+            af = a.astype(np.float32)[..., None] / 255.0
+            premult = np.clip(fg * af + 0.5, 0, 255).astype(np.uint8)
+            self._tex = r.pack_texture(premult, a)
+            static[..., :3] = np.clip(fg * af + bg * (1 - af) + 0.5, 0, 255).astype(np.uint8)
+        else:
+            plate = self.inner.background_plate()
+            self._old4 = np.dstack([plate, np.zeros((h, w), np.uint8)])  # alpha 0: out alpha 255
+            self.compose_difference(self.inner.still(), self._old4, self._bg4, static)
+        self._static = static
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def render(self, mouth, state, t: float, energy: float = 0.0) -> np.ndarray:
+        return np.ascontiguousarray(self.render_rgba(mouth, state, t, energy)[..., :3])
+
+    def render_rgba(self, mouth, state, t: float, energy: float = 0.0) -> np.ndarray:
+        """The next frame, opaque RGBA, from a ring of four (overwritten four calls later)."""
+        frame = self.inner.render_rgba(mouth, state, t, energy)
+        t0 = time.perf_counter()
+        out = self._frames[self._fi]
+        self._fi = (self._fi + 1) % len(self._frames)
+        x0, y0, x1, y1 = self.inner.roi  # the rest of the frame never changes
+        if self._photo:
+            self.compose_premultiplied(frame[y0:y1, x0:x1], self._bg4[y0:y1, x0:x1], out[y0:y1, x0:x1])
+        else:
+            self.compose_difference(frame[y0:y1, x0:x1], self._old4[y0:y1, x0:x1], self._bg4[y0:y1, x0:x1],
+                                    out[y0:y1, x0:x1])
+        self.compose_s = time.perf_counter() - t0  # the background's own cost (bench)
+        return out
+
+    @staticmethod
+    def compose_premultiplied(src: np.ndarray, bg4: np.ndarray, dst: np.ndarray) -> None:
+        """``dst = src + (1 - src.a) * bg4`` for premultiplied RGBA uint8 ``src`` and an
+        opaque RGBA ``bg4``: the alpha comes out 255."""
+        import cv2  # here, not at the top: parsing options needs no OpenCV
+
+        inv = cv2.bitwise_not(src[..., 3])
+        cv2.add(src, cv2.multiply(bg4, cv2.merge((inv, inv, inv, inv)), scale=1 / 255), dst=dst)
+
+    @staticmethod
+    def compose_difference(src: np.ndarray, old4: np.ndarray, new4: np.ndarray, dst: np.ndarray) -> None:
+        """``dst = src - (1 - src.a) * old + (1 - src.a) * new``: the old background that
+        the frame's soft edges mix in is swapped for the new one, and ``new`` itself where
+        the frame shows no person (RGBA uint8)."""
+        import cv2
+
+        a = src[..., 3]
+        inv = cv2.bitwise_not(a)
+        inv4 = cv2.merge((inv, inv, inv, inv))
+        cv2.subtract(src, cv2.multiply(old4, inv4, scale=1 / 255), dst=dst)
+        cv2.add(dst, cv2.multiply(new4, inv4, scale=1 / 255), dst=dst)
+        # clear of the person the new background exactly: the frame's noise and light
+        # changes against the plate stay behind
+        cv2.copyTo(new4, cv2.compare(a, 0, cv2.CMP_EQ), dst)

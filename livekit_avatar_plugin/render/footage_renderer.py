@@ -78,20 +78,29 @@ class _Layout:
     def extend(self, first: np.ndarray) -> None:
         """The output filled around the canvas by its edges, stretched and blurred: a flat
         background stays flat, and no scenery is invented."""
+        out = self.extended(first)
+        out[..., 3] = 255
+        self.background = out
+
+    def extended(self, scaled: np.ndarray) -> np.ndarray:
+        """``scaled`` (the canvas at the layout's scale, any channels) placed in the output
+        and extended past the canvas as ``extend`` does."""
         from PIL import ImageFilter
 
         w, h = self.size
         rows, cols = self.dst
-        pad = ((rows.start, h - rows.stop), (cols.start, w - cols.stop), (0, 0))
-        out = np.ascontiguousarray(np.pad(first[self.src], pad, mode="edge"))
+        pad = ((rows.start, h - rows.stop), (cols.start, w - cols.stop)) + ((0, 0),) * (scaled.ndim - 2)
+        out = np.ascontiguousarray(np.pad(scaled[self.src], pad, mode="edge"))
         if any(p for side in pad[:2] for p in side):
-            soft = np.asarray(Image.fromarray(out[..., :3]).filter(ImageFilter.GaussianBlur(max(8, min(w, h) // 12))))
             keep = np.zeros((h, w), np.uint8)
             keep[self.dst] = 255
-            keep = np.asarray(Image.fromarray(keep).filter(ImageFilter.GaussianBlur(4)), np.float32)[..., None] / 255
-            out[..., :3] = (out[..., :3] * keep + soft * (1 - keep) + 0.5).astype(np.uint8)
-        out[..., 3] = 255
-        self.background = out
+            keep = np.asarray(Image.fromarray(keep).filter(ImageFilter.GaussianBlur(4)), np.float32) / 255
+            radius = max(8, min(w, h) // 12)
+            planes = [out] if out.ndim == 2 else [out[..., c] for c in range(min(3, out.shape[2]))]
+            for plane in planes:
+                soft = np.asarray(Image.fromarray(plane).filter(ImageFilter.GaussianBlur(radius)), np.float32)
+                plane[...] = (plane * keep + soft * (1 - keep) + 0.5).astype(np.uint8)
+        return out
 
 
 class _LoopPlayer:
@@ -325,6 +334,42 @@ class FootageRenderer:
         self._last_t: float | None = None
         # the last mouth drawn: box -> region map, its bounding box, the crop (for measuring)
         self._placed: tuple[np.ndarray, tuple[int, int, int, int], int] | None = None
+        self._alpha_on = False  # write each frame's person mask into alpha (a background)
+
+    def enable_person_alpha(self) -> None:
+        """From now on each frame's alpha is the person mask stored with its loop frame, for
+        a background compositor; packages built before person masks cannot."""
+        if not self.avatar.has_masks:
+            from livekit_avatar_plugin.render.background import BackgroundError
+
+            raise BackgroundError(
+                f"the footage avatar {self.avatar.path} has no person masks (built by an older "
+                "version): rebuild it with livekit-avatar create to replace its background")
+        if self._alpha_on:
+            return
+        self._alpha_on = True
+        sw, sh = self.layout.scaled
+        first = self.avatar.loops["idle"]
+        m = cv2.resize(self.avatar.person_mask(first, 0), (sw, sh), interpolation=cv2.INTER_LINEAR)
+        outside = self.layout.extended(m)
+        for frame in self._frames:  # past the canvas: the first frame's person, extended
+            frame[..., 3] = outside
+
+    @property
+    def roi(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): the part of the output that changes frame to frame (the canvas)."""
+        rows, cols = self.layout.dst
+        return cols.start, rows.start, cols.stop, rows.stop
+
+    def still(self) -> np.ndarray:
+        """The output around ``roi``, which never changes (the canvas's extension), RGBA."""
+        return self._frames[self._fi].copy()
+
+    def background_plate(self) -> np.ndarray:
+        """The footage's own background behind the person, (H, W, 3) uint8 at the output size."""
+        sw, sh = self.layout.scaled
+        plate = cv2.resize(self.avatar.plate, (sw, sh), interpolation=cv2.INTER_AREA)
+        return self.layout.extended(plate)
 
     # ------------------------------------------------------------------ public API
     def reset_motion(self) -> None:
@@ -404,6 +449,9 @@ class FootageRenderer:
         frame = player.rgba(i)
         src = self.layout.src
         region[...] = frame[src]
+        if self._alpha_on:
+            m = cv2.resize(self.avatar.person_mask(loop, i), self.layout.scaled, interpolation=cv2.INTER_LINEAR)
+            region[..., 3] = m[src]
         if not loop.own_mouth:
             self._mouth(loop, i, region, self._targets[:known])
 
@@ -512,6 +560,10 @@ class FootageRenderer:
         alpha = cv2.extractChannel(warped, 3)
         np.clip(alpha, 0.0, 1.0, out=alpha)  # cubic overshoots at the mask's edge
         dst = region[y0:y1, x0:x1]
+        person = dst[..., 3].copy() if self._alpha_on else None
         mixed = cv2.blendLinear(warped, dst.astype(np.float32), alpha, 1.0 - alpha)
         cv2.convertScaleAbs(mixed, dst=dst)  # rounds once, at the end
-        dst[..., 3] = 255  # the frame stays opaque
+        if person is None:
+            dst[..., 3] = 255  # the frame stays opaque
+        else:  # the pasted mouth is person; beside it the mask stays as it was
+            dst[..., 3] = np.maximum(person, cv2.convertScaleAbs(alpha, alpha=255.0))
