@@ -55,20 +55,25 @@ def _box(a: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(np.ascontiguousarray(a, np.float32), -1, (k, k), borderType=cv2.BORDER_REPLICATE)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float,
+                  where: np.ndarray | None = None) -> np.ndarray:
     """He et al.'s guided filter with an RGB guide (0..1): ``src`` smoothed but with the
-    guide's edges, which turns a blurry upsampled mask into one that follows the hair."""
+    guide's edges, which turns a blurry upsampled mask into one that follows the hair.
+    ``where``: the pixels whose result is used, grown by ``r`` (the per-pixel 3x3 solve,
+    most of the work, runs there only)."""
     h, w = src.shape
     mean_i = [_box(guide[..., c], r) for c in range(3)]
     mean_p = _box(src, r)
-    cov_ip = np.stack([_box(guide[..., c] * src, r) - mean_i[c] * mean_p for c in range(3)], -1)
-    var = np.empty((h, w, 3, 3), np.float32)
+    cov_ip = [_box(guide[..., c] * src, r) - mean_i[c] * mean_p for c in range(3)]
+    ys, xs = np.nonzero(np.ones((h, w), bool) if where is None else _box(where.astype(np.float32), r) > 0)
+    var = np.empty((len(ys), 3, 3), np.float32)
     for i in range(3):
         for j in range(i, 3):
-            v = _box(guide[..., i] * guide[..., j], r) - mean_i[i] * mean_i[j]
-            var[..., i, j] = var[..., j, i] = v
+            v = (_box(guide[..., i] * guide[..., j], r) - mean_i[i] * mean_i[j])[ys, xs]
+            var[:, i, j] = var[:, j, i] = v
     var += eps * np.eye(3, dtype=np.float32)
-    a = np.linalg.solve(var, cov_ip[..., None])[..., 0]
+    a = np.zeros((h, w, 3), np.float32)
+    a[ys, xs] = np.linalg.solve(var, np.stack([c[ys, xs] for c in cov_ip], -1)[..., None])[..., 0]
     b = mean_p - (a * np.stack(mean_i, -1)).sum(-1)
     mean_a = np.stack([_box(a[..., c], r) for c in range(3)], -1)
     return (mean_a * guide).sum(-1) + _box(b, r)
@@ -96,10 +101,10 @@ def segment_person(rgb: np.ndarray, head_box: tuple[float, float, float, float] 
     # the model's soft ramp, sharpened, then snapped to the picture's edges
     hard = np.clip((prob - 0.5) * 4.0 + 0.5, 0.0, 1.0)
     r = max(1, int(round(edge_px)))
-    soft = guided_filter(rgb.astype(np.float32) / 255.0, hard, r, 1e-3)
     # only near the model's own outline: elsewhere a busy background's edges would lend
     # the mask specks and fringes
     band = _box((np.abs(hard - 0.5) < 0.49).astype(np.float32), r) > 0
+    soft = guided_filter(rgb.astype(np.float32) / 255.0, hard, r, 1e-3, where=band)
     return np.clip(np.where(band, soft, hard), 0.0, 1.0).astype(np.float32)
 
 
