@@ -62,21 +62,23 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float,
     ``where``: the pixels whose result is used, grown by ``r`` (the per-pixel 3x3 solve,
     most of the work, runs there only)."""
     h, w = src.shape
-    mean_i = [_box(guide[..., c], r) for c in range(3)]
+    g = [np.ascontiguousarray(guide[..., c], np.float32) for c in range(3)]
+    mean_i = [_box(c, r) for c in g]
     mean_p = _box(src, r)
-    cov_ip = [_box(guide[..., c] * src, r) - mean_i[c] * mean_p for c in range(3)]
-    ys, xs = np.nonzero(np.ones((h, w), bool) if where is None else _box(where.astype(np.float32), r) > 0)
-    var = np.empty((len(ys), 3, 3), np.float32)
+    sel = np.ones(h * w, bool) if where is None else (_box(where.astype(np.float32), r) > 0).ravel()
+    idx = np.flatnonzero(sel)
+    cov = np.stack([(_box(g[c] * src, r) - mean_i[c] * mean_p).ravel()[idx] for c in range(3)], -1)
+    var = np.empty((len(idx), 3, 3), np.float32)
     for i in range(3):
         for j in range(i, 3):
-            v = (_box(guide[..., i] * guide[..., j], r) - mean_i[i] * mean_i[j])[ys, xs]
+            v = (_box(g[i] * g[j], r) - mean_i[i] * mean_i[j]).ravel()[idx]
             var[:, i, j] = var[:, j, i] = v
     var += eps * np.eye(3, dtype=np.float32)
-    a = np.zeros((h, w, 3), np.float32)
-    a[ys, xs] = np.linalg.solve(var, np.stack([c[ys, xs] for c in cov_ip], -1)[..., None])[..., 0]
-    b = mean_p - (a * np.stack(mean_i, -1)).sum(-1)
-    mean_a = np.stack([_box(a[..., c], r) for c in range(3)], -1)
-    return (mean_a * guide).sum(-1) + _box(b, r)
+    a = np.zeros((3, h * w), np.float32)
+    a[:, idx] = np.linalg.solve(var, cov[..., None])[..., 0].T
+    a = a.reshape(3, h, w)
+    b = mean_p - a[0] * mean_i[0] - a[1] * mean_i[1] - a[2] * mean_i[2]
+    return sum(_box(a[c], r) * g[c] for c in range(3)) + _box(b, r)
 
 
 def segment_person(rgb: np.ndarray, head_box: tuple[float, float, float, float] | None = None,
