@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from livekit_avatar_plugin.cli import main as cli_main
-from livekit_avatar_plugin.evaluation.picture import LAG_FPS, ReplyFrames, measure, opening_track
+from livekit_avatar_plugin.evaluation.picture import LAG_FPS, ReplyFrames, chin_drop, measure, opening_track
 
 FPS = 25.0
 LEAD = 10  # idle lead-in frames, as measure_avatar renders at 25 fps
@@ -34,10 +34,10 @@ def _times(end_s: float, fps: float = FPS, lead: int = LEAD) -> np.ndarray:
     return np.concatenate([(np.arange(lead) - lead + 0.5) / fps, (np.arange(n) + 0.5) / fps])
 
 
-def _reply(segs, times, gap, width=None, found=None) -> ReplyFrames:
+def _reply(segs, times, gap, width=None, found=None, chin=None) -> ReplyFrames:
     width = np.full(len(times), 0.45) if width is None else width
     found = np.ones(len(times), bool) if found is None else found
-    return ReplyFrames(segs, times, np.asarray(gap, float), np.asarray(width, float), found)
+    return ReplyFrames(segs, times, np.asarray(gap, float), np.asarray(width, float), found, chin)
 
 
 def _opening_replies(delay_s: float, fps: float = FPS, n: int = 4) -> list[ReplyFrames]:
@@ -119,12 +119,44 @@ def test_face_found_counts_every_frame_and_span_only_speech():
     assert rep.span == pytest.approx((np.percentile(speech, 5), np.percentile(speech, 95)))
 
 
+def test_chin_travel_spans_speech_frames_only():
+    segs = [("pau", 0.0, 0.2), ("aa", 0.2, 1.0), ("pau", 1.0, 2.0)]
+    t = _times(2.0)
+    found = np.ones(len(t), bool)
+    found[[15, 16]] = False
+    chin = 1.0 + 0.1 * np.linspace(0, 1, len(t))
+    chin[t < 0] = 9.0  # the idle lead-in does not count
+    chin[~found] = 9.0  # nor frames without a face
+    rep = measure([_reply(segs, t, np.full(len(t), 0.05), found=found, chin=chin)])
+    speech = chin[(t >= 0) & found]
+    assert rep.chin_travel == pytest.approx(np.percentile(speech, 95) - np.percentile(speech, 5))
+    assert np.isnan(measure([_reply(segs, t, np.full(len(t), 0.05))]).chin_travel)  # not measured
+
+
+def test_chin_drop_follows_the_jaw_not_the_head():
+    from livekit_avatar_plugin.face.tracking import face_width
+
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(0, 100, (478, 3))
+    pts[33, :2], pts[263, :2], pts[152, :2] = (40, 50), (120, 50), (80, 150)
+    base = chin_drop(pts)
+    assert base == pytest.approx(100 / face_width(pts))
+    turned = pts.copy()  # the whole face nodded down and tilted: the same drop
+    c, s_ = math.cos(0.2), math.sin(0.2)
+    turned[:, :2] = (pts[:, :2] - 80) @ np.array([[c, -s_], [s_, c]]) + (80, 95)
+    assert chin_drop(turned) == pytest.approx(base)
+    opened = pts.copy()
+    opened[152, 1] += 10  # the jaw opens
+    assert chin_drop(opened) == pytest.approx(110 / face_width(pts))
+
+
 def test_report_formats():
     rep = measure(_opening_replies(0.04))
     assert re.fullmatch(r"picture r=-?\d\.\d\d closures=\d\.\d\d rounding_auc=\d\.\d\d "
-                        r"span=\d\.\d{3}-\d\.\d{3} lag_ms=[+-]\d+ face_found=\d\.\d\d", rep.summary_line())  # fmt: skip
+                        r"span=\d\.\d{3}-\d\.\d{3} chin=(nan|\d\.\d{3}) lag_ms=[+-]\d+ face_found=\d\.\d\d",
+                        rep.summary_line())  # fmt: skip
     lines = rep.table().splitlines()
-    assert lines[0] == "| figure | measured |" and len(lines) == 8
+    assert lines[0] == "| figure | measured |" and len(lines) == 9
     empty = measure([_reply([("pau", 0.0, 1.0)], _times(1.0), np.zeros(35), found=np.zeros(35, bool))])
     d = empty.as_dict()
     assert d["r"] is None and d["span"] == [None, None] and d["face_found"] == 0.0
@@ -144,6 +176,7 @@ def test_measure_default_avatar_end_to_end(tmp_path, capsys):
     assert stdout[0] == "| figure | measured |" and stdout[-1].startswith("picture r=")
     d = json.loads(out.read_text())
     assert d["n_utterances"] == 3 and d["n_frames"] > 3 * 10
+    assert 0.0 < d["chin_travel"] < 0.5
     assert d["face_found"] >= 0.95
     assert -1.0 <= d["r"] <= 1.0 and 0.0 <= d["rounding_auc"] <= 1.0
     assert 0.0 <= d["closures_shown"] <= 1.0 and d["n_closures"] > 0

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
         "measure", help="measure how an avatar's rendered mouth follows held-out speech",
         description="Render held-out flite utterances with an avatar, track the face in every frame and "
         "measure the mouth it shows: lip gap vs the phones' opening (r), p/b/m closures shown, rounding AUC, "
-        "gap span, lag and the share of frames with a face found. Prints a markdown table, then a summary "
+        "gap span, chin travel (the chin's drop below the eye line, 5th-95th percentile span), lag and the "
+        "share of frames with a face found. Prints a markdown table, then a summary "
         "line as the last line of stdout. Exit codes: 0 ok, 4 the avatar cannot be loaded.",
     )  # fmt: skip
     p.add_argument("--avatar", default="default", help="avatar package folder, or 'default'")

@@ -3,8 +3,8 @@
 The lip-sync model's own figures (``training.evaluate``) judge its channels; these judge
 what a viewer sees. Held-out flite utterances are rendered as replies through the avatar's
 pipeline (``load_pipeline`` / ``create_renderer`` / ``render``), paced as a live session
-paces them, and the face tracker reads the inner-lip gap and the mouth width back off
-every frame:
+paces them, and the face tracker reads the inner-lip gap, the mouth width and the chin's
+drop below the eyes back off every frame:
 
     report = measure_avatar("default", utterances=20, sheet=Path("sheet.png"))
     print(report.table())
@@ -53,6 +53,7 @@ class ReplyFrames:
     gap: np.ndarray  # inner-lip gap over face width; ignored where the face was not found
     width: np.ndarray  # mouth width over face width; ignored where the face was not found
     found: np.ndarray  # bool: the tracker found the face on this frame
+    chin: np.ndarray | None = None  # the chin's distance below the eye line over face width; None: not measured
 
 
 @dataclass
@@ -70,6 +71,7 @@ class PictureReport:
     face_found: float  # share of all rendered frames (idle ones included) with a face found
     n_frames: int
     n_utterances: int = 0
+    chin_travel: float = float("nan")  # 5th-95th percentile span of the chin's drop over speech frames
 
     def as_dict(self) -> dict:
         """The figures as plain JSON-ready values (NaN, for a figure with no data, as None)."""
@@ -89,6 +91,7 @@ class PictureReport:
             ("rounding AUC (rounded vowel narrower than spread)",
              f"{self.rounding_auc:.2f} ({self.n_rounded} rounded, {self.n_spread} spread)"),
             ("lip gap span, 5th-95th percentile (face widths)", f"{self.span[0]:.3f}-{self.span[1]:.3f}"),
+            ("chin travel, 5th-95th percentile span (face widths)", f"{self.chin_travel:.3f}"),
             ("lag of the picture (positive: late)", f"{self.lag_ms:+.0f} ms"),
             ("face found", f"{self.face_found * 100:.1f} % of {self.n_frames} frames"),
         ]
@@ -99,7 +102,8 @@ class PictureReport:
         """One line of the headline figures, e.g. for logs and the CLI's last line."""
         return (
             f"picture r={self.r:.2f} closures={self.closures_shown:.2f} rounding_auc={self.rounding_auc:.2f} "
-            f"span={self.span[0]:.3f}-{self.span[1]:.3f} lag_ms={self.lag_ms:+.0f} face_found={self.face_found:.2f}"
+            f"span={self.span[0]:.3f}-{self.span[1]:.3f} chin={self.chin_travel:.3f} lag_ms={self.lag_ms:+.0f} "
+            f"face_found={self.face_found:.2f}"
         )
 
 
@@ -107,6 +111,18 @@ def opening_track(segs: list[Seg], end_s: float) -> np.ndarray:
     """The phones' opening (the jaw_open target) at ``i / LAG_FPS`` for i up to past ``end_s``."""
     n = int(math.ceil(max(end_s, segs[-1][2] if segs else 0.0) * LAG_FPS)) + 2
     return P.targets(segs, n, fps=LAG_FPS)[:, P.CHANNELS.index("jaw_open")].astype(np.float64)
+
+
+def chin_drop(points: np.ndarray) -> float:
+    """The chin's (mesh point 152) distance below the line through the outer eye corners,
+    over the face width: it follows the jaw, not the head's nods and tilts."""
+    from ..face import landmarks as L
+    from ..face.tracking import face_width
+
+    a, b = points[33, :2].astype(np.float64), points[263, :2].astype(np.float64)
+    along = (b - a) / max(float(np.hypot(*(b - a))), 1e-6)
+    rel = points[L.CHIN, :2] - a
+    return float(abs(rel[0] * along[1] - rel[1] * along[0]) / max(face_width(points), 1e-6))
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -141,6 +157,7 @@ def measure(replies: Sequence[ReplyFrames]) -> PictureReport:
     rounded: list[float] = []
     spread: list[float] = []
     tracks: list[tuple[np.ndarray, np.ndarray]] = []
+    chins: list[np.ndarray] = []
     n_frames = n_found = 0
     for rep in replies:
         t = np.asarray(rep.times, np.float64)
@@ -151,6 +168,9 @@ def measure(replies: Sequence[ReplyFrames]) -> PictureReport:
         ok = found & (t >= 0) & np.isfinite(gap) & np.isfinite(width)
         if not ok.any():
             continue
+        if rep.chin is not None:
+            chin = np.asarray(rep.chin, np.float64)[ok]
+            chins.append(chin[np.isfinite(chin)])
         order = np.argsort(t[ok], kind="stable")
         t, gap, width = t[ok][order], gap[ok][order], width[ok][order]
         opening = opening_track(rep.segs, float(t[-1]))
@@ -173,6 +193,8 @@ def measure(replies: Sequence[ReplyFrames]) -> PictureReport:
     g_all = np.concatenate(gaps) if gaps else np.zeros(0)
     o_all = np.concatenate(opens) if opens else np.zeros(0)
     span = (float(np.percentile(g_all, 5)), float(np.percentile(g_all, 95))) if len(g_all) else (nan, nan)
+    c_all = np.concatenate(chins) if chins else np.zeros(0)
+    chin_travel = float(np.percentile(c_all, 95) - np.percentile(c_all, 5)) if len(c_all) else nan
     return PictureReport(
         r=_pearson(g_all, o_all),
         closures_shown=float(np.mean(closed)) if closed else nan,
@@ -186,6 +208,7 @@ def measure(replies: Sequence[ReplyFrames]) -> PictureReport:
         face_found=n_found / n_frames if n_frames else nan,
         n_frames=n_frames,
         n_utterances=len(replies),
+        chin_travel=chin_travel,
     )
 
 
@@ -301,7 +324,7 @@ def measure_avatar(
                        for c in range(len(channels))], 1)  # fmt: skip
         spf = u.sr / fps
         times = np.concatenate([(np.arange(n_lead) - n_lead + 0.5) / fps, centres])
-        gap, width = np.full(len(times), np.nan), np.full(len(times), np.nan)
+        gap, width, chin = np.full(len(times), np.nan), np.full(len(times), np.nan), np.full(len(times), np.nan)
         found = np.zeros(len(times), bool)
         for i in range(len(times)):
             if i < n_lead:
@@ -319,13 +342,14 @@ def measure_avatar(
             if face is not None:
                 found[i] = True
                 gap[i], width[i] = mouth_opening(face.points)
+                chin[i] = chin_drop(face.points)
             label = picks.get((ui, i))
             if label is not None:
                 box = _mouth_box(face.points, rgb.shape) if face is not None else None
                 shots.append(_Shot(label, np.array(rgb, copy=True), float(gap[i]), float(width[i]), box))
             if index % 25 == 0:
                 tell("rendering and tracking", index / total)
-        replies.append(ReplyFrames(list(u.segs), times, gap, width, found))
+        replies.append(ReplyFrames(list(u.segs), times, gap, width, found, chin))
     tell("measuring", 1.0)
     report = measure(replies)
     if sheet is not None:
