@@ -26,10 +26,17 @@ from livekit_avatar_plugin.state import ConversationState
 FACE_SHARE = (0.32, 0.40)  # face width over the output's shorter side: head-and-shoulders
 EYES_AT = 0.40  # the eyes' height, from the top, over the output's height
 EYE_CORNERS = (33, 133, 362, 263)
-ROUND_GAIN = 0.20  # each corner's inward pull at full rounding, over the mouth width
+ROUND_GAIN = 0.28  # each corner's inward pull at full rounding, over the mouth width
 REST_CLOSE, CLOSE_BELOW = 1.0, 0.4  # while speaking, openings below CLOSE_BELOW close the photo's lips
-PRESS = 1.0  # closed lips meet and press: the photo's gap closed this many times over
+CLOSE_GAIN = 1.5
 SPREAD_K = 1.0  # spreading (lip_spread) widens the mouth as much as rounding narrows it
+UP_RAISE, JAW_DROP, CHIN_DROP = 0.035, 0.11, 0.18  # face widths at jaw_open = 1: upper lip up, lower lip and chin down
+ROUND_OPEN = 0.05  # face widths the lips part at full rounding: an O, not a pucker
+TEETH_SPLIT = 0.6  # where a toothy photo's gap splits, from its middle towards the lower lip (of the half gap)
+PRESS_PX = 1.2  # closed lips overlap by this much, so the seam samples lip, not the teeth behind
+SEAM, SEAM_W, CREASE = 0.75, 1.3, 0.65  # closed lips' crease: strength, half-width (px), darkening
+RELAX = 1.25  # share of a smile's corner lift that closed or rounded lips drop
+LABIO_RAISE, LABIO_GAP, LABIO_TUCK = 0.012, 0.75, 0.02  # f/v: upper lip rise (fw), teeth shown (of their height), tuck (fw)
 
 
 def _smoothstep(x):
@@ -89,7 +96,7 @@ class FaceRenderer:
         self._fi = 0
         self._last_t: float | None = None
         self._p = np.zeros(8, np.float64)  # smoothed motion parameters
-        self._mouth = np.zeros(3, np.float64)
+        self._mouth = np.zeros(4, np.float64)  # jaw, closed, round - spread, labiodental
         self._energy = 0.0
         self._next_blink = float(self.rng.uniform(1.0, 3.0))
         self._blink_start = -10.0
@@ -313,6 +320,8 @@ class FaceRenderer:
             dy[sl] += np.where(inside, (r + lid) * (bt * u) / (lid + bt + 1e-6), 0.0) * wgt
 
     def _setup_mouth_fields(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        """The lower-face box's displacement fields, per unit of each mouth movement (px),
+        and the interior's per-column tooth pattern."""
         P = self.pts
         fw = self.fw
         x0, y0, x1, y1 = self.roi
@@ -325,71 +334,126 @@ class FaceRenderer:
         mw = mc1[0] - mc0[0]
         chin = P[L.CHIN, :2]
         nose = P[2, :2]  # below the nose, where the upper lip's skin begins
-        # lower-face box
+        # lower-face box: down past the chin by the jaw's travel
         bx0 = int(max(x0, math.floor(mcx - 0.62 * fw)))
         bx1 = int(min(x1, math.ceil(mcx + 0.62 * fw)))
         by0 = int(max(y0, math.floor(nose[1] + 0.02 * fw)))
-        by1 = int(min(y1, math.ceil(chin[1] + 0.25 * fw)))
+        by1 = int(min(y1, math.ceil(chin[1] + 0.45 * fw)))
         self.mbox = (bx0, by0, bx1, by1)
         sl = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
         mx = xs[sl]
         my = ys[sl]
-        xcl = np.clip(mx, iu[:, 0].min(), iu[:, 0].max())
-        top = _interp_curve(iu, xcl)
-        bot = _interp_curve(il, xcl)
-        bot = np.maximum(bot, top)
-        mid = (top + bot) / 2
-        self.m_sdist = (my - mid).astype(np.float32)
-        rest_gap = (bot - top)
+        top, bot = self._photo_gap(mx[0], iu, il)
+        top, bot = np.broadcast_to(top, mx.shape), np.broadcast_to(bot, mx.shape)
+        # the inner corners: the fits need not meet exactly, and past them there is no gap
+        icx, ihw = (iu[:, 0].min() + iu[:, 0].max()) / 2, max(1.0, (iu[:, 0].max() - iu[:, 0].min()) / 2)
+        ui = np.clip((mx - icx) / ihw, -1.5, 1.5)
+        lens = np.sqrt(np.clip(1 - ui ** 2, 0, 1))
+        rest_gap = (bot - top) * np.minimum(1.0, 3.0 * lens)
+        # A photo that shows its teeth keeps them: they part with their lips, split low in the
+        # gap (the upper teeth fill most of a smile) and only the gap between is drawn.
+        u0 = (mx[0] - mcx) / (mw / 2)
+        self.rest_gap = float(np.max(rest_gap[0] * (1 - _smoothstep((np.abs(u0) - 0.85) / 0.4))))
+        self.photo_teeth = self.rest_gap > 0.02 * fw
+        a = TEETH_SPLIT if self.photo_teeth else 0.0
+        self.m_sdist = (my - (top + bot) / 2 - a * rest_gap / 2).astype(np.float32)
         # profiles along x
         u = np.clip((mx - mcx) / (mw / 2), -1.5, 1.5)
-        lens = np.sqrt(np.clip(1 - u ** 2, 0, 1))
-        inside = 1 - _smoothstep((np.abs(u) - 0.85) / 0.4)
+        # (the opening ends at the inner corners, short of a smile's outer ones)
+        inside = 1 - _smoothstep((np.abs(ui) - 0.85) / 0.4)
         # vertical extents
-        upper_lip_h = max(2.0, float(np.median(_interp_curve(iu, np.clip(mx[0], iu[:, 0].min(), iu[:, 0].max())) - _interp_curve(ou, np.clip(mx[0], ou[:, 0].min(), ou[:, 0].max())))))
-        lower_lip_h = max(2.0, float(np.median(_interp_curve(ol, np.clip(mx[0], ol[:, 0].min(), ol[:, 0].max())) - _interp_curve(il, np.clip(mx[0], il[:, 0].min(), il[:, 0].max())))))
+        def thickness(outer, inner):
+            xc = mx[0]
+            a = _interp_curve(outer, np.clip(xc, outer[:, 0].min(), outer[:, 0].max()))
+            b = _interp_curve(inner, np.clip(xc, inner[:, 0].min(), inner[:, 0].max()))
+            return float(np.median(np.abs(b - a)))
+        lip_up, lip_lo = max(2.0, thickness(ou, iu)), max(2.0, thickness(ol, il))
         d = self.m_sdist
         gmax = float(np.max(rest_gap * inside)) if rest_gap.size else 0.0
-        upper_lip_h = max(upper_lip_h, 0.06 * fw) + gmax / 2
-        lower_lip_h = max(lower_lip_h, 0.07 * fw) + gmax / 2
-        # upper region weight: 1 at the lip line, fading over ~1.6 upper-lip heights
-        w_up = (1 - _smoothstep((-d) / (upper_lip_h * 1.8))) * inside
+        upper_lip_h = max(lip_up, 0.06 * fw) + gmax / 2
+        lower_lip_h = max(lip_lo, 0.07 * fw) + gmax / 2
         # lower lip: 1 at the line, fading towards the chin
-        w_lolip = (1 - _smoothstep(d / (lower_lip_h * 2.2 + 0.08 * fw))) * inside
-        # jaw: the lower face below the line, fading at the cheeks and below the chin
-        jx = 1 - _smoothstep((np.abs(mx - mcx) - 0.32 * fw) / (0.22 * fw))
-        jy = 1 - _smoothstep((my - chin[1]) / (0.22 * fw))
-        w_jaw = jx * jy
-        self.m_inside = inside.astype(np.float32)
-        wh = self.w_head[sl]
-        # opening profile: a lens between the corners
-        self.m_open_up = (lens * w_up).astype(np.float32)  # upward displacement per px of opening
-        self.m_open_lo = (lens * w_lolip).astype(np.float32)
-        # closing the photo's own lip gap: rest_gap already falls to 0 at the inner corners
-        self.m_close_up = (rest_gap / 2 * (1 - _smoothstep((-d) / (upper_lip_h * 1.8)))).astype(np.float32)
-        self.m_close_lo = (rest_gap / 2 * (1 - _smoothstep(d / (lower_lip_h * 2.2 + 0.08 * fw)))).astype(np.float32)
-        # chin moves; at the lip line the jaw moves nothing (the opening is handled apart),
-        # so lips pressed together stay together whatever the jaw does
         w_lo_vert = 1 - _smoothstep(d / (lower_lip_h * 2.2 + 0.08 * fw))
-        self.m_jaw = (w_jaw * (1 - w_lo_vert)).astype(np.float32)
-        # rounding: corners move inward, lips push out vertically a little
+        # The jaw turns about a hinge by the ears: seen from the front a point drops by its
+        # depth in front of the hinge, most at the chin, nothing at the face's sides.
+        reach = np.clip(1 - ((mx - mcx) / (0.5 * fw)) ** 2, 0, 1)  # (still at the outline: no kink at the background)
+        below_chin = 1 - _smoothstep((my - chin[1]) / (0.38 * fw))  # the neck stays
+        wh = self.w_head[sl]
+        # The lips' fields are a profile across the mouth (per column; rounding narrows it
+        # each frame) times a vertical fade: displacement per px of each movement.
+        self.m_cols = mx[0].astype(np.float64)
+        self.p_lens = (lens * inside)[0].astype(np.float64)  # the opening: a lens between the corners
+        self.p_inside = inside[0].astype(np.float64)
+        # the photo's own gap above and below the split, 0 at the corners
+        self.p_rest_up = ((1 + a) * rest_gap / 2)[0].astype(np.float64)
+        self.p_rest_lo = ((1 - a) * rest_gap / 2)[0].astype(np.float64)
+        self.p_u = u[0].astype(np.float64)
+        self.v_up = (1 - _smoothstep((-d) / (upper_lip_h * 1.8))).astype(np.float32)
+        # the lower lip rides on the jaw: lip and chin drop together (a rigid jaw)
+        self.v_lo = (w_lo_vert * reach).astype(np.float32)
+        self.v_both = (self.v_up * w_lo_vert).astype(np.float32)  # both lips, near the line
+        # The chin is not held back by the head weight's fade down the neck (it would squash
+        # the chin onto the neck); the person mask in that weight still bounds it.
+        neck = np.maximum(1 - _smoothstep((my - chin[1]) / (0.35 * fw)), 0.05)
+        box_edge = _smoothstep(np.minimum.reduce([my - by0, by1 - 1 - my, mx - bx0, bx1 - 1 - mx]) / (0.06 * fw))
+        self.m_jaw = (reach * below_chin * (1 - w_lo_vert) * np.minimum(1.0, wh / neck) * box_edge).astype(np.float32)
+        # labiodental: the lower lip's top rolls in under the upper teeth
+        self.v_tuck = (1 - _smoothstep(d / (lip_lo + 0.02 * fw))).astype(np.float32)
+        self.mcx = float(mcx)
+        # rounding: corners move inward with the skin around them
         ur = np.clip((mx - mcx) / (mw / 2), -1.0, 1.0)
         fall_x = 1 - _smoothstep((np.abs((mx - mcx) / (mw / 2)) - 1.0) / 0.7)
-        self.m_round_dx = (-ur * fall_x * (1 - _smoothstep((np.abs(d) - 0.04 * fw) / (0.16 * fw)))).astype(np.float32)
+        fall_y = 1 - _smoothstep((np.abs(d) - 0.06 * fw) / (0.3 * fw))
+        # nothing pulls at the face's outline (the background would show inside it)
+        oval = _polygon_mask((self.width, self.height), P[list(L.FACE_OVAL), :2])[by0:by1, bx0:bx1].astype(np.float32) / 255
+        in_face = _smoothstep((_blurf(oval, 0.04 * fw) - 0.6) / 0.3)
+        self.m_round_dx = (-ur * fall_x * fall_y * in_face).astype(np.float32)
+        self.p_round = (ur * fall_x)[0].astype(np.float64)  # on the lip line: where each column samples, per px of pull
+        # a smile's raised corners come down to the lip line (closed lips, an O)
+        corner_y = (mc0[1] + mc1[1]) / 2
+        centre_y = float(((top + bot) / 2)[0, np.argmin(np.abs(mx[0] - mcx))]) if mx.size else corner_y
+        self.smile_lift = max(0.0, float(centre_y - corner_y))
+        corner = np.clip(np.abs(u), 0, 1) ** 2 * (1 - _smoothstep((np.abs(u) - 1.0) / 0.8))
+        self.m_relax = (corner * (1 - _smoothstep((np.abs(d) - 0.02 * fw) / (0.16 * fw))) * in_face).astype(np.float32)
         # fade every mouth field to zero at the box edges (no seams)
         bh, bw = mx.shape
         by = np.arange(bh, dtype=np.float32)[:, None]
         bxx = np.arange(bw, dtype=np.float32)[None, :]
         edge = _smoothstep(np.minimum(np.minimum(by, bh - 1 - by), np.minimum(bxx, bw - 1 - bxx)) / (0.06 * fw))
         self.m_wh = (wh * edge).astype(np.float32)
+        # the fields the lips and corners move by, weighted once here rather than per frame
+        self.v_up = self.v_up * self.m_wh
+        self.v_lo = self.v_lo * self.m_wh
+        self.v_both = self.v_both * self.m_wh
+        self.m_relax = self.m_relax * self.m_wh
+        self.m_round_dx = self.m_round_dx * self.m_wh
         self.mouth_width = mw
-        self.max_open = 0.24 * fw  # inner lip gap at jaw_open=1
-        self.max_jaw = 0.10 * fw
-        self.rest_gap = float(np.max(rest_gap * inside))
-        self.m_u = u.astype(np.float32)
-        self.m_rest_half = (rest_gap / 2).astype(np.float32)
         self.upper_lip_h = upper_lip_h
         self.m_sl = sl
+        # the interior: teeth across the dental arch, narrower towards the corners
+        self.teeth_h = 0.05 * fw
+        self.m_soft = max(1.5, 0.8 * self.scale)  # the photo's own edge softness, in output px
+        arch = 0.55 * mw
+        phi = np.arcsin(np.clip((mx[0] - mcx) / arch, -0.999, 0.999))
+        step = math.asin(min(0.9, 0.06 * fw / arch))  # a central incisor's angle on the arch
+        f = np.abs(phi) / step
+        edge_px = np.abs(f - np.round(f)) * step * arch * np.cos(phi)  # px to the nearest tooth edge
+        self.m_tooth_gap = (0.10 * np.exp(-(edge_px / (0.5 * self.m_soft + 0.3)) ** 2)).astype(np.float32)
+        frac = f - np.floor(f)
+        self.m_tooth_tip = (0.05 * self.teeth_h * (2 * frac - 1) ** 2).astype(np.float32)
+
+    def _photo_gap(self, cols, iu, il) -> tuple[np.ndarray, np.ndarray]:
+        """Per column: the photo's inner lip edges (rows), smooth fits through the mesh's
+        inner-lip points (straight interpolation's kinks would show as a wavy seam)."""
+        def fit(pts):
+            p = pts[np.argsort(pts[:, 0])]
+            x0 = p[:, 0].mean()
+            c = np.polyfit(p[:, 0] - x0, p[:, 1], min(4, len(p) - 1))
+            return np.polyval(c, np.clip(cols, p[0, 0], p[-1, 0]) - x0)
+
+        top, bot = fit(iu), fit(il)
+        bot = np.maximum(bot, top)
+        return top, bot
 
     def _setup_interior(self) -> None:
         av = self.avatar
@@ -495,10 +559,14 @@ class FaceRenderer:
         if state == ConversationState.SPEAKING:
             # speech's nearly shut mouth is shut: the photo's own parted lips (a smile's
             # teeth) close as the opening falls to nothing, not only at p/b/m
-            closed_in = max(closed_in, REST_CLOSE * (1.0 - jaw_in / CLOSE_BELOW) if jaw_in < CLOSE_BELOW else 0.0)
+            spread_in = float(np.clip(mouth.get("lip_spread", 0.0) or 0.0, 0, 1))
+            rest = REST_CLOSE * (1.0 - jaw_in / CLOSE_BELOW) * (1.0 - 0.6 * spread_in) if jaw_in < CLOSE_BELOW else 0.0
+            closed_in = max(closed_in, rest)  # ("ee" keeps the photo's smile: its teeth show)
+        closed_in = min(1.0, CLOSE_GAIN * closed_in)  # a closure the model only half signals still shuts
         m_in = np.array([jaw_in, closed_in,
                          float(np.clip(mouth.get("lip_round", 0.0) or 0.0, 0, 1))
-                         - SPREAD_K * float(np.clip(mouth.get("lip_spread", 0.0) or 0.0, 0, 1))])
+                         - SPREAD_K * float(np.clip(mouth.get("lip_spread", 0.0) or 0.0, 0, 1)),
+                         float(np.clip(mouth.get("labiodental", 0.0) or 0.0, 0, 1))])
         am = 1.0 if first else 1 - math.exp(-dt / 0.025)
         self._mouth += (m_in - self._mouth) * am
         blink = self._blink(t)
@@ -517,25 +585,96 @@ class FaceRenderer:
         self._add_scaled(dy, self._brow_box, self._brow_field, u * p[6])
         self._lids(dy, blink)
         # ---- lower face: jaw/lips with the split at the (moving) lip line (pixel units)
-        jaw, closed, rnd = (float(v) for v in mouth)
+        jaw, closed, rnd, labio = (float(v) for v in mouth)
+        closed *= 1 - labio  # f/v parts the lips onto the teeth
         sl = self.m_sl
-        open_px = jaw * (1 - closed) * self.max_open
-        jaw_px = jaw * self.max_jaw * (1 - 0.5 * closed)
+        fw = self.fw
+        opening = jaw * (1 - closed)
+        rnd_in = max(rnd, 0.0)
+        o_round = rnd_in * (1 - closed) * ROUND_OPEN  # an O, unless the lips are shut
+        up_px = (opening * UP_RAISE + labio * LABIO_RAISE + 0.4 * o_round) * fw
+        lo_px = (opening * JAW_DROP + o_round) * fw
+        chin_px = jaw * CHIN_DROP * fw * (1 - 0.5 * closed)
+        parting = min(1.0, (up_px + lo_px) / 1.5)
+        # a photo's own teeth part with their lips; without them the drawn inside covers the
+        # photo's gap as soon as the lips part
+        k = 0.0 if self.photo_teeth else parting
+        cover = max(closed, rnd_in)  # closed or rounded lips cover the photo's teeth
+        if self.photo_teeth and up_px + lo_px > 0:
+            # the photo's smile is already an opening: the lips part only past it
+            keep = max(0.0, 1.0 - self.rest_gap * (1.0 - cover) / (up_px + lo_px))
+            up_px *= keep
+            lo_px *= keep
+        open_px = up_px + lo_px + self.rest_gap * k
         sd = self.m_sdist - dy[sl] * (1 / u)  # signed distance to the lip line, after head motion
-        lower = sd >= 0
-        # the jaw moves nothing above the lip line
-        up_disp = -(open_px * 0.3) * self.m_open_up + (PRESS * closed) * self.m_close_up
-        lo_disp = (open_px * 0.7) * self.m_open_lo - (PRESS * closed) * self.m_close_lo + jaw_px * self.m_jaw
-        mdy = np.where(lower, lo_disp, up_disp) * self.m_wh
+        # rounding narrows the lips' profiles as the texture's corners are pulled in
         if rnd:
-            dx[sl] += (rnd * ROUND_GAIN * self.mouth_width * u) * self.m_round_dx * self.m_wh
-        dy[sl] += mdy * u
-        # gap: pixels whose source lies across the lip line (soft edge of 1 px)
+            src = self.m_cols + (rnd * ROUND_GAIN * self.mouth_width) * self.p_round
+            p_lens = np.interp(src, self.m_cols, self.p_lens)
+            p_rest_up = np.interp(src, self.m_cols, self.p_rest_up)
+            p_rest_lo = np.interp(src, self.m_cols, self.p_rest_lo)
+            p_in = np.interp(src, self.m_cols, self.p_inside)
+            p_u = np.clip((src - self.mcx) / (self.mouth_width / 2), -1.5, 1.5)
+        else:
+            p_lens, p_in, p_u = self.p_lens, self.p_inside, self.p_u
+            p_rest_up, p_rest_lo = self.p_rest_up, self.p_rest_lo
+        # The line itself moves, both lips with it (so it moves the split, like head motion):
+        # a smile's corners come down, covered teeth close at the gap's middle, and the jaw
+        # carries the chin (nothing above the line).
+        relax = self.smile_lift * min(1.0, max(closed * min(1.0, 1.0 + rnd), rnd_in))  # spread lips keep the smile
+        shift = None
+        if relax:
+            shift = (relax * RELAX) * self.m_relax
+        if cover and self.photo_teeth:
+            mid = (cover * 0.5 * (p_rest_lo - p_rest_up)).astype(np.float32) * self.v_both
+            shift = mid if shift is None else shift + mid
+        if chin_px:
+            shift = chin_px * self.m_jaw if shift is None else shift + chin_px * self.m_jaw
+        if shift is not None:
+            sd -= shift
+        lower = sd >= 0
+        # closed lips meet and overlap a little, so the seam shows lip, not the teeth behind
+        up_row = (closed * PRESS_PX - up_px) * p_lens + cover * p_rest_up
+        lo_row = (lo_px - closed * PRESS_PX) * p_lens - cover * p_rest_lo
+        # how far inside each lip its visible edge lies (source px): covered teeth are hidden
+        kk = max(k, cover)
+        up_off = kk * p_rest_up * p_in
+        lo_off = kk * p_rest_lo * p_in
+        if labio:
+            # f/v: the lower lip's top tucks under the upper teeth (its visible edge is a line
+            # inside it, the photo's lower teeth hidden too) and that edge meets the teeth
+            lo_off = lo_off + labio * (LABIO_TUCK * fw * p_lens + (1 - kk) * p_rest_lo * p_in)
+            teeth_tip = up_row - up_off + (LABIO_GAP * self.teeth_h if not self.photo_teeth else -1.0) * p_lens
+            lo_row = (1 - labio) * lo_row + labio * (teeth_tip - lo_off)
+        up_disp = up_row.astype(np.float32) * self.v_up
+        lo_disp = lo_row.astype(np.float32) * self.v_lo
+        mdy = np.where(lower, lo_disp, up_disp)
+        if rnd:
+            dx[sl] += (rnd * ROUND_GAIN * self.mouth_width * u) * self.m_round_dx
+        moved = mdy if shift is None else mdy + shift
+        moved *= u
+        dy[sl] += moved
+        # the interior where a pixel's source lies between the (parted) lips' visible edges,
+        # with a coverage ramp as soft as the photo's edges (its half-pixel centring fading
+        # out at the corners' tips)
         src_sd = sd - mdy
-        depth = np.where(lower, -src_sd, src_sd)
-        alpha = np.clip(depth - 0.02, 0.0, 1.0) * self.m_inside
+        if kk or labio:
+            depth = np.where(lower, lo_off.astype(np.float32) * self.m_wh - src_sd, src_sd + up_off.astype(np.float32) * self.m_wh)
+        else:
+            depth = np.where(lower, -src_sd, src_sd)
+        depth *= 1 / self.m_soft
+        depth += (0.5 * parting * np.minimum(1.0, 4.0 * p_lens)).astype(np.float32)
+        alpha = np.clip(depth, 0.0, 1.0, out=depth)
         if self.debug_mouth:
-            vis = (self.m_inside > 0.9) & (np.abs(src_sd) < self.m_rest_half - 0.75) & (alpha == 0)
+            self.debug["gap_px"] = float(alpha.sum(0).max())
+        if closed:
+            # closed lips meet in a soft dark crease, drawn over the split's pixel steps
+            seam = np.clip(1.0 - np.abs(sd) * (1 / SEAM_W), 0.0, 1.0)
+            seam *= (SEAM * closed * p_in).astype(np.float32)
+            np.maximum(alpha, seam, out=alpha)
+        if self.debug_mouth:
+            self.debug_alpha = alpha.copy()  # tests: the inside's coverage over the mouth box
+            vis = (p_in > 0.9) & (src_sd > 0.75 - p_rest_up) & (src_sd < p_rest_lo - 0.75) & (alpha == 0)
             self.debug["teeth_px"] = float(vis.sum())
         # ---- nearest texel of the upsampled base frame = bilinear sample of the base
         ix, iy, res = self._ix, self._iy, self._res
@@ -553,12 +692,12 @@ class FaceRenderer:
         np.add(iy, phase, out=iy)
         np.add(iy, ix, out=iy)
         np.take(self._tex, iy, out=res, mode="clip")
+        # ---- the lip line anti-aliased: pixels it crosses mix both lips' samples by coverage
+        self._seam(res, sl, sd, mdy, up_disp, lo_disp)
         # ---- mouth interior where the lips parted
         if alpha.max() > 0:
-            self._interior(res, sl, sd, alpha, up_disp * self.m_wh, lo_disp * self.m_wh, open_px)
-            self.debug["gap_px"] = float(alpha.sum(0).max())
-        else:
-            self.debug["gap_px"] = 0.0
+            self._interior(res, sl, sd, alpha, up_disp, lo_disp, up_off.astype(np.float32),
+                           lo_off.astype(np.float32), p_u.astype(np.float32), open_px, labio, rnd_in)
         out = self._frames[self._fi]
         self._fi = (self._fi + 1) % len(self._frames)
         out.view(np.uint32)[y0:y1, x0:x1, 0] = res
@@ -571,34 +710,77 @@ class FaceRenderer:
         np.multiply(field, k, out=tmp)
         dst[box] += tmp
 
-    def _interior(self, res, sl, sd, alpha, up_disp, lo_disp, open_px) -> None:
+    def _seam(self, res, sl, sd, mdy, up_disp, lo_disp) -> None:
+        """Pixels within half a pixel of the split sampled one lip only; each gets the other
+        lip's sample mixed in by the share of the pixel on that side, so a curved seam shows
+        no staircase."""
+        ys, xs = np.nonzero((sd > -0.5) & (sd < 0.5))
+        if ys.size == 0:
+            return
+        u = self._up
+        s = sd[ys, xs]
+        other = np.where(s >= 0, up_disp[ys, xs], lo_disp[ys, xs])
+        sy = self._dy[sl][ys, xs]  # the texture rows read (the buffer holds positions by now)
+        sy_o = np.clip(sy + (mdy[ys, xs] - other) * u, 0.0, self._tex_max[1])
+        idx = self._iy[sl][ys, xs] + (sy_o.astype(np.int32) - sy.astype(np.int32)) * self._tex_row
+        theirs = self._tex[np.clip(idx, 0, self._tex.size - 1)].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+        sub = res[sl]
+        words = sub[ys, xs]
+        mine = words.view(np.uint8).reshape(-1, 4)
+        w = (0.5 - np.abs(s))[:, None]
+        mixed = mine.copy()
+        mixed[:, :3] = np.clip(mine[:, :3] + (theirs - mine[:, :3]) * w + 0.5, 0, 255)
+        sub[ys, xs] = mixed.view(np.uint32)[:, 0]
+
+    def _interior(self, res, sl, sd, alpha, top_f, bot_f, up_off, lo_off, p_u, open_px, labio, rnd) -> None:
+        """Shades the mouth's inside into ``res`` where ``alpha`` > 0: cavity, tongue, upper
+        and lower teeth, and the dark crease of closed lips; ``top_f``/``bot_f`` are the lips'
+        displacement fields, ``up_off``/``lo_off`` (per column) how far from the line the lips'
+        visible edges lie, ``p_u`` each column's place across the mouth (-1 and 1 at the corners)."""
         ys, xs = np.nonzero(alpha > 0)
         a = alpha[ys, xs]
-        top = up_disp[ys, xs]  # the upper inner edge (relative to the line; negative = above)
-        bot = lo_disp[ys, xs]
-        gap = np.maximum(bot - top, 1e-3)
-        v = np.clip((sd[ys, xs] - top) / gap, 0, 1)  # 0 at the upper lip, 1 at the lower
-        u = np.abs(self.m_u[ys, xs])
-        depth_from_top = sd[ys, xs] - top
-        teeth_h = min(0.045 * self.fw, 0.3 * max(open_px, 1.0) + 0.15 * self.rest_gap)
-        c = np.broadcast_to(self.c_cavity, (len(ys), 3)).copy()
-        # tongue in the lower part for wider openings
-        tw = np.clip((v - 0.45) / 0.35, 0, 1) ** 0.8 * np.clip(open_px / (0.10 * self.fw), 0, 1)
-        tw *= np.clip((0.85 - u) / 0.3, 0, 1)  # the tongue is narrower than the mouth
-        c += (self.c_tongue - self.c_cavity) * tw[:, None]
-        # upper teeth just under the upper lip, with faint gaps between teeth
-        tooth = np.clip((teeth_h - depth_from_top) / 1.2, 0, 1) * np.clip((1.0 - u) / 0.2, 0, 1)
-        period = 0.075 * self.fw
-        xsx = (xs + sl[1].start) * 1.0
-        ridge = 0.88 + 0.12 * np.abs(np.cos(np.pi * (xsx - (self.m_u.shape[1] / 2 + sl[1].start)) / period))
-        tcol = self.c_teeth[None] * ridge[:, None] * (1 - 0.12 * (depth_from_top / max(teeth_h, 1))[:, None])
-        c = c * (1 - tooth[:, None]) + tcol * tooth[:, None]
-        # light: darker towards the corners and deep inside, shadow under the upper lip
-        shade = (1 - 0.35 * u ** 2) * (0.75 + 0.25 * np.exp(-np.maximum(depth_from_top, 0) / (0.5 * self.upper_lip_h + 1)))
+        wh = self.m_wh[ys, xs]
+        top = top_f[ys, xs] - up_off[xs] * wh  # the upper lip's visible edge (sd units; negative = above)
+        bot = bot_f[ys, xs] + lo_off[xs] * wh
+        s = sd[ys, xs]
+        gap = bot - top
+        dt = s - top  # below the upper lip's edge
+        db = bot - s  # above the lower lip's edge
+        u = np.abs(p_u[xs])
+        soft = self.m_soft
+        fw = self.fw
+        v = np.clip(dt / np.maximum(gap, 1e-3), 0, 1)
+        c = np.empty((len(ys), 3), np.float32)
+        c[:] = self.c_cavity
+        # the tongue: low in the mouth, narrower than it, lit on its top
+        tw = _smoothstep((v - 0.45) / 0.4) * min(1.0, open_px / (0.09 * fw)) * np.clip((0.8 - u) / 0.35, 0, 1)
+        c += (self.c_tongue - self.c_cavity) * (tw * (0.75 + 0.25 * _smoothstep((1 - v) / 0.5)))[:, None]
+        # upper teeth across the middle of the mouth (the corners are in the cheeks' shadow);
+        # lower teeth only when the jaw is well open; an O hides most of them; for f/v the
+        # upper ones reach the lower lip
+        col = xs
+        tip = self.m_tooth_tip[col]
+        t_up = (self.teeth_h * (1 - 0.6 * rnd) + labio * np.maximum(gap, 0)) * (1 - 0.45 * u ** 2) - tip
+        up_cov = np.clip((t_up - dt) / soft + 0.5, 0, 1) * np.clip((0.85 - u) / 0.3, 0, 1)
+        if self.photo_teeth:
+            up_cov *= labio  # the photo's own upper teeth are there, except for f/v's reach down
+        t_lo = np.minimum(0.025 * fw, np.maximum(0.0, gap - t_up - 2 * soft)) * ((1 - labio) * (1 - rnd)) * (1 - 0.5 * u ** 2) - tip
+        lo_cov = np.clip((t_lo - db) / soft + 0.5, 0, 1) * np.clip((0.7 - u) / 0.3, 0, 1) * (not self.photo_teeth)
+        ridge = 1.0 - self.m_tooth_gap[col]
+        teeth = self.c_teeth[None] * ridge[:, None]
+        c += (teeth * (0.95 - 0.1 * np.clip(dt / (self.teeth_h + 1), 0, 1))[:, None] - c) * up_cov[:, None]
+        c += (teeth * 0.75 - c) * lo_cov[:, None]
+        # light: the corners and a narrow slit are in shadow, the upper lip shades the teeth's roots
+        shade = (1 - 0.6 * u ** 2) * np.clip(gap / (0.05 * fw), min(1.0, 0.45 + labio), 1.0)
+        shade *= 1 - 0.3 * np.exp(-np.maximum(dt, 0) / (0.25 * self.teeth_h + soft))
         c *= shade[:, None]
         sub = res[sl]
-        old = sub[ys, xs].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
-        mixed = old + (np.clip(c, 0, 255) - old) * a[:, None] + 0.5
-        rgba = np.full((len(ys), 4), 255, np.uint8)
-        rgba[:, :3] = mixed
+        words = sub[ys, xs]
+        old = words.view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+        # where the lips touch, the inside is only a crease: the lips' own colour, darkened
+        w_in = np.clip(gap / (2 * soft), 0, 1)[:, None]
+        c = c * w_in + old * (CREASE * (1 - w_in))
+        mixed = old + (c - old) * a[:, None] + 0.5
+        rgba = words.view(np.uint8).reshape(-1, 4).copy()  # keeps the texel's alpha
+        rgba[:, :3] = np.clip(mixed, 0, 255)
         sub[ys, xs] = rgba.view(np.uint32)[:, 0]
