@@ -31,6 +31,7 @@ from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
 from .audio.input import AudioInputError, dc_free, frame_to_mono
+from .render.motion import PITCH_KEY, frame_pitch
 from .state import ConversationState
 
 logger = logging.getLogger("livekit_avatar_plugin.generator")
@@ -40,6 +41,8 @@ logger = logging.getLogger("livekit_avatar_plugin.generator")
 LOOK_AHEAD_FRAMES = 2
 
 
+# userdata key of silence the generator inserts inside a reply when its audio is late.
+FILLER = "lk_avatar_filler"
 _executors: dict[str, ThreadPoolExecutor] = {}
 _executors_lock = threading.Lock()
 
@@ -85,7 +88,8 @@ class FrameRenderer(Protocol):
 
     A renderer may also offer ``render_rgba`` with the same arguments, returning
     ``(height, width, 4)`` RGBA; the generator then uses it, which spares a repacking of
-    every frame (``FaceRenderer`` draws RGBA natively).
+    every frame (``FaceRenderer`` draws RGBA natively). A renderer with ``follows_pitch``
+    true also gets each speech frame's f0 in Hz (0: unvoiced) in ``mouth[PITCH_KEY]``.
     """
 
     def render(
@@ -231,6 +235,7 @@ class AvatarVideoGenerator(VideoGenerator):
         # A renderer may want the next frames' mouth channels too (the footage renderer
         # prefers crops whose own next frames fit them).
         self._look_ahead = getattr(renderer, "look_ahead", None)
+        self._follows_pitch = bool(getattr(renderer, "follows_pitch", False))
         channels = 4 if self._draw_rgba is not None else 3
         self._buffer_type = rtc.VideoBufferType.RGBA if channels == 4 else rtc.VideoBufferType.RGB24
         self._buffers = [bytearray(width * height * channels) for _ in range(ring)]
@@ -353,7 +358,8 @@ class AvatarVideoGenerator(VideoGenerator):
             still = await self._still_frame(loop, state, mouth)
             if still is not None:
                 yield still
-            yield self._audio_frame(self._silence)
+            # Silence that fills a gap inside a reply is marked: it is not the reply's audio.
+            yield self._audio_frame(self._silence, filler=segment is not None)
 
     async def _drain_inbox(self, loop: asyncio.AbstractEventLoop) -> None:
         # TTS audio arrives much faster than real time. Feed it to the model only until
@@ -479,7 +485,7 @@ class AvatarVideoGenerator(VideoGenerator):
         self._last_mouth = mouth
         self.stats.speech_frames += 1
         ahead = self._mouth_ahead(segment, k) if self._look_ahead is not None else None
-        video = await self._render(loop, mouth, ConversationState.SPEAKING, _energy(chunk), ahead)
+        video = await self._render(loop, mouth, ConversationState.SPEAKING, _energy(chunk), ahead, chunk)
         return video, self._audio_frame(chunk)
 
     def _mouth_ahead(self, segment: _Segment, k: int) -> np.ndarray | None:
@@ -510,6 +516,7 @@ class AvatarVideoGenerator(VideoGenerator):
         state: ConversationState,
         energy: float,
         ahead: np.ndarray | None = None,
+        audio: np.ndarray | None = None,
     ) -> rtc.VideoFrame | None:
         """The frame for now, or ``None`` once the generator is audio-only."""
         if self.stats.audio_only:
@@ -530,7 +537,7 @@ class AvatarVideoGenerator(VideoGenerator):
             if self.stats.audio_only:
                 return None
         future = loop.run_in_executor(
-            self._render_executor, self._render_frame, mouth, state, t, energy, ahead
+            self._render_executor, self._render_frame, mouth, state, t, energy, ahead, audio
         )
         done, _ = await asyncio.wait({future}, timeout=self._render_budget_s)
         if not done:
@@ -582,11 +589,14 @@ class AvatarVideoGenerator(VideoGenerator):
         t: float,
         energy: float,
         ahead: np.ndarray | None = None,
+        audio: np.ndarray | None = None,
     ) -> rtc.VideoFrame:
-        # Runs on the worker thread: drawing and the copy into the frame ring both stay
-        # off the event loop.
+        # Runs on the worker thread: drawing, the pitch and the copy into the frame ring
+        # all stay off the event loop.
         if ahead is not None:
             self._look_ahead(self._channels, ahead)
+        if audio is not None and self._follows_pitch:
+            mouth = {**mouth, PITCH_KEY: frame_pitch(audio, self._sample_rate)}
         draw = self._draw_rgba or self._renderer.render
         return self._to_video_frame(draw(mouth, state, t, energy))
 
@@ -611,5 +621,6 @@ class AvatarVideoGenerator(VideoGenerator):
             bytes(self._width * self._height * 3),
         )
 
-    def _audio_frame(self, chunk: np.ndarray) -> rtc.AudioFrame:
-        return rtc.AudioFrame(chunk.tobytes(), self._sample_rate, 1, chunk.size)
+    def _audio_frame(self, chunk: np.ndarray, *, filler: bool = False) -> rtc.AudioFrame:
+        return rtc.AudioFrame(chunk.tobytes(), self._sample_rate, 1, chunk.size,
+                              userdata={FILLER: True} if filler else None)
