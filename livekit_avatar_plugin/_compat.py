@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput
+from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput, DataStreamAudioReceiver
 
 # DataStreamAudioOutput keeps the open segment's byte-stream writer in this attribute.
 SEGMENT_WRITER_ATTRIBUTE = "_stream_writer"
@@ -61,3 +61,37 @@ def detach_without_removal(session: AvatarSession[Any]) -> None:
         task.cancel()
         session._wait_avatar_join_task = None
 
+
+def _held_by(handler: Any, owner: object) -> bool:
+    """Whether a registered RPC handler is ``owner``'s (a bound method or a closure over it)."""
+    if getattr(handler, "__self__", None) is owner:
+        return True
+    return any(_cell(c) is owner for c in getattr(handler, "__closure__", None) or ())
+
+
+def _cell(cell: Any) -> object:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def forget_rpc_handlers(endpoint: DataStreamAudioOutput | DataStreamAudioReceiver) -> int:
+    """Drop ``endpoint``'s entries from LiveKit's class-wide RPC handler tables.
+
+    LiveKit registers each output's playback handlers and each receiver's clear-buffer
+    handler in dictionaries on the class, keyed by the other side's identity, and never
+    removes them: every closed session would stay in memory. Returns how many were dropped.
+    """
+    tables = (
+        [DataStreamAudioOutput._playback_finished_handlers, DataStreamAudioOutput._playback_started_handlers]
+        if isinstance(endpoint, DataStreamAudioOutput)
+        else [DataStreamAudioReceiver._clear_buffer_handlers]
+    )
+    dropped = 0
+    for table in tables:
+        for identity, handler in list(table.items()):
+            if _held_by(handler, endpoint):
+                del table[identity]
+                dropped += 1
+    return dropped

@@ -35,9 +35,10 @@ from livekit.agents.voice.avatar import (
     DataStreamAudioReceiver,
 )
 
+from . import _compat
 from .audio.input import AudioInputError
 from .config import VideoOptions
-from .generator import AvatarVideoGenerator
+from .generator import FILLER, AvatarVideoGenerator
 from .incoming_speech import guard_audio_streams
 from .metrics import MetricsRecorder
 from .pacer import AudioClockedPacer
@@ -322,7 +323,7 @@ class AvatarPublisher:
                 # An interruption landed while this slice was queued: make sure it is gone.
                 self._pacer.clear()
                 continue
-            if self._segment_open and self._generator.speaking:
+            if self._segment_open and self._generator.speaking and not item.userdata.get(FILLER):
                 if not self._playback_started:
                     self._playback_started = True
                     self._notify(self._receiver.notify_playback_started())
@@ -348,9 +349,11 @@ class AvatarPublisher:
             self.metrics.segment_ended()
         if not self._segment_open:
             return
+        # An interrupted segment was heard up to what had played; queued audio is dropped.
+        position = max(0.0, self._playback_position - (self._pacer.queued_s() if interrupted else 0.0))
         self._segment_open = False
         self._playback_started = False
-        position, self._playback_position = self._playback_position, 0.0
+        self._playback_position = 0.0
         self._notify(
             self._receiver.notify_playback_finished(
                 playback_position=position, interrupted=interrupted
@@ -361,10 +364,10 @@ class AvatarPublisher:
         requested_at = time.monotonic()
         had_speech = self._segment_open
         self._generator.clear_buffer()
+        self._finish_segment(interrupted=True)
         # Drop what is already queued for playout; it would otherwise keep playing for
         # up to the queue's lead after the user barged in.
         self._pacer.clear()
-        self._finish_segment(interrupted=True)
         if self.metrics is not None and had_speech:
             # The source emits silence on its next 10 ms tick once its queue is empty.
             self.metrics.interrupted(requested_at, time.monotonic() + 0.01)
@@ -388,6 +391,8 @@ class AvatarPublisher:
         # A segment still open when we leave is reported, so the agent never waits on it.
         self._finish_segment(interrupted=True)
         await self._receiver.aclose()
+        if isinstance(self._receiver, DataStreamAudioReceiver):
+            _compat.forget_rpc_handlers(self._receiver)
         tasks = [*self._main_tasks, *([self._uplink_watch] if self._uplink_watch else [])]
         for task in tasks:
             task.cancel()

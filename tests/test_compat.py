@@ -80,3 +80,33 @@ def test_avatar_session_detaches_without_removing_anyone():
     _compat.detach_without_removal(session)
     assert agent_session.removed == ["conversation_item_added"]
     assert session._agent_session is None and session._wait_avatar_join_task is None
+
+
+def test_lk_rpc_handler_tables_are_class_wide_and_we_can_drop_our_entries():
+    from livekit.agents.voice.avatar import DataStreamAudioReceiver
+
+    tables = {
+        "DataStreamAudioOutput._playback_finished_handlers": DataStreamAudioOutput.__dict__.get("_playback_finished_handlers"),
+        "DataStreamAudioOutput._playback_started_handlers": DataStreamAudioOutput.__dict__.get("_playback_started_handlers"),
+        "DataStreamAudioReceiver._clear_buffer_handlers": DataStreamAudioReceiver.__dict__.get("_clear_buffer_handlers"),
+    }
+    for name, table in tables.items():
+        assert isinstance(table, dict), _explain(name)
+    output = SpeechStreamOutput(rtc.Room(), destination_identity="avatar-x", sample_rate=24000)
+    other = SpeechStreamOutput(rtc.Room(), destination_identity="avatar-y", sample_rate=24000)
+    DataStreamAudioOutput._playback_finished_handlers["avatar-x"] = output._handle_playback_finished
+    DataStreamAudioOutput._playback_finished_handlers["avatar-y"] = other._handle_playback_finished
+    try:
+        assert _compat.forget_rpc_handlers(output) == 1
+        assert "avatar-x" not in DataStreamAudioOutput._playback_finished_handlers
+        assert "avatar-y" in DataStreamAudioOutput._playback_finished_handlers  # another session's stays
+    finally:
+        DataStreamAudioOutput._playback_finished_handlers.pop("avatar-y", None)
+    receiver = DataStreamAudioReceiver(rtc.Room(), sender_identity="agent-x")
+
+    def handler(data):  # a closure over the receiver, as LiveKit registers it
+        return str(receiver)
+
+    DataStreamAudioReceiver._clear_buffer_handlers["agent-x"] = handler
+    assert _compat.forget_rpc_handlers(receiver) == 1
+    assert "agent-x" not in DataStreamAudioReceiver._clear_buffer_handlers

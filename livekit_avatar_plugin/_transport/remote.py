@@ -6,6 +6,7 @@ from __future__ import annotations
 from livekit import rtc
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 
+from .. import _compat
 from ..speech_stream import SpeechStreamOutput
 from .base import Transport
 
@@ -14,6 +15,7 @@ class RemoteTransport(Transport):
     """Base of ``participant`` and ``dispatch``."""
 
     _agent_room: rtc.Room | None = None
+    _output: SpeechStreamOutput | None = None
 
     def _ignore_avatar_media(self, room: rtc.Room) -> None:
         """Keep the agent's room from receiving its own avatar's audio and video.
@@ -50,7 +52,7 @@ class RemoteTransport(Transport):
             publication.set_subscribed(False)
 
     def _speech_output(self, room: rtc.Room) -> SpeechStreamOutput:
-        return SpeechStreamOutput(
+        self._output = SpeechStreamOutput(
             room,
             destination_identity=self.identity,
             sample_rate=self._options.audio_sample_rate,
@@ -59,8 +61,11 @@ class RemoteTransport(Transport):
             # agent's transcript timing honest.
             wait_playback_start=True,
         )
+        return self._output
 
     async def aclose(self, reason: str) -> None:
         if self._agent_room is not None:
             self._agent_room.off("track_subscribed", self._unsubscribe_avatar_track)
+        if self._output is not None:
+            _compat.forget_rpc_handlers(self._output)
         await super().aclose(reason)
