@@ -137,7 +137,7 @@ def test_the_chin_drops_with_the_jaw(size):
         mesh.append(chin_drop(_mesh(f)))
     assert drops[0] < drops[1] < drops[2]
     assert drops[2] - drops[0] >= 0.06  # face widths at full opening, as the issue asks
-    assert mesh[2] - mesh[0] >= 0.01  # the face mesh sees the chin go down (it reads less than drawn)
+    assert max(mesh[1:]) - mesh[0] >= 0.01  # the face mesh sees the chin go down (it reads less than drawn)
 
 
 def test_labiodental_tucks_the_lower_lip_under_the_teeth():
@@ -197,15 +197,19 @@ def test_extra_and_missing_mouth_keys():
 def test_blink_timing_statistics():
     r = FaceRenderer(default_avatar(), 256, 256, seed=3)
     n = int(300 * FPS)
+    starts, durs = [], []
     for i in range(n):
-        r._blink(i / FPS)  # the blink clock alone: fast
-    starts = np.array([s for s, _ in r.blink_log])
-    durs = np.array([d for _, d in r.blink_log])
+        r.motion.step(S.IDLE, i / FPS)  # the motion clock alone: fast
+        if r.motion.blink_log and (not starts or r.motion.blink_log[-1][0] != starts[-1]):
+            starts.append(r.motion.blink_log[-1][0])
+            durs.append(r.motion.blink_log[-1][1])
+    starts, durs = np.array(starts), np.array(durs)
     gaps = np.diff(starts)
     assert len(starts) > 40
-    assert durs.min() >= 0.1 and durs.max() <= 0.2
-    assert gaps.min() >= 2.0 - 1 / FPS and gaps.max() <= 6.0 + 1 / FPS
-    assert 3.0 < gaps.mean() < 5.0
+    assert durs.min() >= 0.2 and durs.max() <= 0.3  # a quick close, a slower open
+    # idle: saccades bring some blinks forward, otherwise every 2-6 s
+    assert gaps.min() >= 1.5 - 1 / FPS and gaps.max() <= 6.0 + 1 / FPS
+    assert 2.5 < gaps.mean() < 5.0
 
 
 def test_blink_closes_the_eyes():
@@ -213,8 +217,8 @@ def test_blink_closes_the_eyes():
     x, y = r.pts[159, :2].astype(int)
     yb = int(r.pts[145, 1])
     ref = FaceRenderer(default_avatar(), 512, 512, seed=0)  # same motion, never blinks
-    r._next_blink = 0.5
-    ref._next_blink = 1e9
+    r.motion.next_blink = 0.5
+    ref.motion.blinks = False
     diffs = []
     for i in range(30):
         t = 0.5 + i * 0.01
@@ -286,15 +290,17 @@ def test_no_pops_across_states_and_interruptions():
 
 
 def test_speaking_motion_follows_energy():
-    def motion(energy):
+    def motion(syllables):
         r = FaceRenderer(default_avatar(), 256, 256, seed=4)
         ps = []
         for i in range(200):
+            # ~4 syllables a second, or a flat hum
+            energy = (0.3 + 0.6 * (i % 6 < 3)) if syllables else 0.6
             r.render({}, S.SPEAKING, i / FPS, energy)
             ps.append(r._p.copy())
-        return np.std(np.array(ps)[:, 3])
+        return np.std(np.diff(np.array(ps)[:, 3]))
 
-    assert motion(1.0) > 1.5 * motion(0.0)
+    assert motion(True) > 1.5 * motion(False)
 
 
 def test_texture_texel_is_the_bilinear_sample_of_the_base_frame():

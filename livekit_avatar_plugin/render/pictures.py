@@ -36,7 +36,7 @@ def contact_sheet(out: Path) -> None:
     tiles = []
     for label, mouth, state in POSES:
         r = FaceRenderer(default_avatar(), 512, 512, seed=0)
-        r._next_blink = 1e9
+        r.motion.blinks = False
         f = None
         for i in range(15):
             f = r.render(mouth, state, i / 25)

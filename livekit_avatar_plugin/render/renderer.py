@@ -3,8 +3,9 @@
 Design (for speed): everything that depends only on the output size is precomputed in
 ``__init__``: the framed base frame, a head ROI with its motion fields, a lower-face box
 with the jaw/lip fields, and the base frame around the ROI upsampled 4x and packed as
-RGBA words. Per frame: two broadcasts and two small boxes give the smooth displacement
-(head motion, brows), the lids are drawn per eye, the lower-face box adds the jaw/lip
+RGBA words. Per frame: the pose comes from ``motion.HeadMotion``; two broadcasts and two
+small boxes give the smooth displacement (head motion, brows), the gaze and the lids move
+per eye, the lower-face box adds the jaw/lip
 displacement with a split at the lip line (which is what opens a gap), one gather of the
 nearest upsampled texel per pixel samples the base frame (bilinear to 1/4 px), the gap is
 filled with a shaded mouth interior, and the ROI is written into a preallocated RGBA
@@ -15,12 +16,13 @@ stay untouched.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
 from livekit_avatar_plugin.face import landmarks as L
 from livekit_avatar_plugin.face.avatar import Avatar, _blurf, _polygon_mask, extend_outside
+from livekit_avatar_plugin.render.motion import GAZE_X, GAZE_Y, LOWER_LID, PITCH_KEY, HeadMotion
 from livekit_avatar_plugin.state import ConversationState
 
 FACE_SHARE = (0.32, 0.40)  # face width over the output's shorter side: head-and-shoulders
@@ -31,7 +33,7 @@ REST_CLOSE, CLOSE_BELOW = 1.0, 0.4  # while speaking, openings below CLOSE_BELOW
 CLOSE_GAIN = 1.5
 SPREAD_K = 1.0  # spreading (lip_spread) widens the mouth as much as rounding narrows it
 UP_RAISE, JAW_DROP, CHIN_DROP = 0.035, 0.11, 0.18  # face widths at jaw_open = 1: upper lip up, lower lip and chin down
-ROUND_OPEN = 0.05  # face widths the lips part at full rounding: an O, not a pucker
+ROUND_OPEN, O_WIDTH = 0.05, 0.6  # at full rounding the lips part this much (face widths) in an O this wide (of the mouth)
 TEETH_SPLIT = 0.6  # where a toothy photo's gap splits, from its middle towards the lower lip (of the half gap)
 PRESS_PX = 1.2  # closed lips overlap by this much, so the seam samples lip, not the teeth behind
 SEAM, SEAM_W, CREASE = 0.75, 1.3, 0.65  # closed lips' crease: strength, half-width (px), darkening
@@ -55,6 +57,22 @@ def _support(field: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
     return box, np.ascontiguousarray(field[box], dtype=np.float32)
 
 
+_WHOLE = (slice(None), slice(None))
+
+
+class _Eye(NamedTuple):
+    sl: tuple[slice, slice]  # the eye's box in the ROI
+    rel_top: np.ndarray  # px below the upper lid
+    rel_bot: np.ndarray  # px below the lower lid
+    travel: np.ndarray  # px the lids close over, per column
+    lid: float  # px of skin above the eye that slides down with the upper lid
+    lid_lo: float  # ... and below it, rising with the lower lid
+    wgt: np.ndarray
+    gaze: np.ndarray  # share of the gaze shift per px: the iris and its surround, inside the opening
+    reach_x: float  # px the iris moves at gaze 1
+    reach_y: float
+
+
 def _interp_curve(pts: np.ndarray, xs: np.ndarray) -> np.ndarray:
     order = np.argsort(pts[:, 0])
     return np.interp(xs, pts[order, 0], pts[order, 1])
@@ -62,6 +80,8 @@ def _interp_curve(pts: np.ndarray, xs: np.ndarray) -> np.ndarray:
 
 class FaceRenderer:
     """Renders frames of one avatar at one output size. One per session; not thread-safe."""
+
+    follows_pitch = True  # the generator passes each speech frame's f0: brows follow the intonation
 
     def __init__(
         self,
@@ -90,23 +110,14 @@ class FaceRenderer:
             self._shared = tuple(k for k in vars(self) if k not in before)
         self._allocate_buffers()
         self.rng = np.random.default_rng(seed)
-        rgba = np.dstack([self.base, np.full((self.height, self.width, 1), 255, np.uint8)])
+        rgba = np.dstack([self.base, np.clip(self.person + 0.5, 0, 255).astype(np.uint8)])  # alpha: the person mask
         self._frames = [rgba.copy() for _ in range(max(1, ring))]
         self._rgb = [self.base.copy() for _ in range(max(1, ring))]
         self._fi = 0
         self._last_t: float | None = None
-        self._p = np.zeros(8, np.float64)  # smoothed motion parameters
+        self.motion = HeadMotion(self.fw, self.rng)
+        self._p = self.motion.pose  # tx, ty, roll, nod, yaw, gaze x, brow, gaze y
         self._mouth = np.zeros(4, np.float64)  # jaw, closed, round - spread, labiodental
-        self._energy = 0.0
-        self._next_blink = float(self.rng.uniform(1.0, 3.0))
-        self._blink_start = -10.0
-        self._blink_dur = 0.15
-        self._next_nod = 0.0
-        self._nod_start = -10.0
-        self._brow_start = -10.0
-        self._next_brow = 0.0
-        self._phases = self.rng.uniform(0, 2 * np.pi, 8)
-        self.blink_log: list[tuple[float, float]] = []  # (start, duration) of every blink
         self.debug: dict[str, float] = {}
         self.debug_mouth = False  # tests: also count rest-pose teeth pixels still visible
 
@@ -185,11 +196,14 @@ class FaceRenderer:
         neck = 1 - _smoothstep((ys - chin[1]) / (0.35 * fw))
         head = np.maximum(head * neck, 0)
         person = self.person[y0:y1, x0:x1].astype(np.float32) / 255.0
-        d = max(2, int(round(4 * fw / 170)))
-        dil = person.copy()
-        for _ in range(d):
-            dil = np.maximum(dil, np.maximum.reduce([np.roll(dil, 1, 0), np.roll(dil, -1, 0), np.roll(dil, 1, 1), np.roll(dil, -1, 1)]))
-        dil = np.clip(_blurf(dil, 1.5) * 1.5 - 0.25, 0, 1) * (dil > 0)
+        # the mask is soft at the hair: its outer half moves fully, then 2 px more so the
+        # soft edge's mix of person and background moves with the person
+        d = max(1, int(round(2 * fw / 170)))
+        dil = np.clip(person * 2.0, 0.0, 1.0)
+        for _ in range(d):  # 4-neighbour dilation without wrapping (np.roll would bring the torso to the top)
+            p = np.pad(dil, 1)
+            dil = np.maximum.reduce([dil, p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]])
+        dil = np.clip(_blurf(dil, 1.0) * 1.5 - 0.25, 0, 1) * (dil > 0)
         # zero weight at the ROI border so the ROI edge never shows a seam
         border = np.minimum.reduce([xs - x0, x1 - 1 - xs, ys - y0, y1 - 1 - ys])
         edge = _smoothstep(border / 6.0)
@@ -241,6 +255,17 @@ class FaceRenderer:
         up = 4 if (tw * th * 16 * 4) <= (32 << 20) else 2
         self._up = up
         self._tex_origin = (tx0, ty0)
+        self._tex_box = (tx0, ty0, tx1, ty1)
+        # the alpha channel carries the person mask: the warped output's alpha is the moving
+        # person, which a background compositor blends with (render/background.py)
+        self._tex = self.pack_texture(self.base, self.person)
+
+    def pack_texture(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """``rgb`` (H, W, 3) and ``alpha`` (H, W) uint8 around the ROI, upsampled and packed
+        in the texture's layout (sets the texture's size attributes)."""
+        tx0, ty0, tx1, ty1 = self._tex_box
+        tw, th = tx1 - tx0, ty1 - ty0
+        up = self._up
         fr = np.arange((tw - 1) * up + 1, dtype=np.float32) / up
         fc = np.arange((th - 1) * up + 1, dtype=np.float32) / up
         i0x = np.minimum(fr.astype(np.int32), tw - 2) if tw > 1 else np.zeros(fr.shape, np.int32)
@@ -253,71 +278,104 @@ class FaceRenderer:
         # displacement is smooth, so most do) read neighbouring words, a quarter of the
         # cache lines a plain [row][4x + phase] layout would touch.
         n_x = tw
-        planes = np.full((len(fc), up, n_x), 0xFF << 24, np.uint32)
-        src = self.base[ty0:ty1, tx0:tx1]
-        for c in range(3):
+        planes = np.zeros((len(fc), up, n_x), np.uint32)
+        src = np.dstack([rgb[ty0:ty1, tx0:tx1], alpha[ty0:ty1, tx0:tx1]])
+        for c in range(4):
             ch = src[..., c].astype(np.float32)
             rows = ch[:, i0x] * (1 - ax) + ch[:, i1x] * ax  # (th, (tw - 1) * up + 1)
             val = np.clip(rows[i0y] * (1 - ay) + rows[i1y] * ay + 0.5, 0, 255).astype(np.uint32)
             for a in range(up):
                 phase = val[:, a::up]
                 planes[:, a, : phase.shape[1]] |= phase << (8 * c)
-        self._tex = planes.ravel()
         self._tex_plane = n_x
         self._tex_row = up * n_x
         self._tex_max = (float(len(fr) - 1), float(len(fc) - 1))
+        return planes.ravel()
 
     def _brow_field(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        """Displacement per px of brow raise: the brows and the skin around them move up,
-        fading out with the head weight."""
+        """Displacement per px of brow raise: each brow and the forehead above it move up;
+        below, the skin stretches down to the upper lid's fold, and the eyes stay put."""
         fw = self.fw
+        P = self.pts
         field = np.zeros_like(xs)
-        for brow in (L.RIGHT_BROW, L.LEFT_BROW):
-            bx, by = self.pts[list(brow), :2].mean(0)
-            r = np.sqrt(((xs - bx) / (0.35 * fw)) ** 2 + ((ys - by) / (0.22 * fw)) ** 2)
-            field -= 1 - _smoothstep(r - 0.2)
+        for brow, lid in ((L.RIGHT_BROW, L.RIGHT_EYE_UPPER), (L.LEFT_BROW, L.LEFT_EYE_UPPER)):
+            b = P[list(brow), :2]
+            bx, by = b.mean(0)
+            half = (b[:, 0].max() - b[:, 0].min()) / 2
+            fold = P[list(lid), 1].min() - 0.02 * fw  # just above the upper lid
+            wx = 1 - _smoothstep((np.abs(xs - bx) - half) / (0.12 * fw))
+            wy = np.where(ys <= by, 1 - _smoothstep((by - ys) / (0.35 * fw)),
+                          1 - _smoothstep((ys - by) / max(fold - by, 2.0)))
+            field = np.minimum(field, -wx * wy)
         return (field * np.clip(self.w_head, 0, 1)).astype(np.float32)
 
     def _setup_eyes(self, xs: np.ndarray, ys: np.ndarray) -> None:
-        """Per-eye boxes for the lid: the upper lid slides down over the eye (occluding it)
-        while the skin above compresses; computed per frame because it is not linear in
-        the blink amount."""
+        """Per-eye boxes: the upper lid slides down over the eye while the skin above
+        compresses, the lower lid rises a little to meet it (per frame, as it is not
+        linear in the blink amount), and a gaze field carries the iris within the opening."""
         P = self.pts
         fw = self.fw
         x0, y0, x1, y1 = self.roi
         self.eyes = []
-        for upper, lower in ((L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER), (L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER)):
+        irises = (P[468:473, :2], P[473:478, :2]) if len(P) >= 478 else (None, None)
+        for (upper, lower), iris in zip(((L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER), (L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER)), irises):
             up = P[list(upper), :2]
             lo = P[list(lower), :2]
             ex0, ex1 = up[:, 0].min(), up[:, 0].max()
             ew = ex1 - ex0
-            lid = 0.10 * fw
+            lid, lid_lo = 0.08 * fw, 0.05 * fw  # skin above and below the eye that slides with the lids (short of the brow)
             bx0 = int(max(x0, math.floor(ex0 - 0.25 * ew)))
             bx1 = int(min(x1, math.ceil(ex1 + 0.25 * ew)))
             by0 = int(max(y0, math.floor(up[:, 1].min() - lid - 2)))
-            by1 = int(min(y1, math.ceil(lo[:, 1].max() + 3)))
+            by1 = int(min(y1, math.ceil(lo[:, 1].max() + lid_lo + 2)))
             sl = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
             ex = xs[sl]
             ey = ys[sl]
             xc = np.clip(ex, ex0, ex1)
             top = _interp_curve(up, xc)
             bot = np.maximum(_interp_curve(lo, xc), top + 0.5)
+            # the lids meet a little below the mesh's lower-lid line, which runs on the white
+            shut = bot + np.maximum(1.0, 0.15 * (bot - top))
             taper = 1 - _smoothstep((np.abs(ex - (ex0 + ex1) / 2) - ew / 2) / (0.2 * ew))
-            travel = (bot - top) * taper
+            travel = (shut - top) * taper
             edge = _smoothstep(np.minimum.reduce([ex - bx0, bx1 - 1 - ex, ey - by0, by1 - 1 - ey]) / 3.0)
-            self.eyes.append((sl, (ey - top).astype(np.float32), travel.astype(np.float32), float(lid),
-                              (self.w_head[sl] * edge).astype(np.float32)))
+            wgt = (self.w_head[sl] * edge).astype(np.float32)
+            # the iris (the package's landmarks; the eye's middle if they are implausible)
+            mid = np.array([(ex0 + ex1) / 2, (top.min() + bot.max()) / 2])
+            ic, ir = mid, 0.2 * ew
+            if iris is not None and np.isfinite(iris).all():
+                c, r = iris[0], float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+                if ex0 < c[0] < ex1 and 0.1 * ew < r < 0.4 * ew:
+                    ic, ir = c, r
+            d = np.hypot(ex - ic[0], ey - ic[1])
+            opening = np.clip(ey - top + 0.5, 0, 1) * np.clip(bot - ey + 0.5, 0, 1) * (np.abs(ex - (ex0 + ex1) / 2) < ew / 2)
+            gaze = (1 - _smoothstep((d - 1.05 * ir) / (1.2 * ir))) * opening * wgt
+            reach = min(0.15 * ew, 0.6 * ir)  # px of iris travel at gaze 1; the field stays invertible
+            self.eyes.append(_Eye(sl, (ey - top).astype(np.float32), (ey - shut).astype(np.float32),
+                                  travel.astype(np.float32), float(lid), float(lid_lo), wgt,
+                                  gaze.astype(np.float32), float(reach), float(0.5 * reach)))
 
-    def _lids(self, dy: np.ndarray, blink: float) -> None:
-        """``dy`` is in texture units (``_up`` per pixel)."""
+    def _eyes_move(self, dx: np.ndarray, dy: np.ndarray, blink: float) -> None:
+        """Gaze, then lids. ``dx``/``dy`` are in texture units (``_up`` per pixel)."""
+        u = self._up
+        gx, gy = float(self._p[GAZE_X]), float(self._p[GAZE_Y])
+        for eye in self.eyes:
+            self._add_scaled(dx[eye.sl], _WHOLE, eye.gaze, u * gx * eye.reach_x)
+            self._add_scaled(dy[eye.sl], _WHOLE, eye.gaze, u * gy * eye.reach_y)
         if blink <= 1e-4:
             return
-        u = self._up
-        for sl, rel, travel, lid, wgt in self.eyes:
-            r = rel - dy[sl] / u  # position relative to the (moved) upper lid
-            bt = blink * travel
+        for eye in self.eyes:
+            sl, lid, lid_lo = eye.sl, eye.lid, eye.lid_lo
+            shift = dy[sl] / u
+            r = eye.rel_top - shift  # position relative to the (moved) upper lid
+            bt = (blink * (1 - LOWER_LID)) * eye.travel
             inside = (r >= -lid) & (r < bt)
-            dy[sl] += np.where(inside, (r + lid) * (bt * u) / (lid + bt + 1e-6), 0.0) * wgt
+            move = np.where(inside, (r + lid) * (bt * u) / (lid + bt + 1e-6), 0.0)
+            r = eye.rel_bot - shift  # ... and to the lower lid, which rises to meet it
+            bl = (blink * LOWER_LID) * eye.travel
+            below = (r > -bl) & (r <= lid_lo) & ~inside
+            move -= np.where(below, (lid_lo - r) * (bl * u) / (lid_lo + bl + 1e-6), 0.0)
+            dy[sl] += move * eye.wgt
 
     def _setup_mouth_fields(self, xs: np.ndarray, ys: np.ndarray) -> None:
         """The lower-face box's displacement fields, per unit of each mouth movement (px),
@@ -477,57 +535,8 @@ class FaceRenderer:
 
     # ------------------------------------------------------------------ motion
     def reset_motion(self) -> None:
-        """Interruption hook: drop energy-driven motion; smoothed values decay (no pop)."""
-        self._energy = 0.0
-        self._nod_start = -10.0
-
-    def _targets(self, state: ConversationState, t: float, energy: float) -> np.ndarray:
-        ph = self._phases
-        fw = self.fw
-        k = fw / 170.0  # motion scales with the face size
-        tgt = np.zeros(8)
-        # idle sway + breathing (always present, small)
-        tgt[0] = k * (1.2 * math.sin(0.31 * t + ph[0]) + 0.6 * math.sin(0.73 * t + ph[1]))
-        tgt[1] = k * (0.8 * math.sin(2 * math.pi * t / 4.2 + ph[2]))  # breathing
-        tgt[2] = 0.007 * math.sin(0.23 * t + ph[3]) + 0.004 * math.sin(0.61 * t + ph[4])
-        tgt[3] = k * 0.6 * math.sin(0.41 * t + ph[5])
-        tgt[4] = k * 1.0 * math.sin(0.27 * t + ph[6])
-        if state == ConversationState.LISTENING:
-            if t >= self._next_nod:
-                self._nod_start = t
-                self._next_nod = t + float(self.rng.uniform(2.0, 4.5))
-            if t >= self._next_brow:
-                self._brow_start = t
-                self._next_brow = t + float(self.rng.uniform(3.0, 7.0))
-            nd = t - self._nod_start
-            if nd < 0.9:
-                tgt[3] += k * 3.0 * math.sin(math.pi * nd / 0.9) ** 2
-            bd = t - self._brow_start
-            if bd < 1.2:
-                tgt[6] = k * 2.5 * math.sin(math.pi * bd / 1.2)
-            tgt[2] += 0.012  # slight attentive tilt
-        elif state == ConversationState.THINKING:
-            tgt[4] += k * 2.0
-            tgt[3] -= k * 1.0
-            tgt[6] = k * 1.0
-        elif state == ConversationState.SPEAKING:
-            e = self._energy
-            tgt[3] += k * 4.0 * e * math.sin(2 * math.pi * 1.6 * t + ph[7])
-            tgt[2] += 0.015 * e * math.sin(2 * math.pi * 0.5 * t + ph[2])
-            tgt[0] += k * 1.5 * e * math.sin(2 * math.pi * 0.35 * t + ph[3])
-            tgt[6] = k * 2.0 * max(0.0, e - 0.4)
-        return tgt
-
-    def _blink(self, t: float) -> float:
-        if t >= self._next_blink and t - self._blink_start > self._blink_dur:
-            self._blink_start = t
-            self._blink_dur = float(self.rng.uniform(0.10, 0.20))
-            self.blink_log.append((t, self._blink_dur))
-            self._next_blink = t + self._blink_dur + float(self.rng.uniform(2.0, 6.0)) - self._blink_dur
-        p = (t - self._blink_start) / self._blink_dur
-        if 0 <= p <= 1:
-            return 0.5 - 0.5 * math.cos(2 * math.pi * p)
-        return 0.0
+        """Interruption hook: the speech's pending nods and brows drop; the pose glides on."""
+        self.motion.reset()
 
     # ------------------------------------------------------------------ per frame
     def render(self, mouth: Mapping[str, float], state: ConversationState, t: float, energy: float = 0.0) -> np.ndarray:
@@ -548,12 +557,7 @@ class FaceRenderer:
         first = self._last_t is None
         self._last_t = t
         state = ConversationState(state)
-        e_in = float(np.clip(energy, 0, 1)) if state == ConversationState.SPEAKING else 0.0
-        a_e = 1 - math.exp(-dt / (0.08 if e_in > self._energy else 0.35))
-        self._energy += (e_in - self._energy) * a_e
-        tgt = self._targets(state, t, e_in)
-        a = 1.0 if first else 1 - math.exp(-dt / 0.18)
-        self._p += (tgt - self._p) * a
+        self.motion.step(state, t, energy, float(mouth.get(PITCH_KEY, 0.0) or 0.0))
         jaw_in = float(np.clip(mouth.get("jaw_open", 0.0) or 0.0, 0, 1))
         closed_in = float(np.clip(mouth.get("lips_closed", 0.0) or 0.0, 0, 1))
         if state == ConversationState.SPEAKING:
@@ -569,8 +573,7 @@ class FaceRenderer:
                          float(np.clip(mouth.get("labiodental", 0.0) or 0.0, 0, 1))])
         am = 1.0 if first else 1 - math.exp(-dt / 0.025)
         self._mouth += (m_in - self._mouth) * am
-        blink = self._blink(t)
-        return self._draw(self._mouth, blink)
+        return self._draw(self._mouth, self.motion.blink)
 
     def _draw(self, mouth: np.ndarray, blink: float) -> np.ndarray:
         """Returns the next RGBA frame of the ring."""
@@ -583,7 +586,7 @@ class FaceRenderer:
         self._add_scaled(dx, self._face_box, self._face_field, u * p[4])
         self._add_scaled(dy, self._face_box, self._face_field, u * p[3])
         self._add_scaled(dy, self._brow_box, self._brow_field, u * p[6])
-        self._lids(dy, blink)
+        self._eyes_move(dx, dy, blink)
         # ---- lower face: jaw/lips with the split at the (moving) lip line (pixel units)
         jaw, closed, rnd, labio = (float(v) for v in mouth)
         closed *= 1 - labio  # f/v parts the lips onto the teeth
@@ -605,6 +608,7 @@ class FaceRenderer:
             keep = max(0.0, 1.0 - self.rest_gap * (1.0 - cover) / (up_px + lo_px))
             up_px *= keep
             lo_px *= keep
+            o_round *= keep
         open_px = up_px + lo_px + self.rest_gap * k
         sd = self.m_sdist - dy[sl] * (1 / u)  # signed distance to the lip line, after head motion
         # rounding narrows the lips' profiles as the texture's corners are pulled in
@@ -614,9 +618,11 @@ class FaceRenderer:
             p_rest_up = np.interp(src, self.m_cols, self.p_rest_up)
             p_rest_lo = np.interp(src, self.m_cols, self.p_rest_lo)
             p_in = np.interp(src, self.m_cols, self.p_inside)
+            p_o = np.interp(self.mcx + (src - self.mcx) / O_WIDTH, self.m_cols, self.p_lens)  # the O's opening
             p_u = np.clip((src - self.mcx) / (self.mouth_width / 2), -1.5, 1.5)
         else:
             p_lens, p_in, p_u = self.p_lens, self.p_inside, self.p_u
+            p_o = p_lens
             p_rest_up, p_rest_lo = self.p_rest_up, self.p_rest_lo
         # The line itself moves, both lips with it (so it moves the split, like head motion):
         # a smile's corners come down, covered teeth close at the gap's middle, and the jaw
@@ -634,8 +640,9 @@ class FaceRenderer:
             sd -= shift
         lower = sd >= 0
         # closed lips meet and overlap a little, so the seam shows lip, not the teeth behind
-        up_row = (closed * PRESS_PX - up_px) * p_lens + cover * p_rest_up
-        lo_row = (lo_px - closed * PRESS_PX) * p_lens - cover * p_rest_lo
+        o_px = o_round * fw  # the O opens in the middle only: the pursed lips stay shut beside it
+        up_row = (closed * PRESS_PX - up_px + 0.4 * o_px) * p_lens - 0.4 * o_px * p_o + cover * p_rest_up
+        lo_row = (lo_px - o_px - closed * PRESS_PX) * p_lens + o_px * p_o - cover * p_rest_lo
         # how far inside each lip its visible edge lies (source px): covered teeth are hidden
         kk = max(k, cover)
         up_off = kk * p_rest_up * p_in
