@@ -205,9 +205,9 @@ class AvatarPublisher:
         track_source: rtc.VideoSource | rtc.EncodedVideoSource
         if isinstance(self._video_source, VP8EncodedSource):
             track_source = self._video_source.source
+            video_opts.video_encoder = rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED
         else:
             track_source = self._video_source
-            video_opts.video_encoder = rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED
         video_track = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK_NAME, track_source)
         video_opts.source = rtc.TrackSource.SOURCE_CAMERA
         video_opts.stream = AVATAR_STREAM_NAME

@@ -219,3 +219,22 @@ def test_render_cli_takes_a_background(tmp_path):
         pytest.skip("ffmpeg is not installed")
     assert main(["render", "--text", "x", "-o", str(tmp_path / "a.mp4"), "--background", "#12"]) == 2
 
+
+
+@pytest.mark.livekit_server
+@pytest.mark.parametrize("mode", ["participant", "in_process"])
+async def test_a_session_publishes_the_background_it_was_given(livekit_server, mode):
+    """``AvatarSession(background=...)`` reaches the published video: a viewer sees the
+    colour around the person and the person in front of it."""
+    from livekit_avatar_plugin import VideoOptions
+
+    from .rooms import speak_and_watch
+
+    _, _, _, last = await speak_and_watch(
+        livekit_server, (slice(0, 8), slice(0, 8)), text="clicks 2", face_pipeline=None,
+        video=VideoOptions(quality="auto", width=512, height=512), background="#00b140", mode=mode,
+    )
+    corners = np.concatenate([last[:16, :16].reshape(-1, 3), last[:16, -16:].reshape(-1, 3)]).astype(int)
+    assert np.abs(corners - (0, 177, 64)).max() <= 16  # the colour, through VP8
+    centre = last[200:312, 200:312].reshape(-1, 3).astype(int)
+    assert np.mean(np.abs(centre - (0, 177, 64)).sum(1) > 60) > 0.9  # the face, not the colour

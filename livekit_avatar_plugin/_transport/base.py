@@ -127,7 +127,7 @@ class Transport(ABC):
     async def _build_face(self) -> AvatarVideoGenerator:
         pipeline = self._face_pipeline
         if pipeline is None:
-            pipeline = await asyncio.to_thread(load_pipeline, self._avatar)
+            pipeline = await asyncio.to_thread(load_pipeline, self._avatar, self._options.background)
         return await build_face(
             pipeline, video=self._options.video, sample_rate=self._options.audio_sample_rate
         )

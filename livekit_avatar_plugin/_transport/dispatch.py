@@ -36,6 +36,7 @@ class DispatchTransport(RemoteTransport):
             audio_sample_rate=options.audio_sample_rate,
             video_delay_ms=options.video_delay_ms,
             max_duration_s=options.max_duration_s,
+            background=options.background,
         )
         dispatched = DispatchedAvatar(
             room, request, agent_name=options.agent_name, url=url, api_key=key,

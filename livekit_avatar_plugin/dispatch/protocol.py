@@ -29,3 +29,6 @@ class AvatarJobRequest(BaseModel):
     audio_sample_rate: int = 24000
     video_delay_ms: float = 0.0
     max_duration_s: float = Field(3600.0, gt=0)
+    background: str | tuple[int, int, int] = Field(
+        "keep", description="'keep', an (r, g, b) colour or an image path on the worker's file system"
+    )

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import DEFAULT_AVATAR_AGENT_NAME
 from .._runtime import build_face, start_publisher
+from ..render.background import BackgroundError, parse_background
 from ..pipeline import FacePipeline, limit_blas_threads, load_pipeline
 from ..pipeline import prewarm as prewarm_face
 from ..speech_stream import codec_attributes
@@ -108,10 +109,10 @@ def resolve_face_pipeline(spec: str) -> FacePipeline:
     return obj
 
 
-def _pipeline_for(options: AvatarWorkerOptions, avatar: str) -> FacePipeline:
+def _pipeline_for(options: AvatarWorkerOptions, avatar: str, background: Any = "keep") -> FacePipeline:
     if options.face_pipeline:
         return resolve_face_pipeline(options.face_pipeline)
-    return load_pipeline(avatar)
+    return load_pipeline(avatar, background)
 
 
 # Jobs connect one at a time: simultaneous connects can hang in LiveKit's FFI on a busy
@@ -198,6 +199,12 @@ class AvatarWorker:
                 logger.error("rejecting job %s: no avatar package %s here", req.id, request.avatar)
                 await req.reject(terminate=True)
                 return
+        try:
+            parse_background(request.background)
+        except BackgroundError as exc:
+            logger.error("rejecting job %s: %s", req.id, exc)
+            await req.reject(terminate=True)
+            return
         # LiveKit's own availability check compares a float load with the threshold, and
         # with four slots and three jobs plus one reserved it sums to 0.6999... < 0.7: a
         # burst of requests got a fifth job onto a worker of capacity 4. Counting jobs is
@@ -242,7 +249,7 @@ class AvatarWorker:
         started_at = time.monotonic()
         request = AvatarJobRequest.model_validate_json(ctx.job.metadata)
         await _connect_one_at_a_time(ctx)
-        pipeline = await asyncio.to_thread(_pipeline_for, self.options, request.avatar)
+        pipeline = await asyncio.to_thread(_pipeline_for, self.options, request.avatar, request.background)
         generator = await build_face(pipeline, video=request.video, sample_rate=request.audio_sample_rate)
         ended = asyncio.get_running_loop().create_future()
 
