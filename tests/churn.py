@@ -132,8 +132,9 @@ async def one_session(info, index: int, size: int) -> str | None:
     return None
 
 
-async def settle(first: Holdings, timeout: float = 10.0) -> Holdings:
-    """Holdings once closing sockets and threads are gone (or after ``timeout``)."""
+async def settle(first: Holdings, timeout: float = 30.0) -> Holdings:
+    """Holdings once closing sockets and threads are gone (or after ``timeout``): LiveKit's
+    runtime keeps an idle blocking-pool thread for 10 s before it exits."""
     deadline = time.monotonic() + timeout
     while True:
         now = Holdings.now()
@@ -207,3 +208,14 @@ async def bare_rooms(info, sessions: int, size: int) -> float:
     gc.collect()
     trim(0)
     return (Holdings.now().rss_mb - before) / sessions
+
+
+def thread_names() -> list[str]:
+    """The OS threads' names, for a failure message."""
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            names.append(open(f"/proc/self/task/{task}/comm").read().strip())
+        except OSError:
+            pass
+    return sorted(names)
