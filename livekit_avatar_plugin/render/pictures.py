@@ -37,9 +37,9 @@ def contact_sheet(out: Path) -> None:
     for label, mouth, state in POSES:
         r = FaceRenderer(default_avatar(), 512, 512, seed=0)
         r.motion.blinks = False
-        f = None
-        for i in range(15):
-            f = r.render(mouth, state, i / 25)
+        for i in range(14):  # the motion settles; frame 15 is the tile
+            r.render(mouth, state, i / 25)
+        f = r.render(mouth, state, 14 / 25)
         x0, y0, x1, y1 = r.roi
         cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
         tile = Image.fromarray(f).crop((cx - 150, cy - 170, cx + 150, cy + 170))
