@@ -234,7 +234,7 @@ class AvatarVideoGenerator(VideoGenerator):
         self._draw_rgba = getattr(renderer, "render_rgba", None)
         # A renderer may want the next frames' mouth channels too (the footage renderer
         # prefers crops whose own next frames fit them).
-        self._look_ahead = getattr(renderer, "look_ahead", None)
+        self._look_ahead: Callable[[tuple[str, ...], np.ndarray], None] | None = getattr(renderer, "look_ahead", None)
         self._follows_pitch = bool(getattr(renderer, "follows_pitch", False))
         channels = 4 if self._draw_rgba is not None else 3
         self._buffer_type = rtc.VideoBufferType.RGBA if channels == 4 else rtc.VideoBufferType.RGB24
@@ -594,6 +594,7 @@ class AvatarVideoGenerator(VideoGenerator):
         # Runs on the worker thread: drawing, the pitch and the copy into the frame ring
         # all stay off the event loop.
         if ahead is not None:
+            assert self._look_ahead is not None  # ahead is only read for a renderer that looks ahead
             self._look_ahead(self._channels, ahead)
         if audio is not None and self._follows_pitch:
             mouth = {**mouth, PITCH_KEY: frame_pitch(audio, self._sample_rate)}

@@ -60,11 +60,15 @@ class DefaultFacePipeline:
         self.avatar = avatar
         self.lipsync_model = lipsync_model
         self.background = parse_background(background)
+        self._renderer_class: type[Any]  # either takes (avatar, width=, height=, template=)
         if isinstance(avatar, FootageAvatar):
-            from .render.footage_renderer import FootageRenderer as renderer_class
+            from .render.footage_renderer import FootageRenderer
+
+            self._renderer_class = FootageRenderer
         else:
-            from .render.renderer import FaceRenderer as renderer_class
-        self._renderer_class = renderer_class
+            from .render.renderer import FaceRenderer
+
+            self._renderer_class = FaceRenderer
         self._templates: dict[tuple[int, int], Any] = {}
         self._backgrounds: dict[tuple[int, int, Any], Any] = {}
         self._templates_lock = threading.Lock()

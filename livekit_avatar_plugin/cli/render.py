@@ -10,8 +10,12 @@ import sys
 import tempfile
 import wave
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from livekit_avatar_plugin.generator import FrameRenderer
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     n = max(1, int(np.ceil(len(pcm) / sr * fps)))
     channels, curves = mouth_curves(pcm, sr, fps, n)
     energy = energy_curve(pcm, sr, fps, n)
+    r: FrameRenderer
     if isinstance(av, FootageAvatar):
         from livekit_avatar_plugin.render.footage_renderer import FootageRenderer
 

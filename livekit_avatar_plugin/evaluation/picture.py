@@ -266,9 +266,9 @@ def _write_sheet(path: Path, shots: Sequence[_Shot], title: str) -> None:
     for i, s in enumerate(shots):
         x, img = i * pw, Image.fromarray(s.frame)
         draw.text((x + 6, 26), f"{s.label}\ngap {s.gap:.3f}  width {s.width:.3f}", fill="black", font=font)
-        sheet.paste(img.resize((pw, round(pw * img.height / img.width)), Image.LANCZOS), (x, 24 + head))
+        sheet.paste(img.resize((pw, round(pw * img.height / img.width)), Image.Resampling.LANCZOS), (x, 24 + head))
         if s.mouth_box is not None:
-            sheet.paste(img.crop(s.mouth_box).resize((pw, zoom_h), Image.LANCZOS), (x, 24 + head + frame_h))
+            sheet.paste(img.crop(s.mouth_box).resize((pw, zoom_h), Image.Resampling.LANCZOS), (x, 24 + head + frame_h))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
 

@@ -163,7 +163,7 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
     try:
         # PIL refuses headers claiming far more pixels than we allow (a decompression
         # bomb) before decoding anything; its global limit is left as it is.
-        im = Image.open(path)
+        im: Image.Image = Image.open(path)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{path} claims an absurd size (a decompression bomb?): {exc}") from exc
     except Exception as exc:
@@ -186,6 +186,7 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
 
 def to_rgb(im: Image.Image) -> np.ndarray:
     mode = im.mode
+    a: np.ndarray  # float64 or float32 per branch
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(im).astype(np.float64)
         top = 65535.0 if a.max() > 255 or mode.startswith("I;16") else 255.0
@@ -228,14 +229,14 @@ def _background_model(img: np.ndarray, person: np.ndarray) -> np.ndarray:
     for radius in (4, 12, 36, 100, 300):
         small = max(1, int(radius // 4))
         sw, sh = max(1, w // small), max(1, h // small)
-        m = np.asarray(Image.fromarray((bgmask * 255).astype(np.uint8)).resize((sw, sh), Image.BILINEAR)).astype(np.float32) / 255
-        c = np.asarray(Image.fromarray(img).resize((sw, sh), Image.BILINEAR)).astype(np.float32)
+        m = np.asarray(Image.fromarray((bgmask * 255).astype(np.uint8)).resize((sw, sh), Image.Resampling.BILINEAR)).astype(np.float32) / 255
+        c = np.asarray(Image.fromarray(img).resize((sw, sh), Image.Resampling.BILINEAR)).astype(np.float32)
         r = max(1.0, radius / small)
         num = np.stack([_blurf(c[..., k] * m, r) for k in range(3)], -1)
         den = _blurf(m, r)
         est = num / np.maximum(den, 1e-4)[..., None]
-        est = np.asarray(Image.fromarray(np.clip(est, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)).astype(np.float32)
-        denu = np.asarray(Image.fromarray(np.clip(den * 255, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)).astype(np.float32) / 255
+        est = np.asarray(Image.fromarray(np.clip(est, 0, 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)).astype(np.float32)
+        denu = np.asarray(Image.fromarray(np.clip(den * 255, 0, 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)).astype(np.float32) / 255
         ok = (denu > 0.05) & (weight == 0) & (bgmask < 0.5)
         filled[ok] = est[ok]
         weight[ok] = 1
@@ -280,7 +281,7 @@ def _person_mask(img: np.ndarray, pts: np.ndarray, fw: float) -> np.ndarray:
     head = ((xx - cx) / (1.3 * fw)) ** 2 + ((yy - (cy - 0.25 * fw)) / (1.6 * fw)) ** 2 <= 1
     torso = (yy > cy) & (np.abs(xx - cx) < 1.3 * fw + np.clip(yy - cy, 0, None) * 3.0)
     region = np.clip(_blurf((head | torso)[::4, ::4].astype(np.float32), 0.025 * fw) * 2.0, 0.0, 1.0)
-    region = np.asarray(Image.fromarray(region, mode="F").resize((w, h), Image.BILINEAR))  # smooth: a quarter size will do
+    region = np.asarray(Image.fromarray(region, mode="F").resize((w, h), Image.Resampling.BILINEAR))  # smooth: a quarter size will do
     # the guided filter's faint tails to exactly 0 and 1: the background stays background
     mask = np.clip((mask * region - 0.03) / 0.94, 0.0, 1.0)
     return np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -400,7 +401,7 @@ def _frame_work_image(img: np.ndarray, pts: np.ndarray, fw: float) -> tuple[np.n
     src = img
     if s < 0.5:
         pre = s * 1.5
-        src = np.asarray(Image.fromarray(img).resize((max(1, round(w * pre)), max(1, round(h * pre))), Image.BOX))
+        src = np.asarray(Image.fromarray(img).resize((max(1, round(w * pre)), max(1, round(h * pre))), Image.Resampling.BOX))
     m = np.array([[1 / s * pre, 0, (x0 + 0.5 / s) * pre - 0.5], [0, 1 / s * pre, (y0 + 0.5 / s) * pre - 0.5]])
     out = L.warp_affine(src, m, (ow, oh))
     # outside the photo: edge-replicated by the sampler, smoothed once the person is known

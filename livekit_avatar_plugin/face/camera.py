@@ -53,7 +53,7 @@ class CameraMotion:
         """``head``: the head's box (x0, y0, x1, y1) in frame pixels, to stay clear of."""
         h, w = rgb.shape[:2]
         k = WIDTH / w
-        small = np.asarray(Image.fromarray(rgb).convert("L").resize((WIDTH, max(PATCH, round(h * k))), Image.BILINEAR),
+        small = np.asarray(Image.fromarray(rgb).convert("L").resize((WIDTH, max(PATCH, round(h * k))), Image.Resampling.BILINEAR),
                            np.float32)
         prev, self._prev = self._prev, small
         if prev is None or prev.shape != small.shape or head is None:

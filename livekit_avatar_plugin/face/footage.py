@@ -30,6 +30,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from PIL import Image
@@ -122,7 +123,9 @@ class FootageAvatar:
         """Loop frame ``i``'s person mask, (h, w) uint8 at 1 / mask_scale of the canvas."""
         import cv2
 
-        a, b = int(loop.mask_offsets[i]), int(loop.mask_offsets[i + 1])
+        offsets = loop.mask_offsets
+        assert offsets is not None, "person_mask needs a package with masks (has_masks)"
+        a, b = int(offsets[i]), int(offsets[i + 1])
         m = cv2.imdecode(np.frombuffer(self.masks, np.uint8, b - a, a), cv2.IMREAD_GRAYSCALE)
         if m is None:
             raise AvatarPackageError(f"the person mask of {loop.file} frame {i} is not a readable PNG")
@@ -138,7 +141,7 @@ def _demux(name: str, raw: bytes) -> tuple[list[bytes], bytes | None]:
     import av
 
     try:
-        with av.open(io.BytesIO(raw), format="mp4") as container:
+        with av.open(io.BytesIO(raw), "r", format="mp4") as container:  # "r" (the default) types it an input container
             stream = container.streams.video[0]
             if stream.codec_context.name != "h264":
                 raise AvatarPackageError(f"{name} is not H.264")
@@ -161,9 +164,13 @@ def _npz(name: str, raw: bytes) -> dict[str, np.ndarray]:
         raise AvatarPackageError(f"{name} is not a valid array file: {exc}") from exc
 
 
+def _fail(what: str) -> NoReturn:
+    raise AvatarPackageError(what)
+
+
 def _check(cond: bool, what: str) -> None:
     if not cond:
-        raise AvatarPackageError(what)
+        _fail(what)
 
 
 def _finite(a: np.ndarray, shape: tuple, name: str, dtype=np.float32) -> np.ndarray:
@@ -181,7 +188,8 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
     if type(version) is not int or version != FOOTAGE_VERSION:
         raise AvatarPackageError(f"unsupported footage package version {version!r}; this build reads version {FOOTAGE_VERSION}")
     loops_meta = manifest.get("loops")
-    _check(isinstance(loops_meta, dict) and set(loops_meta) == set(LOOP_NAMES), f"manifest must describe the loops {LOOP_NAMES}")
+    if not (isinstance(loops_meta, dict) and set(loops_meta) == set(LOOP_NAMES)):  # an if, not _check: mypy narrows on it
+        _fail(f"manifest must describe the loops {LOOP_NAMES}")
     files_of = {}
     for name in LOOP_NAMES:
         entry = loops_meta[name]
@@ -194,12 +202,14 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         names += ("masks.bin", "plate.png")
     data = read_members(root, manifest, names, MAX_MEMBER_BYTES)
     canvas = manifest.get("canvas")
-    _check(isinstance(canvas, list) and len(canvas) == 2 and all(type(v) is int and 16 <= v <= MAX_CANVAS_SIDE for v in canvas),
-           "canvas must be [width, height] in pixels")
+    if not (isinstance(canvas, list) and len(canvas) == 2 and all(type(v) is int and 16 <= v <= MAX_CANVAS_SIDE for v in canvas)):
+        _fail("canvas must be [width, height] in pixels")
     fps = manifest.get("fps")
-    _check(isinstance(fps, (int, float)) and 1 <= fps <= 60, "fps must be a number between 1 and 60")
+    if not (isinstance(fps, (int, float)) and 1 <= fps <= 60):
+        _fail("fps must be a number between 1 and 60")
     fw = manifest.get("face_width")
-    _check(isinstance(fw, (int, float)) and 8 <= fw <= max(canvas), "face_width must be a size in canvas pixels")
+    if not (isinstance(fw, (int, float)) and 8 <= fw <= max(canvas)):
+        _fail("face_width must be a size in canvas pixels")
 
     arrays = _npz("loops.npz", data["loops.npz"])
     decoded: dict[str, tuple[list[bytes], bytes | None]] = {}
@@ -214,8 +224,8 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         ring = arrays.get(f"{stem}_ring")
         poses = arrays.get(f"{stem}_poses")
         oval = arrays.get(f"{stem}_oval")
-        _check(tf is not None and ring is not None and poses is not None and oval is not None,
-               f"loops.npz lacks the arrays of {file}")
+        if not (tf is not None and ring is not None and poses is not None and oval is not None):
+            _fail(f"loops.npz lacks the arrays of {file}")
         n = len(packets)
         _finite(tf, (n, 2, 3), f"{stem}_transforms")
         _finite(ring, (n, 3), f"{stem}_ring")
@@ -226,9 +236,10 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         mask_offsets = None
         if with_masks:
             mask_offsets = arrays.get(f"{stem}_mask_offsets")
-            _check(mask_offsets is not None and mask_offsets.dtype == np.int64 and mask_offsets.shape == (n + 1,)
-                   and mask_offsets[0] >= 0 and mask_offsets[-1] <= len(data["masks.bin"])
-                   and bool(np.all(np.diff(mask_offsets) > 0)), f"loops.npz: {stem}_mask_offsets do not index masks.bin")
+            if not (mask_offsets is not None and mask_offsets.dtype == np.int64 and mask_offsets.shape == (n + 1,)
+                    and mask_offsets[0] >= 0 and mask_offsets[-1] <= len(data["masks.bin"])
+                    and bool(np.all(np.diff(mask_offsets) > 0))):
+                _fail(f"loops.npz: {stem}_mask_offsets do not index masks.bin")
         loops[name] = Loop(name, file, packets, extradata, tf, ring, poses, oval, own, mask_offsets)
 
     a = _npz("atlas.npz", data["atlas.npz"])
@@ -256,9 +267,9 @@ def load_footage_avatar(path: str | os.PathLike) -> FootageAvatar:
         keys=_finite(a["keys"], (n, len(CHANNELS)), "atlas keys"),
         shapes=_finite(a["shapes"], (n, len(SHAPE_FIELDS)), "atlas shapes"),
         poses=_finite(a["poses"], (n, 2), "atlas poses"),
-        follows=a["follows"].astype(bool) if a["follows"].shape == (n,) else _check(False, "atlas follows has the wrong shape"),
+        follows=a["follows"].astype(bool) if a["follows"].shape == (n,) else _fail("atlas follows has the wrong shape"),
         ring=_finite(a["ring"], (n, 3), "atlas ring"),
-        box=tuple(int(v) for v in box),
+        box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
         mask=mask,
         oval_index=oval_index,
         oval=_finite(a["oval"], (n, len(oval_index), 2), "atlas oval"),

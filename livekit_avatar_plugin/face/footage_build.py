@@ -97,7 +97,7 @@ def _track(info: V.ClipInfo, progress: Progress) -> _Track:
             fw = float(p[:, 0].max() - p[:, 0].min())
             head = (p[:, 0].min() - 0.35 * fw, p[:, 1].min() - 0.6 * fw, p[:, 0].max() + 0.35 * fw, p[:, 1].max())
         camera.update(rgb, head)
-        thumbs.append(np.asarray(Image.fromarray(rgb).convert("L").resize((24, 24), Image.BILINEAR), np.float32))
+        thumbs.append(np.asarray(Image.fromarray(rgb).convert("L").resize((24, 24), Image.Resampling.BILINEAR), np.float32))
         if i % 10 == 0:
             progress("tracking the face", min(1.0, i / expected))
     if not found:
@@ -296,12 +296,12 @@ def estimate_offset(jaw: np.ndarray, fps_model: float, gap: np.ndarray, found: n
             if xs.std() > 0 and ys.std() > 0:
                 r[i] = float(np.corrcoef(xs, ys)[0, 1])
     k = int(np.argmax(r))
-    lag = float(lags[k])
+    best = float(lags[k])
     if 0 < k < len(r) - 1:  # parabolic peak between samples
         den = r[k - 1] - 2 * r[k] + r[k + 1]
         if den < 0:
-            lag += 0.5 * (r[k - 1] - r[k + 1]) / den
-    return lag / fps_model * 1000.0, float(r[k])
+            best += 0.5 * (r[k - 1] - r[k + 1]) / den
+    return best / fps_model * 1000.0, float(r[k])
 
 
 @dataclass
@@ -524,7 +524,7 @@ def _mask_png(person: np.ndarray) -> bytes:
     """A loop frame's person mask (0..1) as a greyscale PNG at 1 / MASK_SCALE size."""
     h, w = person.shape
     small = Image.fromarray(np.clip(person * 255 + 0.5, 0, 255).astype(np.uint8)).resize(
-        (max(1, w // MASK_SCALE), max(1, h // MASK_SCALE)), Image.BILINEAR)
+        (max(1, w // MASK_SCALE), max(1, h // MASK_SCALE)), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     small.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()
@@ -584,7 +584,7 @@ def _warp(img: Image.Image, m_out_to_in: np.ndarray, size: tuple[int, int]) -> n
     """Bicubic affine warp; ``m_out_to_in`` maps output to input in continuous pixel
     coordinates (pixel i spans [i, i + 1)), which is PIL's own convention."""
     m = m_out_to_in
-    return np.asarray(img.transform(size, Image.AFFINE, tuple(m.reshape(-1)), resample=Image.BICUBIC))
+    return np.asarray(img.transform(size, Image.Transform.AFFINE, tuple(m.reshape(-1)), resample=Image.Resampling.BICUBIC))
 
 
 # ----------------------------------------------------------------------------- the builder
@@ -672,14 +672,15 @@ def create_footage_avatar(
         talking = _moving_mouth(shapes[:, 0], found)
 
     chosen = _parts(found, talking, pose, user)
-    if chosen["talking"] is None:
+    talking_frames = chosen["talking"]
+    if talking_frames is None:
         log.warning("no talking found in %s: the mouths come from silent footage", clip.name)
-        chosen["talking"] = found.copy()
-    talking_s = float(chosen["talking"].sum() / FPS)
+        talking_frames = chosen["talking"] = found.copy()
+    talking_s = float(talking_frames.sum() / FPS)
     if talking_s < MIN_TALKING_S:
         log.warning("only %.0f s of talking in %s: more footage (90 s is good) gives better mouths; "
                     "the avatar still works", talking_s, clip.name)
-    calib = _calibrate(shapes, found, chosen["talking"], audio_ch)
+    calib = _calibrate(shapes, found, talking_frames, audio_ch)
 
     loops: dict[str, dict] = {}
     ranges: dict[str, tuple[int, int]] = {}
@@ -790,7 +791,8 @@ def _second_pass(
     # the base's outline bounds the blend frame after frame: smoothed, or its edge would shimmer
     found = np.isfinite(pose.canonical[:, 0, 0])
     outline = _smooth(np.nan_to_num(pose.canonical[:, oval_index]), 1.5, found)
-    bufs, encoders, arrays = {}, {}, {}
+    bufs, encoders = {}, {}
+    arrays: dict[str, np.ndarray] = {}
     preroll: dict[str, list[np.ndarray]] = {name: [] for name in ranges}
     for name, (a, b) in ranges.items():
         bufs[name] = io.BytesIO()
@@ -816,7 +818,7 @@ def _second_pass(
             if a - CROSSFADE <= i < b:
                 if img is None:
                     img = Image.fromarray(rgb)
-                frame = np.asarray(img.resize((W, H), Image.LANCZOS, box=framing.box(i)))
+                frame = np.asarray(img.resize((W, H), Image.Resampling.LANCZOS, box=framing.box(i)))
                 if i < a:
                     preroll[name].append(frame)
                     continue
@@ -836,8 +838,8 @@ def _second_pass(
                 out, stream = encoders[name]
                 for p in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     out.mux(p)
-        k = atlas_index.get(i)
-        if k is not None:
+        ck = atlas_index.get(i)  # this frame's atlas crop, if any
+        if ck is not None:
             if img is None:
                 img = Image.fromarray(rgb)
             # canonical box pixel -> canvas (frame's pose) -> clip frame, in one warp
@@ -846,10 +848,10 @@ def _second_pass(
             to_frame = to_canvas / framing.scale
             to_frame[:, 2] += framing.origin(i)
             crop = _warp(img, to_frame, (bw, bh))
-            atlas_ring[k] = _sample_mean(crop, mask_pts)
+            atlas_ring[ck] = _sample_mean(crop, mask_pts)
             buf = io.BytesIO()
             Image.fromarray(crop).save(buf, format="JPEG", quality=JPEG_QUALITY)
-            jpegs[k] = buf.getvalue()
+            jpegs[ck] = buf.getvalue()
         if i - last >= 10:
             progress(i / n)
             last = i
@@ -857,7 +859,7 @@ def _second_pass(
         # light changes slowly; frame-to-frame differences in the ring are sampling noise,
         # and a gain that follows them makes the mouth shimmer
         arrays[f"{name}_ring"] = _smooth(arrays[f"{name}_ring"], 4.0).astype(np.float32)
-    files = {}
+    files: dict[str, bytes | list[bytes]] = {}  # "_atlas": the crops' JPEGs, one per crop
     blobs: list[bytes] = []
     for name in ranges:
         offsets = np.zeros(len(masks[name]) + 1, np.int64)

@@ -194,7 +194,7 @@ def _letterbox(img: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     h, w = img.shape[:2]
     s = _DET_SIZE / max(h, w)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    small = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
+    small = np.asarray(Image.fromarray(img).resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0))
     canvas = np.zeros((_DET_SIZE, _DET_SIZE, 3), np.uint8)
     px, py = (_DET_SIZE - nw) // 2, (_DET_SIZE - nh) // 2
     canvas[py:py + nh, px:px + nw] = small

@@ -35,7 +35,7 @@ def _get_session():
 def run_model(rgb: np.ndarray) -> np.ndarray:
     """The model's person probability (256x256 float32) for an RGB uint8 picture,
     stretched to the model's square input as MediaPipe does."""
-    x = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((SIZE, SIZE), Image.BILINEAR), np.float32)
+    x = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((SIZE, SIZE), Image.Resampling.BILINEAR), np.float32)
     sess = _get_session()
     out = sess.run(None, {sess.get_inputs()[0].name: (x / 255.0)[None]})[0]
     return np.ascontiguousarray(out[0, ..., 0], np.float32)

@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -122,12 +123,19 @@ def _stream_end(c: av.container.InputContainer, s: av.VideoStream) -> float | No
     return ((c.start_time or 0) + c.duration) / av.time_base if c.duration else None
 
 
+def _time_base(s: av.stream.Stream) -> Fraction:
+    """The stream's time base; FFmpeg sets one on every stream of an opened input."""
+    tb = s.time_base
+    assert tb is not None, "an opened stream has a time base"
+    return tb
+
+
 def _demuxed_end(c: av.container.InputContainer, s: av.VideoStream) -> float | None:
     """Last pts + duration of the video packets: for containers whose header has no duration."""
     end = None
     for pkt in c.demux(s):
         if pkt.pts is not None:
-            t = float((pkt.pts + (pkt.duration or 0)) * s.time_base)
+            t = float((pkt.pts + (pkt.duration or 0)) * _time_base(s))
             end = t if end is None else max(end, t)
     return end
 
@@ -201,7 +209,7 @@ def probe_clip(path: str | os.PathLike) -> ClipInfo:
         rotation = _clockwise(first)
         w, h = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
         rate = s.average_rate or s.guessed_rate or s.base_rate
-        span = float((max(pts) - min(pts)) * s.time_base) if len(pts) > 1 else 0.0
+        span = float((max(pts) - min(pts)) * _time_base(s)) if len(pts) > 1 else 0.0
         fps = float(rate) if rate else (len(pts) - 1) / span if span > 0 else 25.0
         a = c.streams.audio[0] if c.streams.audio else None
         return ClipInfo(
@@ -284,7 +292,7 @@ def read_frames(
             # A keyframe before start_s (half a second early, as demuxers may seek on decode
             # timestamps); decoding on from there finds the frame on screen at start_s.
             try:
-                c.seek(int((info.start_s + start_s - 0.5) / s.time_base), stream=s, backward=True)
+                c.seek(int((info.start_s + start_s - 0.5) / _time_base(s)), stream=s, backward=True)
             except av.FFmpegError:
                 c.seek(0)
         try:
@@ -293,7 +301,7 @@ def read_frames(
                 if t <= last_t:  # a duplicate or out-of-order timestamp: keep the earlier frame
                     continue
                 if frame.duration:
-                    last_dt = float(frame.duration * s.time_base)
+                    last_dt = float(frame.duration * _time_base(s))
                 # The first frame also stands for the times before it.
                 while shown is not None and target < t - _EPS and target < end - _EPS:
                     yield out()
@@ -341,7 +349,7 @@ def read_audio(info: ClipInfo, rate: int = 16000) -> np.ndarray | None:
         except (av.FFmpegError, ValueError) as exc:
             raise CorruptVideoError(f"{info.path}: the audio does not decode: {exc}") from exc
     if first_t is None:
-        first_t = float(a.start_time * a.time_base) if a.start_time is not None else info.start_s
+        first_t = float(a.start_time * _time_base(a)) if a.start_time is not None else info.start_s
     pcm = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     # Align to the first video frame: pad when the audio starts later, trim when earlier.
     offset = round((first_t - info.start_s) * rate)

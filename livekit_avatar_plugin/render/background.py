@@ -95,7 +95,7 @@ def background_frame(spec: BackgroundSpec, width: int, height: int) -> np.ndarra
     ih, iw = img.shape[:2]
     s = max(width / iw, height / ih)
     rw, rh = max(width, round(iw * s)), max(height, round(ih * s))
-    scaled = np.asarray(Image.fromarray(img).resize((rw, rh), Image.LANCZOS))
+    scaled = np.asarray(Image.fromarray(img).resize((rw, rh), Image.Resampling.LANCZOS))
     x0, y0 = (rw - width) // 2, (rh - height) // 2
     return np.ascontiguousarray(scaled[y0 : y0 + height, x0 : x0 + width])
 
@@ -151,6 +151,12 @@ class BackgroundRenderer:
     background (``background_plate``), so ``out = I + (1 - a) (new - old)`` over the
     canvas (``roi``), the extension around it composited once.
     """
+
+    _size: tuple[int, int]
+    _static: np.ndarray
+    _bg4: np.ndarray
+    _tex: np.ndarray | None  # photo renderers: the premultiplied texture
+    _old4: np.ndarray | None  # footage renderers: the old background plate
 
     def __init__(self, inner: Any, background: BackgroundSpec, *, shared: BackgroundRenderer | None = None):
         self.inner = inner
@@ -210,6 +216,7 @@ class BackgroundRenderer:
         if self._photo:
             self.compose_premultiplied(frame[y0:y1, x0:x1], self._bg4[y0:y1, x0:x1], out[y0:y1, x0:x1])
         else:
+            assert self._old4 is not None  # _prepare set the plate for a footage renderer
             self.compose_difference(frame[y0:y1, x0:x1], self._old4[y0:y1, x0:x1], self._bg4[y0:y1, x0:x1],
                                     out[y0:y1, x0:x1])
         self.compose_s = time.perf_counter() - t0  # the background's own cost (bench)
@@ -238,4 +245,4 @@ class BackgroundRenderer:
         cv2.add(dst, cv2.multiply(new4, inv4, scale=1 / 255), dst=dst)
         # clear of the person the new background exactly: the frame's noise and light
         # changes against the plate stay behind
-        cv2.copyTo(new4, cv2.compare(a, 0, cv2.CMP_EQ), dst)
+        cv2.copyTo(new4, cv2.compare(a, 0, cv2.CMP_EQ), dst)  # type: ignore[call-overload]  # cv2 stubs lack compare's scalar src2

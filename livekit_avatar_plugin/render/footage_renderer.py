@@ -16,7 +16,7 @@ static extension around a canvas narrower than the output are shared through
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import cv2
 import numpy as np
@@ -31,6 +31,9 @@ from livekit_avatar_plugin.face.footage import (
     invert_affine,
 )
 from livekit_avatar_plugin.state import ConversationState
+
+if TYPE_CHECKING:
+    import av
 
 # One thread: sessions share the process's drawing thread, and OpenCV's pool would
 # compete with the other sessions' work for the same cores.
@@ -92,7 +95,7 @@ class _Layout:
         pad = ((rows.start, h - rows.stop), (cols.start, w - cols.stop)) + ((0, 0),) * (scaled.ndim - 2)
         out = np.ascontiguousarray(np.pad(scaled[self.src], pad, mode="edge"))
         if any(p for side in pad[:2] for p in side):
-            keep = np.zeros((h, w), np.uint8)
+            keep: np.ndarray = np.zeros((h, w), np.uint8)  # then float32 weights
             keep[self.dst] = 255
             keep = np.asarray(Image.fromarray(keep).filter(ImageFilter.GaussianBlur(4)), np.float32) / 255
             radius = max(8, min(w, h) // 12)
@@ -117,7 +120,7 @@ class _LoopPlayer:
         self._packet = av.Packet
         self._next = 0
         self._index = -1
-        self._frame = None
+        self._frame: np.ndarray | None = None  # frame _index as RGBA
         self._size = layout.scaled
 
     def rgba(self, i: int) -> np.ndarray:
@@ -128,7 +131,7 @@ class _LoopPlayer:
             if i < self._next - 1 or i - self._next >= KEY_INTERVAL or self._frame is None and i % KEY_INTERVAL:
                 self._ctx.flush_buffers()
                 self._next = i - i % KEY_INTERVAL
-            frame = self._frame
+            frame: av.VideoFrame | None = None
             while self._next <= i:
                 for out in self._ctx.decode(self._packet(self.loop.packets[self._next])):
                     frame = out
@@ -137,8 +140,11 @@ class _LoopPlayer:
                 raise RuntimeError(f"loop {self.loop.file} did not decode frame {i}")
             if (frame.width, frame.height) != self._size:  # scale in YUV: a quarter of the samples
                 frame = frame.reformat(width=self._size[0], height=self._size[1], interpolation="BICUBIC")
-            self._frame = frame.to_ndarray(format="rgba")
+            rgba = frame.to_ndarray(format="rgba")
+            self._frame = rgba
             self._index = i
+            return rgba
+        assert self._frame is not None  # _index >= 0: a frame was decoded
         return self._frame
 
 
@@ -194,7 +200,7 @@ class _MouthChooser:
         if self._dissolve is not None:  # the second half of a dissolve begun last frame
             i, self._dissolve = self._dissolve, None
             return i, i, 0.0
-        if steady and np.abs(a.poses[prev] - pose).max() < self.STEADY_POSE:
+        if steady and prev is not None and np.abs(a.poses[prev] - pose).max() < self.STEADY_POSE:
             return prev, prev, 0.0  # the channels have not moved: neither does the mouth
         self._chosen_for[:] = targets[0]
         targets = targets.copy()
@@ -217,7 +223,7 @@ class _MouthChooser:
                 cost[prev + 1] += self.FOLLOW_COST - self.JUMP_COST
         i = int(np.argmin(cost))
         self._prev = i
-        if steady and i != prev:
+        if steady and prev is not None and i != prev:
             # the head turned away from a mouth held still: dissolve over two frames, no pop
             self._dissolve = i
             return prev, i, 0.5
@@ -291,6 +297,8 @@ class _MouthShaper:
 
 class FootageRenderer:
     """Renders frames of one footage avatar at one output size. One per session."""
+
+    layout: _Layout
 
     def __init__(self, avatar: FootageAvatar, width: int = 512, height: int = 512, *,
                  ring: int = 8, template: FootageRenderer | None = None) -> None:
@@ -368,6 +376,7 @@ class FootageRenderer:
     def background_plate(self) -> np.ndarray:
         """The footage's own background behind the person, (H, W, 3) uint8 at the output size."""
         sw, sh = self.layout.scaled
+        assert self.avatar.plate is not None, "the footage has no background plate (has_masks)"
         plate = cv2.resize(self.avatar.plate, (sw, sh), interpolation=cv2.INTER_AREA)
         return self.layout.extended(plate)
 
@@ -524,7 +533,8 @@ class FootageRenderer:
             return
         alpha = self._alpha(loop, f, (i, j) if w > 0 else (i,))
         # only the part of the box the mask covers this frame is drawn: a fifth less work
-        part = cv2.boundingRect(alpha)
+        bx, by, bw, bh = cv2.boundingRect(alpha)
+        part = (bx, by, bw, bh)
         drawn = self._bounds(m, part, region.shape) if part[2] and part[3] else None
         if drawn is None:
             return

@@ -146,8 +146,9 @@ class HeadMotion:
 
     def step(self, state: ConversationState, t: float, energy: float = 0.0, pitch: float = 0.0) -> np.ndarray:
         """Advance to time ``t`` (s); returns the pose (8 values, owned by this object)."""
-        first = self._last_t is None
-        dt = 0.04 if first else min(max(t - self._last_t, 0.0), 0.25)
+        last = self._last_t
+        first = last is None
+        dt = 0.04 if last is None else min(max(t - last, 0.0), 0.25)
         self._last_t = t
         speaking = state == ConversationState.SPEAKING
         e = min(max(float(energy), 0.0), 1.0) if speaking and math.isfinite(energy) else 0.0

@@ -82,6 +82,7 @@ class FaceRenderer:
     """Renders frames of one avatar at one output size. One per session; not thread-safe."""
 
     follows_pitch = True  # the generator passes each speech frame's f0: brows follow the intonation
+    _shared: tuple[str, ...]  # attributes a template renderer's copies share (set in __init__)
 
     def __init__(
         self,
@@ -159,7 +160,7 @@ class FaceRenderer:
             from PIL import Image
 
             pre = s * 1.5
-            src = np.asarray(Image.fromarray(av.image).resize((max(1, round(iw * pre)), max(1, round(ih * pre))), Image.BOX))
+            src = np.asarray(Image.fromarray(av.image).resize((max(1, round(iw * pre)), max(1, round(ih * pre))), Image.Resampling.BOX))
             m = np.array([[pre / s, 0, ((0.5 - ox) / s) * pre - 0.5], [0, pre / s, ((0.5 - oy) / s) * pre - 0.5]])
         base = L.warp_affine(src, m, (W, H))
         msk = np.ascontiguousarray(L.warp_affine(av.person[..., None], to_photo, (W, H))[..., 0])
@@ -217,7 +218,7 @@ class FaceRenderer:
         #   dy = wh * (ty + roll * (x - pivot_x)) + nod * face + brow * brow_field
         # so per frame it is two broadcasts over the ROI plus small boxes for the face and
         # brows (blinks are drawn per eye, not as a displacement field).
-        brow_dy = self._brow_field(xs, ys)
+        brow_dy = self._make_brow_field(xs, ys)
         self._setup_eyes(xs, ys)
         self._row_from_pivot = (ys[:, 0] - pcy).astype(np.float32)
         self._col_from_pivot = (xs[0] - pcx).astype(np.float32)
@@ -292,7 +293,7 @@ class FaceRenderer:
         self._tex_max = (float(len(fr) - 1), float(len(fc) - 1))
         return planes.ravel()
 
-    def _brow_field(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    def _make_brow_field(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Displacement per px of brow raise: each brow and the forehead above it move up;
         below, the skin stretches down to the upper lid's fold, and the eyes stay put."""
         fw = self.fw
