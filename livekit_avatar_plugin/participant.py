@@ -1,24 +1,16 @@
 """The avatar's side of the room: receive speech, publish synchronised audio and video.
 
-:class:`AvatarPublisher` plays the role of LiveKit's ``AvatarRunner`` with the fixes an
-avatar needs in production:
+:class:`AvatarPublisher` plays the role of LiveKit's ``AvatarRunner`` with what an avatar
+needs in production (docs/benchmarks.md has the measurements behind each):
 
-* audio and video are published under one stream name, so browsers lip-sync them;
-* both tracks are published before the first word, fed by idle frames, so the agent
-  (which waits for the avatar's video track) never stalls;
-* a single-layer track (``high``, ``medium``, ``low``) is let out to viewers once WebRTC's
-  bandwidth estimate covers its bitrate cap, so the first frame they get is coded at the
-  full rate; speech that arrives meanwhile waits for them. In VP8 (the default codec)
-  the plugin encodes such a track itself (``vp8_encoder``): WebRTC's VP8 would ramp up
-  over the first two seconds;
-* audio is the clock: each video frame goes out when its audio slice starts playing, so
-  the A/V offset does not depend on which of two queues happened to fill first;
-* an interruption clears the queued audio and frames too, not only the generator, so the
-  avatar falls silent within a frame or two instead of playing out stale audio;
-* ``playback_finished`` is reported exactly once for every segment the agent started,
-  interrupted or not, so ``say()`` never hangs waiting for it.
+* audio and video go out under one stream name, so browsers lip-sync them, and both are
+  published before the first word, fed by idle frames, so the agent never stalls;
+* a single-layer track opens to viewers once WebRTC's bandwidth estimate covers its cap,
+  so their first frame is coded at the full rate (VP8 is encoded here: ``vp8_encoder``);
+* audio is the clock: each video frame goes out as its audio slice starts playing;
+* an interruption clears the queued audio and frames too, so the avatar falls silent at once;
+* ``playback_finished`` is reported once for every segment, with what was heard.
 """
-
 from __future__ import annotations
 
 import asyncio

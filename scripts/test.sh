@@ -5,6 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh dev,demo || exit 1
 .venv/bin/ruff check . || { echo "ruff found the problems above: fix them first" >&2; exit 1; }
+.venv/bin/mypy || { echo "mypy found the type errors above: fix them first" >&2; exit 1; }
 .venv/bin/python -m pytest -ra "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
