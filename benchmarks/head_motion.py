@@ -32,11 +32,8 @@ blink; the iris's spread; the head's when not speaking.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +52,7 @@ from livekit_avatar_plugin.render.motion import PITCH_KEY, frame_pitch  # noqa: 
 from livekit_avatar_plugin.state import ConversationState as S  # noqa: E402
 from livekit_avatar_plugin.training.data import cache_dir  # noqa: E402
 from livekit_avatar_plugin.training.evaluate import get_eval_set  # noqa: E402
+from tests.git_versions import module_at  # noqa: E402
 
 BEFORE = "1f6b36f25d278142ac38e50cf5c59cdb1b8d9da8"  # the last commit with sine-wave head motion
 FPS = 25.0
@@ -91,17 +89,6 @@ class Run:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in vars(self).items()}
-
-
-def _old_renderer(tmp: Path):
-    """The renderer module as it was before the eyes-and-head change."""
-    source = subprocess.run(["git", "show", f"{BEFORE}:livekit_avatar_plugin/render/renderer.py"],
-                            cwd=ROOT, check=True, capture_output=True).stdout
-    (tmp / "old_renderer.py").write_bytes(source)
-    spec = importlib.util.spec_from_file_location("old_renderer", tmp / "old_renderer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- the audio's events ------------------------------------------------------------------------
@@ -461,7 +448,7 @@ def main() -> None:
     motion = pipeline.create_motion()
     channels = tuple(motion.channels)
     utts = get_eval_set("flite", args.utterances, cache_dir())
-    old = _old_renderer(Path(tempfile.mkdtemp()))
+    old = module_at(BEFORE)
     makers = {
         "before (sine-wave head, upper-lid blinks)": lambda: old.FaceRenderer(pipeline.avatar, 512, 512, seed=args.seed),
         "after (prosody, both lids, gaze)": lambda: pipeline.create_renderer(512, 512),

@@ -9,14 +9,12 @@
     .venv/bin/python scripts/face_pictures.py
 """
 
-import importlib.util
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
@@ -25,22 +23,13 @@ from livekit_avatar_plugin.render.motion import PITCH_KEY, frame_pitch  # noqa: 
 from livekit_avatar_plugin.render.renderer import FaceRenderer  # noqa: E402
 from livekit_avatar_plugin.state import ConversationState as S  # noqa: E402
 from livekit_avatar_plugin.training.phonemes import CHANNELS, PHONES  # noqa: E402
+from git_versions import module_at  # noqa: E402
 
 BEFORE = "1f6b36f25d278142ac38e50cf5c59cdb1b8d9da8"  # the last commit before the mouth, eyes and head work
 IMG = ROOT / "docs" / "img"
 SHAPES = (("closed /m/", "m"), ('"a" /aa/', "aa"), ('"ee" /iy/', "iy"), ('"oo" /uw/', "uw"), ('"f/v" /f/', "f"),
           ("blink", None))  # fmt: skip
 TILE = 220
-
-
-def _old_renderer_class(tmp: Path):
-    source = subprocess.run(["git", "show", f"{BEFORE}:livekit_avatar_plugin/render/renderer.py"],
-                            cwd=ROOT, check=True, capture_output=True).stdout
-    (tmp / "old_renderer.py").write_bytes(source)
-    spec = importlib.util.spec_from_file_location("old_renderer", tmp / "old_renderer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FaceRenderer
 
 
 def _shape(cls, phone, old: bool) -> np.ndarray:
@@ -76,10 +65,9 @@ def before_after() -> Path:
     ex, ey = probe.pts[[33, 263], :2].mean(0)
     ew = 1.1 * probe.fw  # both eyes, the same 2:1 shape as the mouth's crop
     eyes_box = tuple(int(v) for v in (ex - ew / 2, ey - ew / 4, ex + ew / 2, ey + ew / 4))
-    with tempfile.TemporaryDirectory() as tmp:
-        old_cls = _old_renderer_class(Path(tmp))
-        rows = [("before", [_shape(old_cls, p, True) for _, p in SHAPES]),
-                ("after", [_shape(FaceRenderer, p, False) for _, p in SHAPES])]  # fmt: skip
+    old_cls = module_at(BEFORE).FaceRenderer
+    rows = [("before", [_shape(old_cls, p, True) for _, p in SHAPES]),
+            ("after", [_shape(FaceRenderer, p, False) for _, p in SHAPES])]  # fmt: skip
     zoom_h = TILE // 2
     row_h = 22 + TILE + zoom_h + 6
     sheet = Image.new("RGB", (TILE * len(SHAPES), 28 + row_h * len(rows)), "white")

@@ -6,8 +6,6 @@ by the current one.
     .venv/bin/python scripts/framing_pictures.py   # docs/img/framing_before_after.png
 """
 
-import importlib.util
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,23 +17,13 @@ BEFORE = "8bceca90aadec00cdbcdf6018c9aaedc991ba554"  # the last commit with the 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 import test_framing as T  # noqa: E402
+from git_versions import module_at  # noqa: E402
 from livekit_avatar_plugin.face.avatar import create_avatar  # noqa: E402
 from livekit_avatar_plugin.render.renderer import FaceRenderer  # noqa: E402
 from livekit_avatar_plugin.state import ConversationState  # noqa: E402
 
 CASES = ("face near the top right corner", "cut at the chin's level below")
 NAMES = ("the photo", "before, 512x512", "before, portrait", "after, 512x512", "after, portrait")
-
-
-def _old_renderer(tmp: Path):
-    """The renderer module as it was before the framing change."""
-    source = subprocess.run(["git", "show", f"{BEFORE}:livekit_avatar_plugin/render/renderer.py"],
-                            cwd=ROOT, check=True, capture_output=True).stdout
-    (tmp / "old_renderer.py").write_bytes(source)
-    spec = importlib.util.spec_from_file_location("old_renderer", tmp / "old_renderer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(tmp: Path, key: str, renderers: tuple, font) -> Image.Image:
@@ -62,7 +50,7 @@ def _row(tmp: Path, key: str, renderers: tuple, font) -> Image.Image:
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp())
-    renderers = (_old_renderer(tmp).FaceRenderer, FaceRenderer)
+    renderers = (module_at(BEFORE).FaceRenderer, FaceRenderer)
     font = ImageFont.load_default(size=18)
     rows = [_row(tmp, key, renderers, font) for key in CASES]
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
