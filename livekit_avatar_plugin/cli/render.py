@@ -115,6 +115,7 @@ def _bar(i: int, n: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from livekit_avatar_plugin.face.avatar import AvatarPackageError, default_avatar, load_package
     from livekit_avatar_plugin.face.footage import FootageAvatar
+    from livekit_avatar_plugin.render.motion import PITCH_KEY, frame_pitch
     from livekit_avatar_plugin.render.renderer import FaceRenderer
     from livekit_avatar_plugin.state import ConversationState
 
@@ -183,9 +184,12 @@ def run(args: argparse.Namespace) -> int:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
         stdin = proc.stdin
         assert stdin is not None  # stdin=PIPE
+        follows_pitch = bool(getattr(r, "follows_pitch", False))
         try:
             for i in range(n):
                 mouth = {name: float(curves[i, k]) for k, name in enumerate(channels)}
+                if follows_pitch:  # each frame's pitch, as a session hands it over
+                    mouth[PITCH_KEY] = frame_pitch(pcm[int(i * sr / fps):int((i + 1) * sr / fps)], sr)
                 state = ConversationState.SPEAKING if energy[i] > 0.05 else ConversationState.IDLE
                 frame = r.render(mouth, state, i / fps, float(energy[i]))
                 stdin.write(frame.tobytes())

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..render.motion import PITCH_KEY, frame_pitch
 from ..training import metrics as M
 from ..training import phonemes as P
 
@@ -326,6 +327,7 @@ def measure_avatar(
         times = np.concatenate([(np.arange(n_lead) - n_lead + 0.5) / fps, centres])
         gap, width, chin = np.full(len(times), np.nan), np.full(len(times), np.nan), np.full(len(times), np.nan)
         found = np.zeros(len(times), bool)
+        follows_pitch = bool(getattr(renderer, "follows_pitch", False))
         for i in range(len(times)):
             if i < n_lead:
                 rgb = renderer.render(rest, ConversationState.IDLE, index / fps, 0.0)
@@ -334,6 +336,8 @@ def measure_avatar(
                 chunk = pcm[int(round(k * spf)) : int(round((k + 1) * spf))]
                 chunk = np.pad(chunk, (0, max(0, int(round(spf)) - len(chunk))))
                 m = {name: float(at[k, c]) for c, name in enumerate(channels)}
+                if follows_pitch:  # as the generator hands it over
+                    m[PITCH_KEY] = frame_pitch(chunk, u.sr)
                 if look_ahead is not None and k + 1 < n:  # as the generator offers it
                     look_ahead(channels, at[k + 1: k + 1 + LOOK_AHEAD_FRAMES])
                 rgb = renderer.render(m, ConversationState.SPEAKING, index / fps, _energy(chunk))
