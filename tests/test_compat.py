@@ -14,11 +14,14 @@ from livekit_avatar_plugin import _compat
 from livekit_avatar_plugin.speech_stream import SpeechStreamOutput
 
 
+# The tests are async: LiveKit's rooms and outputs need a running event loop.
+
+
 def _explain(use: str) -> str:
     return f"LiveKit changed a private API the plugin relies on ({use}): update livekit_avatar_plugin/_compat.py"
 
 
-def test_participant_audio_output_is_an_audio_output_with_the_arguments_we_pass():
+async def test_participant_audio_output_is_an_audio_output_with_the_arguments_we_pass():
     try:
         from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
     except ImportError:
@@ -31,7 +34,7 @@ def test_participant_audio_output_is_an_audio_output_with_the_arguments_we_pass(
     assert callable(getattr(output, "start", None)), _explain("_ParticipantAudioOutput.start")
 
 
-def test_byte_stream_handlers_are_found_by_topic():
+async def test_byte_stream_handlers_are_found_by_topic():
     room = rtc.Room()
     assert _compat.byte_stream_handler(room, "lk.audio_stream") is None
 
@@ -42,7 +45,7 @@ def test_byte_stream_handlers_are_found_by_topic():
     assert _compat.byte_stream_handler(room, "lk.audio_stream") is handler, _explain("Room._byte_stream_handlers")
 
 
-def test_data_stream_output_keeps_its_writer_and_pushed_duration_where_we_read_them():
+async def test_data_stream_output_keeps_its_writer_and_pushed_duration_where_we_read_them():
     source = inspect.getsource(DataStreamAudioOutput)
     assert f"self.{_compat.SEGMENT_WRITER_ATTRIBUTE} = " in source, _explain("DataStreamAudioOutput._stream_writer")
     assert "self._pushed_duration" in source, _explain("DataStreamAudioOutput._pushed_duration")
@@ -55,7 +58,7 @@ def test_data_stream_output_keeps_its_writer_and_pushed_duration_where_we_read_t
     assert getattr(output, _compat.SEGMENT_WRITER_ATTRIBUTE) is None
 
 
-def test_avatar_session_detaches_without_removing_anyone():
+async def test_avatar_session_detaches_without_removing_anyone():
     for name in ("_agent_session", "_wait_avatar_join_task"):
         assert name in inspect.getsource(AvatarSession.__init__), _explain(f"AvatarSession.{name}")
     assert callable(getattr(AvatarSession, "_on_conversation_item_added", None)), _explain(
@@ -82,7 +85,7 @@ def test_avatar_session_detaches_without_removing_anyone():
     assert session._agent_session is None and session._wait_avatar_join_task is None
 
 
-def test_lk_rpc_handler_tables_are_class_wide_and_we_can_drop_our_entries():
+async def test_lk_rpc_handler_tables_are_class_wide_and_we_can_drop_our_entries():
     from livekit.agents.voice.avatar import DataStreamAudioReceiver
 
     tables = {
