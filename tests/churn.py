@@ -42,6 +42,7 @@ class Holdings:
     # asyncio.to_thread's pool grows to min(32, cores + 4) idle workers under concurrency
     # and keeps them for reuse: bounded, so reported but not counted as held.
     pool_threads: int = 0
+    thread_names: tuple[str, ...] = ()  # the OS threads' names, to say which one is extra
 
     @classmethod
     def now(cls) -> Holdings:
@@ -64,10 +65,11 @@ class Holdings:
             onnx_sessions=sum(isinstance(o, ort.InferenceSession) for o in objects),
             sessions_alive=sum(isinstance(o, (AvatarSession, AgentSession, rtc.Room)) for o in objects),
             rss_mb=psutil.Process().memory_info().rss / 2**20,
+            thread_names=tuple(thread_names()),
         )
 
     def counts(self) -> dict[str, int]:
-        return {k: v for k, v in vars(self).items() if k not in ("rss_mb", "pool_threads")}
+        return {k: v for k, v in vars(self).items() if k not in ("rss_mb", "pool_threads", "thread_names")}
 
 
 @dataclass
@@ -82,6 +84,12 @@ class ChurnReport:
         """Counts above what the process held after its first session."""
         first, last = self.after_first.counts(), self.after_all.counts()
         return {k: last[k] - first[k] for k in first if last[k] > first[k]}
+
+    def extra_threads(self) -> list[str]:
+        """OS thread names held now and not after the first session."""
+        from collections import Counter
+
+        return sorted((Counter(self.after_all.thread_names) - Counter(self.after_first.thread_names)).elements())
 
     def rss_growth(self) -> float:
         return self.after_all.rss_mb / self.after_first.rss_mb - 1.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .churn import run_churn, thread_names
+from .churn import run_churn
 
 
 @pytest.mark.livekit_server
@@ -18,5 +18,5 @@ async def test_churn_fifty_in_a_row_and_ten_at_once_leak_nothing(livekit_server)
     print(f"\nchurn: {report.sessions} sessions in {report.seconds:.0f} s; first {report.after_first}; "
           f"last {report.after_all}; RSS {report.rss_growth():+.1%}")
     assert report.wrong_playback == []
-    assert report.leaked() == {}, thread_names()
+    assert report.leaked() == {}, report.extra_threads()
     assert report.after_all.sessions_alive == 0
