@@ -54,7 +54,8 @@ class Holdings:
         gc.collect()
         objects = gc.get_objects()
         return cls(
-            os_threads=len(os.listdir("/proc/self/task")),
+            # asyncio's idle pool workers (counted apart, below) are OS threads too
+            os_threads=len(os.listdir("/proc/self/task")) - sum(t.name.startswith("asyncio_") for t in threading.enumerate()),
             # _DummyThread entries stand for native threads that once called into Python and
             # are never removed; os_threads counts the real ones.
             py_threads=sum(not t.name.startswith("asyncio_") and not isinstance(t, threading._DummyThread)
