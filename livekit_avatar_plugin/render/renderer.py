@@ -78,6 +78,10 @@ def _interp_curve(pts: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.interp(xs, pts[order, 0], pts[order, 1])
 
 
+# The lip-sync channels the mouth reads, each clipped to 0..1.
+_CHANNELS = ("jaw_open", "lips_closed", "lip_round", "lip_spread", "labiodental")
+
+
 class FaceRenderer:
     """Renders frames of one avatar at one output size. One per session; not thread-safe."""
 
@@ -559,19 +563,16 @@ class FaceRenderer:
         self._last_t = t
         state = ConversationState(state)
         self.motion.step(state, t, energy, float(mouth.get(PITCH_KEY, 0.0) or 0.0))
-        jaw_in = float(np.clip(mouth.get("jaw_open", 0.0) or 0.0, 0, 1))
-        closed_in = float(np.clip(mouth.get("lips_closed", 0.0) or 0.0, 0, 1))
+        jaw_in, closed_in, round_in, spread_in, labio_in = (
+            min(max(float(mouth.get(name, 0.0) or 0.0), 0.0), 1.0) for name in _CHANNELS
+        )
         if state == ConversationState.SPEAKING:
             # speech's nearly shut mouth is shut: the photo's own parted lips (a smile's
             # teeth) close as the opening falls to nothing, not only at p/b/m
-            spread_in = float(np.clip(mouth.get("lip_spread", 0.0) or 0.0, 0, 1))
             rest = REST_CLOSE * (1.0 - jaw_in / CLOSE_BELOW) * (1.0 - 0.6 * spread_in) if jaw_in < CLOSE_BELOW else 0.0
             closed_in = max(closed_in, rest)  # ("ee" keeps the photo's smile: its teeth show)
         closed_in = min(1.0, CLOSE_GAIN * closed_in)  # a closure the model only half signals still shuts
-        m_in = np.array([jaw_in, closed_in,
-                         float(np.clip(mouth.get("lip_round", 0.0) or 0.0, 0, 1))
-                         - SPREAD_K * float(np.clip(mouth.get("lip_spread", 0.0) or 0.0, 0, 1)),
-                         float(np.clip(mouth.get("labiodental", 0.0) or 0.0, 0, 1))])
+        m_in = np.array([jaw_in, closed_in, round_in - SPREAD_K * spread_in, labio_in])
         am = 1.0 if first else 1 - math.exp(-dt / 0.025)
         self._mouth += (m_in - self._mouth) * am
         return self._draw(self._mouth, self.motion.blink)
