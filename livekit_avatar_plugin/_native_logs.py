@@ -47,3 +47,24 @@ def stop_forwarding_native_logs() -> bool:
         logger.debug("native log capture left on: %r", exc)
         return False
     return True
+
+
+class _ClosedNegotiationFilter(logging.Filter):
+    """Demotes to DEBUG the ERROR LiveKit's Rust core logs when a room is left while its
+    publisher is mid offer/answer: the connection is already closed, nothing is lost, and
+    on shutdown (Ctrl-C a moment after speech starts) it read as a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            message = record.getMessage()
+            if "failed to negotiate the publisher" in message and "wrong state: closed" in message:
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_CLOSED_NEGOTIATION = _ClosedNegotiationFilter()
+
+
+def quiet_closed_negotiation() -> None:
+    """Install the filter above on LiveKit's logger (once per process)."""
+    logging.getLogger("livekit").addFilter(_CLOSED_NEGOTIATION)

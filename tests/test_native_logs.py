@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from livekit_avatar_plugin import _native_logs
+
 from .av_harness import make_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -103,3 +105,31 @@ def test_the_worker_command_turns_native_log_capture_off(monkeypatch):
     )  # fmt: skip
     assert worker_cli._run(args) == 0
     assert calls == [1]
+
+
+def test_lk_rust_log_of_a_negotiation_on_a_closed_connection_is_demoted_and_others_are_not():
+    import logging
+
+    from livekit.rtc.log import logger as rtc_logger  # where LiveKit's Rust core logs land
+
+    assert rtc_logger.name == "livekit", "LiveKit's native logs moved to another logger"
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    rtc_logger.addHandler(handler)
+    _native_logs.quiet_closed_negotiation()
+    _native_logs.quiet_closed_negotiation()  # once per process, however often sessions start
+    try:
+        assert rtc_logger.filters.count(_native_logs._CLOSED_NEGOTIATION) == 1
+        target = "livekit::rtc_engine::rtc_session"
+        closed = (
+            'failed to negotiate the publisher: Rtc(RtcError { error_type: InvalidState, message: '
+            '"Failed to set local offer sdp: Called in wrong state: closed" })'
+        )
+        other = 'failed to negotiate the publisher: Rtc(RtcError { error_type: Internal, message: "x" })'
+        rtc_logger.error("%s:%s:%s - %s", target, 2526, target, closed)
+        rtc_logger.error("%s:%s:%s - %s", target, 2526, target, other)
+        assert [r.getMessage().endswith(other) for r in seen] == [True]
+        assert seen[0].levelno == logging.ERROR
+    finally:
+        rtc_logger.removeHandler(handler)
