@@ -19,7 +19,7 @@ from .face.avatar import AvatarCreationError
 from .face.package import AvatarPackageError
 from .lifecycle import AvatarClosedEvent, CloseReason
 from .pipeline import FacePipeline, prewarm
-from .session import AvatarFailedEvent, AvatarSession, AvatarSessionError
+from .session import AvatarFailedEvent, AvatarRecoveredEvent, AvatarSession, AvatarSessionError
 from .state import ConversationState
 from .turns import Protection, ProtectionReleasedEvent, ProtectionStartedEvent
 
@@ -31,6 +31,7 @@ __all__ = [
     "AvatarError",
     "AvatarFailedEvent",
     "AvatarPackageError",
+    "AvatarRecoveredEvent",
     "AvatarSession",
     "AvatarSessionError",
     "AvatarSessionOptions",

@@ -29,6 +29,12 @@ def participant_audio_output(room: rtc.Room, *, sample_rate: int) -> Any:
     )
 
 
+def participant_audio_publication(output: Any) -> rtc.LocalTrackPublication | None:
+    """The track a :func:`participant_audio_output` published, if it has (closing the
+    output leaves it published)."""
+    return output._publication
+
+
 def byte_stream_handler(room: rtc.Room, topic: str) -> Callable[..., Any] | None:
     """The handler registered for ``topic``, to wrap it (the room has no getter)."""
     return room._byte_stream_handlers.get(topic)

@@ -74,6 +74,8 @@ class FailoverAudioOutput(AudioOutput):
         self._segments: deque[_Segment] = deque()
         self._active = primary
         self._failed_over = False
+        self._pending: AudioOutput | None = None  # a face back, waiting for the next reply
+        self._closing: set[asyncio.Task[None]] = set()  # fallbacks being taken down
         self._lock = asyncio.Lock()
         self._listen(primary)
 
@@ -91,6 +93,8 @@ class FailoverAudioOutput(AudioOutput):
         async with self._lock:  # never interleave with a failover's replay
             await super().capture_frame(frame)
             if not self._segments or self._segments[-1].flushed:
+                if self._pending is not None and not self._segments:
+                    self._switch_back()
                 self._segments.append(_Segment())
             self._segments[-1].frames.append(frame)
             await self._active.capture_frame(frame)
@@ -127,6 +131,9 @@ class FailoverAudioOutput(AudioOutput):
 
     async def failover(self, heard_s: float) -> None:
         """Switch to the fallback sink; ``heard_s`` of the oldest open segment was heard."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.on_detached()  # it died before it spoke: the fallback goes on
         if self._failed_over:
             return
         async with self._lock:
@@ -137,13 +144,22 @@ class FailoverAudioOutput(AudioOutput):
             self._listen(fallback)
             self._active = fallback
             replayed = 0.0
+            heard_whole: _Segment | None = None
             for i, segment in enumerate(self._segments):
                 segment.offset = heard_s if i == 0 else 0.0
-                for frame in _skip(segment.frames, segment.offset):
+                rest = _skip(segment.frames, segment.offset)
+                for frame in rest:
                     replayed += frame.duration
                     await fallback.capture_frame(frame)
-                if segment.flushed:
+                if segment.flushed and not rest:
+                    heard_whole = segment  # the oldest, all of it heard: the fallback never plays it
+                elif segment.flushed:
                     fallback.flush()
+            if heard_whole is not None:
+                self._segments.remove(heard_whole)
+                self.on_playback_finished(
+                    playback_position=sum(f.duration for f in heard_whole.frames), interrupted=False
+                )
             logger.warning(
                 "avatar unavailable: the agent now publishes its own audio "
                 "(%d open segment(s), %.2f s replayed from where the user stopped hearing)",
@@ -155,6 +171,30 @@ class FailoverAudioOutput(AudioOutput):
         except Exception:  # noqa: BLE001 - the dead sink's cleanup is best effort
             logger.debug("detaching the avatar sink failed", exc_info=True)
 
+    def recover(self, primary: AudioOutput) -> None:
+        """The face is back: the next reply goes to ``primary``. The reply under way, and
+        any the fallback is still playing, finish where they started."""
+        stale, self._pending = self._pending, primary
+        if stale is not None:
+            stale.on_detached()
+
+    @property
+    def recovering(self) -> bool:
+        """A face is back and waits for the next reply."""
+        return self._pending is not None
+
+    def _switch_back(self) -> None:
+        primary, self._pending = self._pending, None
+        assert primary is not None
+        self._unlisten(self._active)
+        self._listen(primary)
+        self._active = primary
+        self._failed_over = False
+        logger.info("avatar back: this reply is spoken by the face again")
+        task = asyncio.ensure_future(self.aclose())  # the agent's own track goes
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def _make_fallback(self) -> Any:
         output = _compat.participant_audio_output(self._room, sample_rate=self._rate)
         # start() returns once someone subscribes; audio waits for that, as with RoomIO.
@@ -163,6 +203,8 @@ class FailoverAudioOutput(AudioOutput):
 
     async def aclose(self) -> None:
         """Unpublish the agent's own track, if the fail-over made one."""
+        if self._closing and asyncio.current_task() not in self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         fallback, self._fallback = self._fallback, None
         if fallback is None:
             return
@@ -170,8 +212,12 @@ class FailoverAudioOutput(AudioOutput):
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await starting
+        publication = _compat.participant_audio_publication(output)
         with contextlib.suppress(Exception):
             await output.aclose()
+        if publication is not None and self._room.isconnected():
+            with contextlib.suppress(Exception):
+                await self._room.local_participant.unpublish_track(publication.sid)
 
 
 class _NullAudioOutput(AudioOutput):

@@ -30,6 +30,7 @@ from livekit.agents.voice.avatar import AvatarSession as _LiveKitAvatarSession
 from livekit.agents.voice.io import AudioOutput
 
 from . import _compat
+from ._native_logs import quiet_closed_negotiation
 from ._runtime import PROVIDER
 from ._transport import ServerCredentials, Transport, TransportHooks, make_transport
 from .config import (
@@ -44,6 +45,7 @@ from .errors import AvatarSessionError
 from .failover import FailoverAudioOutput
 from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
 from .pipeline import FacePipeline
+from .recovery import RetrySchedule
 from .state import ConversationState, state_between_speech
 from .turns import Protection, TurnController, disable_false_interruption_resume
 
@@ -54,7 +56,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("livekit_avatar_plugin.session")
 
-__all__ = ["PROVIDER", "AvatarFailedEvent", "AvatarSession", "AvatarSessionError"]
+__all__ = [
+    "PROVIDER",
+    "AvatarFailedEvent",
+    "AvatarRecoveredEvent",
+    "AvatarSession",
+    "AvatarSessionError",
+]
 
 
 @dataclass(frozen=True)
@@ -68,9 +76,26 @@ class AvatarFailedEvent:
     detail: str
 
 
+@dataclass(frozen=True)
+class AvatarRecoveredEvent:
+    """Emitted as ``avatar_recovered`` when a failed avatar is back on screen.
+
+    The reply under way (spoken by the agent's own voice) finishes as it started; the next
+    one is spoken by the face. ``down_s``: seconds since the avatar failed.
+    """
+
+    down_s: float
+
+
 class AvatarSession(
     _LiveKitAvatarSession[
-        Literal["avatar_closed", "avatar_failed", "protection_started", "protection_released"]
+        Literal[
+            "avatar_closed",
+            "avatar_failed",
+            "avatar_recovered",
+            "protection_started",
+            "protection_released",
+        ]
     ]
 ):
     """A local, lip-synced avatar for one agent session.
@@ -152,6 +177,7 @@ class AvatarSession(
         self._failover: FailoverAudioOutput | None = None
         self._background: set[asyncio.Task[Any]] = set()  # fail-overs and closes begun by callbacks
         self._failed = False
+        self._retries = RetrySchedule()  # bringing a failed face back: at most 3 tries a minute
         self._closing = False
         self._session_events: list[tuple[Any, Any]] = []  # (event name, handler)
         self._agent_room: rtc.Room | None = None
@@ -227,6 +253,7 @@ class AvatarSession(
         self._agent_room = room
         self._session = agent_session
         started_at = time.monotonic()
+        quiet_closed_negotiation()
         await super().start(agent_session, room)
         disable_false_interruption_resume(agent_session)
         sink = await self._start_transport(room, started_at)
@@ -261,6 +288,7 @@ class AvatarSession(
             await self._failover.failover(0.0)
             self._failed = True
             self.emit("avatar_failed", AvatarFailedEvent(detail=str(exc)))
+            self._spawn(self._recover())
             return self._failover
         self._failover = FailoverAudioOutput(output, room=room, sample_rate=rate)
         return self._failover
@@ -328,6 +356,34 @@ class AvatarSession(
         await self._failover.failover(heard)
         logger.error("avatar failed (%s); the agent continues with audio only", detail)
         self.emit("avatar_failed", AvatarFailedEvent(detail=detail))
+        self._spawn(self._recover())
+
+    async def _recover(self) -> None:
+        """Bring the face back after a fail-over; the next reply is then spoken by it."""
+        room, failover = self._agent_room, self._failover
+        if not self._transport.recovers or room is None or failover is None:
+            return
+        failed_at = time.monotonic()
+        tries = 0
+        while not self._closing and room.isconnected():
+            await asyncio.sleep(self._retries.next_delay())
+            if self._closing:
+                return
+            tries += 1
+            try:
+                output = await self._transport.restart(room)
+            except AvatarSessionError as exc:
+                logger.warning("avatar not back yet (try %d): %s", tries, exc)
+                continue
+            if self._closing:
+                return  # closing takes the new face down with the transport
+            self._retries.reset()
+            self._failed = False
+            failover.recover(output)
+            down = time.monotonic() - failed_at
+            logger.info("avatar back on screen after %.1f s (try %d)", down, tries)
+            self.emit("avatar_recovered", AvatarRecoveredEvent(down_s=down))
+            return
 
     def _close_soon(self, reason: CloseReason, detail: str) -> None:
         if self._closing:
@@ -364,14 +420,14 @@ class AvatarSession(
             for name, handler in self._session_events:
                 with contextlib.suppress(Exception):
                     self._session.off(name, handler)
-        await self._transport.aclose(self._close_reason.value)
         current = asyncio.current_task()
-        if self._failover is not None:
-            await self._failover.aclose()
         for task in [t for t in self._background if t is not current]:
-            task.cancel()  # a fail-over under way: the session is going anyway
+            task.cancel()  # a fail-over or recovery under way: the session is going anyway
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._transport.aclose(self._close_reason.value)
+        if self._failover is not None:
+            await self._failover.aclose()
         if self._transport.separate_participant:
             # LiveKit's base class removes the participant through the server API when
             # running inside a job; outside one the transport has disconnected it.

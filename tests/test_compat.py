@@ -32,6 +32,10 @@ async def test_participant_audio_output_is_an_audio_output_with_the_arguments_we
     output = _compat.participant_audio_output(rtc.Room(), sample_rate=24000)
     assert isinstance(output, AudioOutput), _explain("_ParticipantAudioOutput is no AudioOutput")
     assert callable(getattr(output, "start", None)), _explain("_ParticipantAudioOutput.start")
+    # Unpublished before it starts; the recovery tests see it taken down once published.
+    assert _compat.participant_audio_publication(output) is None, _explain(
+        "_ParticipantAudioOutput._publication"
+    )
 
 
 async def test_byte_stream_handlers_are_found_by_topic():

@@ -52,12 +52,7 @@ async def test_avatar_dying_mid_speech_hands_over_to_the_agent(livekit_server):
         assert len(heard_from_avatar) + len(heard_from_agent) == len(clicks)
         assert heard_from_avatar and heard_from_agent
         assert max(heard_from_avatar) < min(heard_from_agent)
-
-        # Later speech goes straight to the agent's own track.
-        before = len(watcher.click_onsets(agent_id))
-        await asyncio.wait_for(session.say("clicks 1.5").wait_for_playout(), 10)
-        await asyncio.sleep(0.8)
-        assert len(watcher.click_onsets(agent_id)) - before == len(click_times(1.5))
+        # What the next reply does (the face is back by then) is tests/test_recover.py's.
 
 
 async def test_avatar_task_stopping_hands_over_too(livekit_server):

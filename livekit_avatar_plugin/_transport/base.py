@@ -68,6 +68,8 @@ class Transport(ABC):
     fails_over: bool = True
     #: the avatar is a participant of its own, removed from the room on close
     separate_participant: bool = True
+    #: after a fail-over, :meth:`restart` can bring the face back
+    recovers: bool = False
 
     def __init__(
         self,
@@ -100,6 +102,11 @@ class Transport(ABC):
     async def start(self, room: rtc.Room, *, started_at: float) -> AudioOutput:
         """Start the face for the agent in ``room``; returns where the agent's speech goes.
         Raises :class:`AvatarSessionError` when the avatar cannot start."""
+
+    async def restart(self, room: rtc.Room) -> AudioOutput:
+        """Bring a failed face back; returns where the agent's speech goes now. Raises
+        :class:`AvatarSessionError` when it cannot come back (yet)."""
+        raise AvatarSessionError(f"{type(self).__name__} cannot bring a failed face back")
 
     def heard_position(self) -> float:
         """Seconds of the current reply the user has heard."""

@@ -18,18 +18,34 @@ class DispatchTransport(RemoteTransport):
     """The worker follows the conversation from the room itself (see dispatch.worker), so
     ``set_state`` has nothing to do here."""
 
+    recovers = True
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._dispatched: DispatchedAvatar | None = None
+        self._base_identity = self.identity
+        self._restarts = 0
 
     async def start(self, room: rtc.Room, *, started_at: float) -> AudioOutput:
+        return await self._dispatch(room, self._base_identity)
+
+    async def restart(self, room: rtc.Room) -> AudioOutput:
+        """Dispatch a new avatar job (LiveKit picks a live worker), under a new identity:
+        the failed one may linger in the room until the server times it out."""
+        dead, self._dispatched = self._dispatched, None
+        if dead is not None:
+            await dead.aclose()
+        self._restarts += 1
+        return await self._dispatch(room, f"{self._base_identity}-b{self._restarts}")
+
+    async def _dispatch(self, room: rtc.Room, identity: str) -> AudioOutput:
         self._ignore_avatar_media(room)
         url, key, secret = self._credentials.resolve()
         options = self._options
         avatar = self._avatar
         request = AvatarJobRequest(
             agent_identity=room.local_participant.identity,
-            avatar_identity=self.identity,
+            avatar_identity=identity,
             avatar_name=options.avatar_name,
             avatar=str(avatar) if isinstance(avatar, (str, Path)) else "default",
             video=options.video,

@@ -39,6 +39,8 @@ _JOIN_TIMEOUT_S = 10.0
 
 
 class ParticipantTransport(RemoteTransport):
+    recovers = True
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._avatar_room: rtc.Room | None = None
@@ -191,6 +193,24 @@ class ParticipantTransport(RemoteTransport):
         self._face_gone = True
         await super().stop_face(reason)
 
+    async def restart(self, room: rtc.Room) -> AudioOutput:
+        """Join again under the same identity (the server drops a stale connection of it)
+        with a new face. Until that succeeds the old watch keeps following the agent."""
+        await self._leave_avatar_room()
+        old_watch = self._watch
+        try:
+            output = await self.start(room, started_at=time.monotonic())
+        except BaseException:
+            if self._watch is not old_watch and self._watch is not None:
+                self._watch.cancel()
+            self._watch = old_watch
+            await self._leave_avatar_room()
+            raise
+        if old_watch is not None:
+            old_watch.cancel()
+        self._face_gone = False
+        return output
+
     async def aclose(self, reason: str) -> None:
         self._closing = True
         watch, self._watch = self._watch, None
@@ -199,6 +219,9 @@ class ParticipantTransport(RemoteTransport):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watch
         await super().aclose(reason)
+        await self._leave_avatar_room()
+
+    async def _leave_avatar_room(self) -> None:
         room, self._avatar_room = self._avatar_room, None
         if room is not None:
             room.off("disconnected", self._on_disconnected)

@@ -52,6 +52,8 @@ class RemoteTransport(Transport):
             publication.set_subscribed(False)
 
     def _speech_output(self, room: rtc.Room) -> SpeechStreamOutput:
+        if self._output is not None:
+            _compat.forget_rpc_handlers(self._output)  # a face brought back replaces it
         self._output = SpeechStreamOutput(
             room,
             destination_identity=self.identity,

@@ -12,7 +12,7 @@ from livekit import api, rtc
 from livekit.agents.voice.io import AudioOutput
 
 from ..errors import AvatarError
-from .protocol import AvatarJobRequest
+from .protocol import HEARTBEAT_SILENT_S, HEARTBEAT_TOPIC, AvatarJobRequest
 
 logger = logging.getLogger("livekit_avatar_plugin.dispatch")
 
@@ -28,6 +28,9 @@ _REDISPATCH_AFTER_S = 2.0
 # not published video this long after its dispatch is therefore asked again as well (a
 # normal start takes 1.5-3 s, ~6 s on a saturated machine).
 _STUCK_AFTER_S = 8.0
+# After the agent's own connection was down, the avatar's is likely coming back too (a
+# server restart): its beats get this long to resume.
+_RECONNECT_GRACE_S = 6.0
 # Removing the avatar and deleting the dispatch are courtesies on the way out; a server
 # that does not answer must not hold the agent's shutdown.
 _API_TIMEOUT_S = 3.0
@@ -67,6 +70,8 @@ class DispatchedAvatar:
         self._on_left: Callable[[str], None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._playing_since: float | None = None
+        self._last_beat: float | None = None  # None until the avatar's first heartbeat
+        self._silent_at: float | None = None  # its last heartbeat, once it has gone silent
         self._closed = False
 
     @property
@@ -114,6 +119,7 @@ class DispatchedAvatar:
         self._identity = joined
         self._on_left = on_left
         self._room.on("participant_disconnected", self._participant_left)
+        self._room.on("data_received", self._heard)
         self._watch = asyncio.create_task(self._watch_agent(on_agent_gone))
         logger.info(
             "avatar worker %r joined room %s as %s in %.2f s (dispatch %s)",
@@ -137,10 +143,12 @@ class DispatchedAvatar:
         sink.on("playback_finished", finished)
 
     def heard_position(self) -> float:
-        """Seconds of the current segment the user has heard (the avatar plays in real time)."""
+        """Seconds of the current segment the user has heard (the avatar plays in real time,
+        up to its last heartbeat once it has gone silent)."""
         if self._playing_since is None:
             return 0.0
-        return time.monotonic() - self._playing_since
+        end = time.monotonic() if self._silent_at is None else self._silent_at
+        return max(0.0, end - self._playing_since)
 
     async def _dispatch(self, identity: str) -> None:
         request = self._request.model_copy(update={"avatar_identity": identity})
@@ -182,13 +190,30 @@ class DispatchedAvatar:
 
     async def _watch_agent(self, on_agent_gone: Callable[[], None]) -> None:
         # Polled: the room's "disconnected" event is not always emitted.
-        while self._room.connection_state != rtc.ConnectionState.CONN_DISCONNECTED:
+        while (state := self._room.connection_state) != rtc.ConnectionState.CONN_DISCONNECTED:
             await asyncio.sleep(_POLL_S)
+            now = time.monotonic()
+            if self._last_beat is None:
+                continue  # a worker that does not beat is judged by the server alone
+            if state != rtc.ConnectionState.CONN_CONNECTED:
+                self._last_beat = now + _RECONNECT_GRACE_S  # nothing can arrive now
+            elif now - self._last_beat > HEARTBEAT_SILENT_S and not self._closed and self._on_left:
+                self._silent_at, self._last_beat = self._last_beat, None
+                self._on_left(
+                    f"avatar {self.identity} silent for {HEARTBEAT_SILENT_S:g} s (its worker died?)"
+                )
         if not self._closed:
             on_agent_gone()
 
+    def _heard(self, packet: rtc.DataPacket) -> None:
+        sender = packet.participant
+        if packet.topic == HEARTBEAT_TOPIC and sender is not None and sender.identity == self.identity:
+            self._last_beat = max(time.monotonic(), self._last_beat or 0.0)
+
     def _participant_left(self, participant: rtc.RemoteParticipant) -> None:
         if participant.identity == self.identity and not self._closed and self._on_left:
+            if self._silent_at is None and self._last_beat is not None:
+                self._silent_at = min(self._last_beat, time.monotonic())
             self._on_left(f"avatar worker participant {self.identity} left the room")
 
     def _api(self) -> api.LiveKitAPI:
@@ -213,6 +238,7 @@ class DispatchedAvatar:
             return
         self._closed = True
         self._room.off("participant_disconnected", self._participant_left)
+        self._room.off("data_received", self._heard)
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
         if self.identity in self._room.remote_participants or not self._room.isconnected():

@@ -9,6 +9,14 @@ from ..config import VideoOptions
 # Bumped when a field changes meaning, so a worker can refuse a job it would misread.
 PROTOCOL_VERSION = 1
 
+# A dispatched avatar tells its agent it is alive this often, on a lossy data packet: a
+# crashed worker's participant lingers ~20 s before the server drops it, and the agent
+# should speak by itself (and bring the face back elsewhere) long before that.
+HEARTBEAT_TOPIC = "lk.avatar.alive"
+HEARTBEAT_S = 0.25
+# Silence this long is death: ten beats in a row lost at 20 % packet loss is 1e-7.
+HEARTBEAT_SILENT_S = 2.5
+
 
 class AvatarJobRequest(BaseModel):
     """The avatar job's instructions, as JSON in ``CreateAgentDispatchRequest.metadata``."""

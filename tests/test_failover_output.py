@@ -1,0 +1,115 @@
+"""The failover sink's bookkeeping, with recording sinks in place of the avatar and the
+agent's own track: which sink each reply goes to, and what playback it reports. The real
+tracks are tests/test_failover.py's and tests/test_recover.py's."""
+
+from __future__ import annotations
+
+from livekit import rtc
+from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
+
+from livekit_avatar_plugin.failover import FailoverAudioOutput
+
+RATE = 24000
+
+
+def _frame(seconds: float = 0.1) -> rtc.AudioFrame:
+    n = int(RATE * seconds)
+    return rtc.AudioFrame(bytes(2 * n), RATE, 1, n)
+
+
+class RecordingSink(AudioOutput):
+    """Counts what it is given; reports a segment finished when told to."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(label=name, capabilities=AudioOutputCapabilities(pause=False), sample_rate=RATE)
+        self.seconds = 0.0
+        self.flushes = 0
+        self.detached = False
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        self.seconds += frame.duration
+
+    def flush(self) -> None:
+        super().flush()
+        self.flushes += 1
+
+    def clear_buffer(self) -> None:
+        pass
+
+    def on_detached(self) -> None:
+        self.detached = True
+
+    def finish(self, position: float) -> None:
+        self.on_playback_finished(playback_position=position, interrupted=False)
+
+
+class Failover(FailoverAudioOutput):
+    def __init__(self, primary: AudioOutput) -> None:
+        super().__init__(primary, room=rtc.Room(), sample_rate=RATE)
+        self.fallbacks: list[RecordingSink] = []
+
+    def _make_fallback(self) -> RecordingSink:
+        self.fallbacks.append(RecordingSink("fallback"))
+        return self.fallbacks[-1]
+
+
+async def _reply(out: FailoverAudioOutput, seconds: float, *, flush: bool = True) -> None:
+    for _ in range(round(seconds / 0.1)):
+        await out.capture_frame(_frame())
+    if flush:
+        out.flush()
+
+
+async def test_recover_a_reply_heard_whole_before_the_failure_is_finished_at_once():
+    avatar = RecordingSink("avatar")
+    out = Failover(avatar)
+    finished: list = []
+    out.on("playback_finished", finished.append)
+    await _reply(out, 1.0)
+    # A dispatched avatar's death is noticed late: it was heard to the end meanwhile.
+    await out.failover(heard_s=1.2)
+    assert out.fallbacks[0].seconds == 0.0 and out.fallbacks[0].flushes == 0
+    assert len(finished) == 1 and abs(finished[0].playback_position - 1.0) < 1e-6
+    assert not finished[0].interrupted
+
+
+async def test_recover_the_face_takes_the_next_reply_never_the_current_one():
+    avatar = RecordingSink("avatar")
+    out = Failover(avatar)
+    finished: list = []
+    out.on("playback_finished", finished.append)
+    await _reply(out, 1.0, flush=False)
+    await out.failover(heard_s=0.4)
+    fallback = out.fallbacks[0]
+    assert abs(fallback.seconds - 0.6) < 1e-6  # the unheard part, once
+    back = RecordingSink("avatar, back")
+    out.recover(back)
+    assert out.recovering
+    await _reply(out, 0.5)  # the rest of the same reply
+    assert abs(fallback.seconds - 1.1) < 1e-6 and back.seconds == 0.0
+    # A new reply while the fallback still plays the old one stays on the fallback...
+    await _reply(out, 0.3)
+    assert back.seconds == 0.0
+    fallback.finish(1.1)
+    fallback.finish(0.3)
+    assert [round(e.playback_position, 6) for e in finished] == [1.5, 0.3]  # heard 0.4 + 1.1
+    # ...and the first one after it has finished is the face's.
+    await _reply(out, 0.2)
+    assert abs(back.seconds - 0.2) < 1e-6 and not out.recovering
+    back.finish(0.2)
+    assert round(finished[-1].playback_position, 6) == 0.2
+    await out.aclose()
+
+
+async def test_recover_a_face_that_dies_before_it_speaks_is_dropped():
+    avatar = RecordingSink("avatar")
+    out = Failover(avatar)
+    await _reply(out, 0.5, flush=False)
+    await out.failover(heard_s=0.0)
+    back = RecordingSink("avatar, back")
+    out.recover(back)
+    await out.failover(heard_s=0.0)  # it died again before the next reply
+    assert back.detached and not out.recovering and len(out.fallbacks) == 1
+    await _reply(out, 0.2)
+    assert back.seconds == 0.0
