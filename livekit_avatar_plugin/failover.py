@@ -6,7 +6,9 @@ the avatar has not yet reported finished, so when the avatar participant dies or
 joins it can switch to a sink that publishes from the agent's own participant, replay
 exactly the part the user has not heard, and report playback for each segment itself:
 no speech lost, none repeated, and ``say()`` / ``generate_reply()`` never hang waiting
-for a ``playback_finished`` that a dead avatar cannot send.
+for a ``playback_finished`` that a dead avatar cannot send. When the face comes back
+(:meth:`FailoverAudioOutput.recover`), the first reply that starts once the fallback has
+finished everything it was given goes to the face again.
 """
 
 from __future__ import annotations
