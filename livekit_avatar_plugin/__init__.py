@@ -17,9 +17,9 @@ from .dispatch.client import AvatarDispatchError
 from .errors import AvatarError
 from .face.avatar import AvatarCreationError
 from .face.package import AvatarPackageError
-from .lifecycle import AvatarClosedEvent, CloseReason
+from .lifecycle import AvatarClosedEvent, AvatarFailedEvent, AvatarRecoveredEvent, CloseReason
 from .pipeline import FacePipeline, prewarm
-from .session import AvatarFailedEvent, AvatarRecoveredEvent, AvatarSession, AvatarSessionError
+from .session import AvatarSession, AvatarSessionError
 from .state import ConversationState
 from .turns import Protection, ProtectionReleasedEvent, ProtectionStartedEvent
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 logger = logging.getLogger("livekit_avatar_plugin.native_logs")
 
@@ -49,22 +50,54 @@ def stop_forwarding_native_logs() -> bool:
     return True
 
 
-class _ClosedNegotiationFilter(logging.Filter):
-    """Demotes to DEBUG the ERROR LiveKit's Rust core logs when a room is left while its
-    publisher is mid offer/answer: the connection is already closed, nothing is lost, and
-    on shutdown (Ctrl-C a moment after speech starts) it read as a failure."""
+
+def _closed_negotiation(record: logging.LogRecord) -> bool:
+    # LiveKit's Rust core, when a room is left while its publisher is mid offer/answer: the
+    # connection is already closed and nothing is lost (seen on Ctrl-C just after speech).
+    message = record.getMessage()
+    return "failed to negotiate the publisher" in message and "wrong state: closed" in message
+
+
+def _clear_buffer_to_a_departed_avatar(record: logging.LogRecord) -> bool:
+    # LiveKit's agent side, when it interrupts an avatar that is leaving (a session closed
+    # right after an interruption): there is nothing left to clear. Its traceback would
+    # also keep the closed session in memory for as long as the record is kept.
+    from livekit import rtc  # here: this module is imported before LiveKit's library starts
+
+    exc = record.exc_info[1] if record.exc_info else None
+    return (
+        record.getMessage() == "failed to perform clear buffer rpc"
+        and isinstance(exc, rtc.RpcError)
+        and exc.code == rtc.RpcError.ErrorCode.RECIPIENT_DISCONNECTED
+    )
+
+
+class _BenignErrors(logging.Filter):
+    """Demotes to DEBUG (without a traceback) the ERRORs LiveKit logs for a harmless race
+    at the end of a session, which read as failures."""
+
+    def __init__(self, *tests: Callable[[logging.LogRecord], bool]) -> None:
+        super().__init__()
+        self._tests = tests
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
-            message = record.getMessage()
-            if "failed to negotiate the publisher" in message and "wrong state: closed" in message:
-                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        if record.levelno >= logging.ERROR and any(test(record) for test in self._tests):
+            if record.exc_info and record.exc_info[1] is not None:
+                record.msg = f"{record.getMessage()} ({record.exc_info[1]!r})"
+                record.args = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
         return True
 
 
-_CLOSED_NEGOTIATION = _ClosedNegotiationFilter()
+# A logger's filters see only its own records, not its children's: one per logger.
+_FILTERS = {
+    "livekit": _BenignErrors(_closed_negotiation),
+    "livekit.agents": _BenignErrors(_clear_buffer_to_a_departed_avatar),
+}
 
 
-def quiet_closed_negotiation() -> None:
-    """Install the filter above on LiveKit's logger (once per process)."""
-    logging.getLogger("livekit").addFilter(_CLOSED_NEGOTIATION)
+def quiet_benign_errors() -> None:
+    """Install the filters above on LiveKit's loggers (once per process)."""
+    for name, log_filter in _FILTERS.items():
+        logging.getLogger(name).addFilter(log_filter)

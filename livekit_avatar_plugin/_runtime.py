@@ -13,7 +13,7 @@ from livekit import rtc
 from livekit.agents.metrics.base import AvatarMetrics
 from livekit.agents.voice.avatar import AudioReceiver
 
-from ._native_logs import quiet_closed_negotiation
+from ._native_logs import quiet_benign_errors
 from .config import VideoOptions
 from .generator import AvatarVideoGenerator
 from .metrics import MetricsRecorder
@@ -46,7 +46,7 @@ async def start_publisher(
     """Publish ``generator``'s face in ``room``, fed by ``audio_receiver`` with the speech of
     ``speech_sender`` (the agent: nobody else's is played); metrics go to ``emit_metrics``.
     If starting fails, everything started is closed again."""
-    quiet_closed_negotiation()
+    quiet_benign_errors()
     metrics = MetricsRecorder(
         emit_metrics,
         provider=PROVIDER,

@@ -43,6 +43,28 @@ class AvatarClosedEvent:
     duration_s: float
 
 
+@dataclass(frozen=True)
+class AvatarFailedEvent:
+    """Emitted as ``avatar_failed`` when the avatar participant dies or cannot join.
+
+    The session goes on: the agent publishes its own audio from then on, starting where
+    the user stopped hearing the avatar.
+    """
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class AvatarRecoveredEvent:
+    """Emitted as ``avatar_recovered`` when a failed avatar is back on screen.
+
+    The reply under way (spoken by the agent's own voice) finishes as it started; the next
+    one is spoken by the face. ``down_s``: seconds since the avatar failed.
+    """
+
+    down_s: float
+
+
 def is_user(participant: rtc.RemoteParticipant, avatar_identity: str) -> bool:
     """A human (or other non-agent client), not an agent and not an avatar."""
     if participant.identity == avatar_identity:

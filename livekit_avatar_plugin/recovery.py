@@ -3,9 +3,22 @@ more than a few times a minute (a face that keeps dying must not hammer the serv
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from livekit import rtc
+from livekit.agents.voice.io import AudioOutput
+
+from .errors import AvatarSessionError
+
+if TYPE_CHECKING:
+    from ._transport import Transport
+
+logger = logging.getLogger("livekit_avatar_plugin.session")
 
 _WINDOW_S = 60.0
 
@@ -46,3 +59,26 @@ class RetrySchedule:
         self._delay = min(self._delay * self._factor, self._max_s)
         self._tries.append(now + delay)
         return delay
+
+
+async def bring_back(
+    transport: Transport, room: rtc.Room, schedule: RetrySchedule, closing: Callable[[], bool]
+) -> AudioOutput | None:
+    """Restart ``transport``'s face on ``schedule`` until it is back (its audio output is
+    returned) or the session closes or loses its room (None)."""
+    started = time.monotonic()
+    tries = 0
+    while not closing() and room.isconnected():
+        await asyncio.sleep(schedule.next_delay())
+        if closing():
+            return None
+        tries += 1
+        try:
+            output = await transport.restart(room)
+        except AvatarSessionError as exc:
+            logger.warning("avatar not back yet (try %d): %s", tries, exc)
+            continue
+        schedule.reset()
+        logger.info("avatar back on screen after %.1f s (try %d)", time.monotonic() - started, tries)
+        return output
+    return None

@@ -18,7 +18,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,7 +29,7 @@ from livekit.agents.voice.avatar import AvatarSession as _LiveKitAvatarSession
 from livekit.agents.voice.io import AudioOutput
 
 from . import _compat
-from ._native_logs import quiet_closed_negotiation
+from ._native_logs import quiet_benign_errors
 from ._runtime import PROVIDER
 from ._transport import ServerCredentials, Transport, TransportHooks, make_transport
 from .config import (
@@ -43,10 +42,16 @@ from .config import (
 )
 from .errors import AvatarSessionError
 from .failover import FailoverAudioOutput
-from .lifecycle import AvatarClosedEvent, CloseReason, SessionWatchdog
+from .lifecycle import (
+    AvatarClosedEvent,
+    AvatarFailedEvent,
+    AvatarRecoveredEvent,
+    CloseReason,
+    SessionWatchdog,
+)
 from .pipeline import FacePipeline
-from .recovery import RetrySchedule
-from .state import ConversationState, state_between_speech
+from .recovery import RetrySchedule, bring_back
+from .state import follow_agent_session
 from .turns import Protection, TurnController, disable_false_interruption_resume
 
 if TYPE_CHECKING:
@@ -56,35 +61,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("livekit_avatar_plugin.session")
 
-__all__ = [
-    "PROVIDER",
-    "AvatarFailedEvent",
-    "AvatarRecoveredEvent",
-    "AvatarSession",
-    "AvatarSessionError",
-]
-
-
-@dataclass(frozen=True)
-class AvatarFailedEvent:
-    """Emitted as ``avatar_failed`` when the avatar participant dies or cannot join.
-
-    The session goes on: the agent publishes its own audio from then on, starting where
-    the user stopped hearing the avatar.
-    """
-
-    detail: str
-
-
-@dataclass(frozen=True)
-class AvatarRecoveredEvent:
-    """Emitted as ``avatar_recovered`` when a failed avatar is back on screen.
-
-    The reply under way (spoken by the agent's own voice) finishes as it started; the next
-    one is spoken by the face. ``down_s``: seconds since the avatar failed.
-    """
-
-    down_s: float
+__all__ = ["PROVIDER", "AvatarSession", "AvatarSessionError"]
 
 
 class AvatarSession(
@@ -179,7 +156,7 @@ class AvatarSession(
         self._failed = False
         self._retries = RetrySchedule()  # bringing a failed face back: at most 3 tries a minute
         self._closing = False
-        self._session_events: list[tuple[Any, Any]] = []  # (event name, handler)
+        self._unfollow: Callable[[], None] | None = None  # stops following the agent's state
         self._agent_room: rtc.Room | None = None
         self._session: AgentSession | None = None
         self._watchdog: SessionWatchdog | None = None
@@ -253,14 +230,14 @@ class AvatarSession(
         self._agent_room = room
         self._session = agent_session
         started_at = time.monotonic()
-        quiet_closed_negotiation()
+        quiet_benign_errors()
         await super().start(agent_session, room)
         disable_false_interruption_resume(agent_session)
         sink = await self._start_transport(room, started_at)
         agent_session.output.replace_audio_tail(sink)
         self._turns = TurnController(agent_session, self.options, self.emit)
         self._turns.attach(self._wait_on_screen)
-        self._watch_agent_session(agent_session)
+        self._unfollow = follow_agent_session(agent_session, self._transport.set_state)
         room.on("disconnected", self._on_agent_room_disconnected)
         self._watchdog = SessionWatchdog(
             room=room,
@@ -292,30 +269,6 @@ class AvatarSession(
             return self._failover
         self._failover = FailoverAudioOutput(output, room=room, sample_rate=rate)
         return self._failover
-
-    # -- conversation state -------------------------------------------------------------
-
-    def _watch_agent_session(self, agent_session: AgentSession) -> None:
-        def on_user_state(ev: Any) -> None:
-            self._set_state_from(user=ev.new_state)
-
-        def on_agent_state(ev: Any) -> None:
-            self._set_state_from(agent=ev.new_state)
-
-        agent_session.on("user_state_changed", on_user_state)
-        agent_session.on("agent_state_changed", on_agent_state)
-        self._session_events = [
-            ("user_state_changed", on_user_state),
-            ("agent_state_changed", on_agent_state),
-        ]
-
-    def _set_state_from(self, *, user: str | None = None, agent: str | None = None) -> None:
-        if user == "speaking" or agent == "thinking":
-            self._transport.set_state(
-                state_between_speech(user_speaking=user == "speaking", agent=agent)
-            )
-        elif user in ("listening", "away") or agent in ("listening", "idle", "speaking"):
-            self._transport.set_state(ConversationState.IDLE)
 
     # -- timeouts, failures and teardown ------------------------------------------------
 
@@ -364,26 +317,12 @@ class AvatarSession(
         if not self._transport.recovers or room is None or failover is None:
             return
         failed_at = time.monotonic()
-        tries = 0
-        while not self._closing and room.isconnected():
-            await asyncio.sleep(self._retries.next_delay())
-            if self._closing:
-                return
-            tries += 1
-            try:
-                output = await self._transport.restart(room)
-            except AvatarSessionError as exc:
-                logger.warning("avatar not back yet (try %d): %s", tries, exc)
-                continue
-            if self._closing:
-                return  # closing takes the new face down with the transport
-            self._retries.reset()
-            self._failed = False
-            failover.recover(output)
-            down = time.monotonic() - failed_at
-            logger.info("avatar back on screen after %.1f s (try %d)", down, tries)
-            self.emit("avatar_recovered", AvatarRecoveredEvent(down_s=down))
-            return
+        output = await bring_back(self._transport, room, self._retries, lambda: self._closing)
+        if output is None or self._closing:
+            return  # closing takes a new face down with the transport
+        self._failed = False
+        failover.recover(output)
+        self.emit("avatar_recovered", AvatarRecoveredEvent(down_s=time.monotonic() - failed_at))
 
     def _close_soon(self, reason: CloseReason, detail: str) -> None:
         if self._closing:
@@ -416,10 +355,9 @@ class AvatarSession(
             await self._turns.aclose()
         if self._agent_room is not None:
             self._agent_room.off("disconnected", self._on_agent_room_disconnected)
-        if self._session is not None:
-            for name, handler in self._session_events:
-                with contextlib.suppress(Exception):
-                    self._session.off(name, handler)
+        if self._unfollow is not None:
+            with contextlib.suppress(Exception):
+                self._unfollow()
         current = asyncio.current_task()
         for task in [t for t in self._background if t is not current]:
             task.cancel()  # a fail-over or recovery under way: the session is going anyway

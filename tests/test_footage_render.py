@@ -113,7 +113,7 @@ def test_the_mouth_is_squeezed_round_or_stretched_wide_beyond_the_crop_chosen(fo
     rounded, spread = _mouth(jaw_open=0.3, lip_round=1.0), _mouth(jaw_open=0.3, lip_spread=1.0)
     warped_round, wr = hold(rounded)
     warped_spread, _ = hold(spread)
-    monkeypatch.setattr(FR._MouthShaper, "STRENGTH", 0.0)
+    monkeypatch.setattr(FR.MouthShaper, "STRENGTH", 0.0)
     plain_round, pr = hold(rounded)
     plain_spread, _ = hold(spread)
     # the synthetic person barely rounds: the face mesh sees the squeeze only in part

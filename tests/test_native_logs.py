@@ -107,20 +107,27 @@ def test_the_worker_command_turns_native_log_capture_off(monkeypatch):
     assert calls == [1]
 
 
+def _records_at_info(logger):
+    import logging
+
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    return seen, handler
+
+
 def test_lk_rust_log_of_a_negotiation_on_a_closed_connection_is_demoted_and_others_are_not():
     import logging
 
     from livekit.rtc.log import logger as rtc_logger  # where LiveKit's Rust core logs land
 
     assert rtc_logger.name == "livekit", "LiveKit's native logs moved to another logger"
-    seen: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = seen.append  # type: ignore[method-assign]
-    rtc_logger.addHandler(handler)
-    _native_logs.quiet_closed_negotiation()
-    _native_logs.quiet_closed_negotiation()  # once per process, however often sessions start
+    seen, handler = _records_at_info(rtc_logger)
+    _native_logs.quiet_benign_errors()
+    _native_logs.quiet_benign_errors()  # once per process, however often sessions start
     try:
-        assert rtc_logger.filters.count(_native_logs._CLOSED_NEGOTIATION) == 1
+        assert rtc_logger.filters.count(_native_logs._FILTERS["livekit"]) == 1
         target = "livekit::rtc_engine::rtc_session"
         closed = (
             'failed to negotiate the publisher: Rtc(RtcError { error_type: InvalidState, message: '
@@ -133,3 +140,35 @@ def test_lk_rust_log_of_a_negotiation_on_a_closed_connection_is_demoted_and_othe
         assert seen[0].levelno == logging.ERROR
     finally:
         rtc_logger.removeHandler(handler)
+
+
+def test_lk_clear_buffer_to_a_departed_avatar_is_demoted_without_its_traceback():
+    import logging
+
+    from livekit import rtc
+    from livekit.agents.log import logger as agents_logger  # where _datastream_io logs
+
+    assert agents_logger.name == "livekit.agents", "LiveKit's agent logs moved to another logger"
+    seen, handler = _records_at_info(agents_logger)
+    debug: list[logging.LogRecord] = []
+    low = logging.Handler(logging.DEBUG)
+    low.emit = debug.append  # type: ignore[method-assign]
+    agents_logger.addHandler(low)
+    level = agents_logger.level
+    agents_logger.setLevel(logging.DEBUG)
+    _native_logs.quiet_benign_errors()
+    try:
+        gone = rtc.RpcError(rtc.RpcError.ErrorCode.RECIPIENT_DISCONNECTED, "Recipient disconnected")
+        failed = rtc.RpcError(rtc.RpcError.ErrorCode.RESPONSE_TIMEOUT, "Response timeout")
+        for exc in (gone, failed):
+            try:
+                raise exc
+            except rtc.RpcError as e:
+                agents_logger.error("failed to perform clear buffer rpc", exc_info=e)
+        assert [r.exc_info[1].code for r in seen] == [rtc.RpcError.ErrorCode.RESPONSE_TIMEOUT]
+        quiet = next(r for r in debug if r.levelno == logging.DEBUG)
+        assert quiet.exc_info is None and "Recipient disconnected" in quiet.getMessage()
+    finally:
+        agents_logger.removeHandler(handler)
+        agents_logger.removeHandler(low)
+        agents_logger.setLevel(level)

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from livekit_avatar_plugin.face import segmentation as seg
-from livekit_avatar_plugin.face.avatar import _person_mask, default_avatar
+from livekit_avatar_plugin.face.avatar import default_avatar
+from livekit_avatar_plugin.face.photo_background import person_mask
 
 
 def _backgrounds(h: int, w: int) -> dict[str, np.ndarray]:
@@ -40,7 +41,7 @@ def test_the_person_is_found_on_any_background(person, name):
     truth = soft[..., 0] > 0.5
     bg = _backgrounds(h, w)[name]
     photo = np.clip(av.image * soft + bg * (1 - soft) + 0.5, 0, 255).astype(np.uint8)
-    found = _person_mask(photo, av.landmarks, av.face_width) > 127
+    found = person_mask(photo, av.landmarks, av.face_width) > 127
     iou = (found & truth).sum() / (found | truth).sum()
     assert iou >= (0.97 if name != "photo" else 0.95), f"{name}: IoU {iou:.3f}"
     # the face is always person, and far from the person nothing is

@@ -20,24 +20,37 @@ import io
 import logging
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image
 
 from livekit_avatar_plugin._paths import model_path
 
-from ..errors import AvatarError
 from . import landmarks as L
+from .creation_errors import (  # re-exported: they are create_avatar's errors
+    AvatarCreationError as AvatarCreationError,
+    NoFaceError as NoFaceError,
+    FaceTooSmallError as FaceTooSmallError,
+    CorruptImageError as CorruptImageError,
+    NotAnImageError as NotAnImageError,
+    ImageTooLargeError as ImageTooLargeError,
+    CorruptVideoError as CorruptVideoError,
+    VideoTooLargeError as VideoTooLargeError,
+    VideoTooLongError as VideoTooLongError,
+    VideoTooShortError as VideoTooShortError,
+    StillVideoError as StillVideoError,
+    PartRangeError as PartRangeError,
+)
 from .package import AvatarPackageError, read_manifest, read_members, write_package
+from .photo_background import background_model, extend_outside, person_mask, polygon_mask
+from .photo_file import read_photo
 
 log = logging.getLogger(__name__)
 
 PACKAGE_VERSION = 1
-MAX_PIXELS = 40_000_000
 MIN_FACE_PX = 80
 WORK_FACE_WIDTH = 200  # face width in the working image, pixels
 # chest-up crop around the face centre, in face widths
@@ -49,67 +62,6 @@ MAX_SIDE = 4096
 FILES = ("image.png", "background.png", "person.png", "face.png", "mouth.png", "landmarks.npy")
 
 Progress = Callable[[str, float], None]
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class AvatarCreationError(AvatarError):
-    """Avatar creation failed; ``exit_code`` is the CLI exit status for this cause."""
-
-    exit_code = 10
-
-
-class NoFaceError(AvatarCreationError):
-    exit_code = 11
-
-
-class FaceTooSmallError(AvatarCreationError):
-    exit_code = 12
-
-
-class CorruptImageError(AvatarCreationError):
-    exit_code = 13
-
-
-class NotAnImageError(AvatarCreationError):
-    exit_code = 14
-
-
-class ImageTooLargeError(AvatarCreationError):
-    exit_code = 15
-
-
-class CorruptVideoError(AvatarCreationError):
-    """A video file that cannot be decoded, or ends before its header says it does."""
-
-    exit_code = 16
-
-
-class VideoTooLargeError(AvatarCreationError):
-    """A video file too large to read, or frames too large to track."""
-
-    exit_code = 17
-
-
-class VideoTooLongError(AvatarCreationError):
-    exit_code = 18
-
-
-class VideoTooShortError(AvatarCreationError):
-    exit_code = 19
-
-
-class StillVideoError(AvatarCreationError):
-    """A still image inside a video container: nothing moves, so there is no footage."""
-
-    exit_code = 20
-
-
-class PartRangeError(AvatarCreationError):
-    """An --idle, --listening or --talking range outside the clip, or without a face."""
-
-    exit_code = 21
 
 
 # ----------------------------------------------------------------------------- the Avatar
@@ -141,173 +93,7 @@ class Avatar:
         return float(p[:, 0].mean()), float(p[:, 1].mean())
 
 
-# ----------------------------------------------------------------------------- reading photos
-
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")
-
-
-def _looks_like_image(head: bytes) -> bool:
-    if head[:4] == b"RIFF":
-        return head[8:12] == b"WEBP"
-    return any(head.startswith(m) for m in _MAGIC)
-
-
-def read_photo(path: str | os.PathLike) -> np.ndarray:
-    """Decode a photo to RGB uint8: EXIF orientation, RGBA/LA/P, greyscale, CMYK, 16-bit."""
-    path = Path(path)
-    try:
-        head = path.open("rb").read(16)
-    except OSError as exc:
-        raise NotAnImageError(f"cannot read {path}: {exc}") from exc
-    looks_like_image = _looks_like_image(head)
-    try:
-        # PIL refuses headers claiming far more pixels than we allow (a decompression
-        # bomb) before decoding anything; its global limit is left as it is.
-        im: Image.Image = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{path} claims an absurd size (a decompression bomb?): {exc}") from exc
-    except Exception as exc:
-        if looks_like_image:
-            raise CorruptImageError(f"{path} looks like an image but cannot be decoded: {exc}") from exc
-        raise NotAnImageError(f"{path} is neither an image nor a video (a photo, or an MP4, MOV, WebM or MKV clip)") from exc
-    w, h = im.size
-    if w * h > MAX_PIXELS:
-        raise ImageTooLargeError(f"{path} is {w}x{h} = {w * h / 1e6:.1f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP")
-    try:
-        with warnings.catch_warnings():
-            # Between PIL's warning and error limits; our own limit above already applies.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im.load()
-            im = ImageOps.exif_transpose(im)
-        return to_rgb(im)
-    except Exception as exc:
-        raise CorruptImageError(f"{path} is corrupt or truncated: {exc}") from exc
-
-
-def to_rgb(im: Image.Image) -> np.ndarray:
-    mode = im.mode
-    a: np.ndarray  # float64 or float32 per branch
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(im).astype(np.float64)
-        top = 65535.0 if a.max() > 255 or mode.startswith("I;16") else 255.0
-        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(a[..., None], 3, 2))
-    if mode == "F":
-        a = np.asarray(im).astype(np.float64)
-        a = np.clip(a / max(a.max(), 1e-9) * 255 + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(a[..., None], 3, 2))
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-        rgba = np.asarray(im.convert("RGBA")).astype(np.float32)
-        a = rgba[..., 3:4] / 255.0
-        grey = np.float32(235.0)  # transparent areas become a flat light background
-        return (rgba[..., :3] * a + grey * (1 - a) + 0.5).astype(np.uint8)
-    if mode == "RGB":
-        return np.ascontiguousarray(np.asarray(im))
-    if mode.startswith("RGB") and ";16" in mode:
-        a = np.asarray(im).astype(np.float64) / 257.0
-        return (a + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(np.asarray(im.convert("RGB")))
-
-
 # ----------------------------------------------------------------------------- creation
-
-
-def _polygon_mask(size: tuple[int, int], pts: np.ndarray) -> np.ndarray:
-    m = Image.new("L", size, 0)
-    ImageDraw.Draw(m).polygon([(float(x), float(y)) for x, y in pts], fill=255)
-    return np.asarray(m)
-
-
-def _background_model(img: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """Clean plate: the person region filled by normalised blurring of the background."""
-    bgmask = (person < 128).astype(np.float32)
-    out = img.astype(np.float32).copy()
-    filled = np.zeros_like(out)
-    weight = np.zeros(bgmask.shape, np.float32)
-    h, w = bgmask.shape
-    # progressively larger blurs fill larger holes; small radii keep background detail
-    for radius in (4, 12, 36, 100, 300):
-        small = max(1, int(radius // 4))
-        sw, sh = max(1, w // small), max(1, h // small)
-        m = np.asarray(Image.fromarray((bgmask * 255).astype(np.uint8)).resize((sw, sh), Image.Resampling.BILINEAR)).astype(np.float32) / 255
-        c = np.asarray(Image.fromarray(img).resize((sw, sh), Image.Resampling.BILINEAR)).astype(np.float32)
-        r = max(1.0, radius / small)
-        num = np.stack([_blurf(c[..., k] * m, r) for k in range(3)], -1)
-        den = _blurf(m, r)
-        est = num / np.maximum(den, 1e-4)[..., None]
-        est = np.asarray(Image.fromarray(np.clip(est, 0, 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)).astype(np.float32)
-        denu = np.asarray(Image.fromarray(np.clip(den * 255, 0, 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)).astype(np.float32) / 255
-        ok = (denu > 0.05) & (weight == 0) & (bgmask < 0.5)
-        filled[ok] = est[ok]
-        weight[ok] = 1
-    rest = (weight == 0) & (bgmask < 0.5)
-    if rest.any():
-        filled[rest] = np.median(img[bgmask > 0.5], 0) if (bgmask > 0.5).any() else 128
-    out[bgmask < 0.5] = filled[bgmask < 0.5]
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def _blurf(a: np.ndarray, r: float) -> np.ndarray:
-    """Gaussian-ish blur of a float image (three box passes, separable, numpy)."""
-    k = max(1, int(round(r)))
-    out = a.astype(np.float32)
-    for axis in (0, 1):
-        for _ in range(3):
-            pad = [(0, 0), (0, 0)]
-            pad[axis] = (k, k)
-            p = np.pad(out, pad, mode="edge")
-            c = np.cumsum(p, axis=axis, dtype=np.float64)
-            c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
-            n = out.shape[axis]
-            hi = np.take(c, np.arange(2 * k + 1, 2 * k + 1 + n), axis=axis)
-            lo = np.take(c, np.arange(0, n), axis=axis)
-            out = ((hi - lo) / (2 * k + 1)).astype(np.float32)
-    return out
-
-
-def _person_mask(img: np.ndarray, pts: np.ndarray, fw: float) -> np.ndarray:
-    """Soft person mask (uint8, 255 = person): the selfie segmentation model, with a sharper
-    pass around the head for the hair, always person on the face oval, and nothing outside
-    a generous head-and-torso region (another person or a poster stays background)."""
-    from .segmentation import segment_person
-
-    h, w = img.shape[:2]
-    cx, cy = float(pts[:468, 0].mean()), float(pts[:468, 1].mean())
-    head_box = (cx - 1.3 * fw, cy - 1.6 * fw, cx + 1.3 * fw, cy + 1.2 * fw)
-    mask = segment_person(img, head_box, edge_px=max(2.0, fw / 40))
-    face = _polygon_mask((w, h), pts[list(L.FACE_OVAL), :2]).astype(np.float32) / 255.0
-    mask = np.maximum(mask, _blurf(face, 0.02 * fw) * (face > 0))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    head = ((xx - cx) / (1.3 * fw)) ** 2 + ((yy - (cy - 0.25 * fw)) / (1.6 * fw)) ** 2 <= 1
-    torso = (yy > cy) & (np.abs(xx - cx) < 1.3 * fw + np.clip(yy - cy, 0, None) * 3.0)
-    region = np.clip(_blurf((head | torso)[::4, ::4].astype(np.float32), 0.025 * fw) * 2.0, 0.0, 1.0)
-    region = np.asarray(Image.fromarray(region, mode="F").resize((w, h), Image.Resampling.BILINEAR))  # smooth: a quarter size will do
-    # the guided filter's faint tails to exactly 0 and 1: the background stays background
-    mask = np.clip((mask * region - 0.03) / 0.94, 0.0, 1.0)
-    return np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def extend_outside(base: np.ndarray, person: np.ndarray, outside: np.ndarray, radius: float) -> np.ndarray:
-    """Where a picture was sampled past its edge (``outside``), the sampler repeated the
-    edge pixels in streaks: there, blur them into a soft extension, the person and the
-    background each from their own pixels (normalised blurs), so a flat background stays
-    exactly flat beside a person cut by the photo's edge."""
-    # the background from its clean pixels only: those beside the person blend into it
-    clear = 1.0 - person
-    clear *= _blurf(clear, 3) > 0.98
-    soft = []
-    for w, r in ((person, 0.5 * radius), (clear, 2.0 * radius)):
-        norm = _blurf(w, r)
-        ok = norm > 1e-3
-        soft.append(np.stack([np.where(ok, _blurf(base[..., k] * w, r) / np.maximum(norm, 1e-3), base[..., k])
-                              for k in range(3)], -1))
-    # the person's streaks softened, the background smoothed, and the two blended over a
-    # short reach of the person's edge: no blocks, and no person colour far out
-    near = np.clip(_blurf(person, 0.25 * radius), 0.0, 1.0)[..., None]
-    soft = soft[0] * near + soft[1] * (1 - near)
-    # feathered outwards only: the picture itself is kept as it is
-    ramp = np.clip(2.0 * _blurf(outside.astype(np.float32), 4) - 1.0, 0.0, 1.0)[..., None]
-    return base * (1 - ramp) + soft * ramp
 
 
 def _progress(cb: Progress | None, stage: str, frac: float) -> None:
@@ -340,15 +126,15 @@ def create_avatar(photo_path: str | os.PathLike, out_dir: str | os.PathLike, pro
     raw, work_pts, photo_box, outside = _frame_work_image(img, pts, fw)
     _progress(progress, "masks", 0.6)
     wfw = WORK_FACE_WIDTH
-    person = _person_mask(np.clip(raw + 0.5, 0, 255).astype(np.uint8), work_pts, wfw)
+    person = person_mask(np.clip(raw + 0.5, 0, 255).astype(np.uint8), work_pts, wfw)
     if outside.any():  # a flat extension, no invented scenery
         raw = extend_outside(raw, person.astype(np.float32) / 255.0, outside, 0.25 * wfw)
     image = np.ascontiguousarray(np.clip(raw + 0.5, 0, 255).astype(np.uint8))
     size = (image.shape[1], image.shape[0])
-    face = _polygon_mask(size, work_pts[list(L.FACE_OVAL), :2])
-    mouth = _polygon_mask(size, work_pts[list(L.OUTER_LIPS), :2])
+    face = polygon_mask(size, work_pts[list(L.FACE_OVAL), :2])
+    mouth = polygon_mask(size, work_pts[list(L.OUTER_LIPS), :2])
     _progress(progress, "background model", 0.75)
-    background = _background_model(image, person)
+    background = background_model(image, person)
     _progress(progress, "writing package", 0.9)
     arrays = {"image.png": image, "background.png": background, "person.png": person, "face.png": face,
               "mouth.png": mouth, "landmarks.npy": work_pts.astype(np.float32)}

@@ -30,8 +30,8 @@ from .avatar import (
     VideoTooLargeError,
     VideoTooLongError,
     VideoTooShortError,
-    _looks_like_image,
 )
+from .photo_file import looks_like_image
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def probe_clip(path: str | os.PathLike) -> ClipInfo:
     if size == 0:
         raise NotAnImageError(f"{path} is empty")
     if not looks_like_video(path):
-        what = "an image, not a video" if _looks_like_image(_head(path)) else "neither an image nor a video"
+        what = "an image, not a video" if looks_like_image(_head(path)) else "neither an image nor a video"
         raise NotAnImageError(f"{path} is {what} (MP4, MOV, WebM or MKV)")
     if size > MAX_FILE_BYTES:
         raise VideoTooLargeError(f"{path} is {_mib(size)}; the limit is {_mib(MAX_FILE_BYTES)}")

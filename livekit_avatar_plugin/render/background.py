@@ -101,9 +101,9 @@ def background_frame(spec: BackgroundSpec, width: int, height: int) -> np.ndarra
 
 
 def _blur(a: np.ndarray, r: float) -> np.ndarray:
-    from ..face.avatar import _blurf
+    from ..face.photo_background import box_blur
 
-    return _blurf(a, r)
+    return box_blur(a, r)
 
 
 def decontaminate(rgb: np.ndarray, alpha: np.ndarray, reach: float = 6.0) -> np.ndarray:

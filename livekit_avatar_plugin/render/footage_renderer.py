@@ -20,20 +20,21 @@ from typing import TYPE_CHECKING, Mapping
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from livekit_avatar_plugin.face.footage import (
     CHANNELS,
     KEY_INTERVAL,
     FootageAvatar,
     Loop,
-    MouthAtlas,
     invert_affine,
 )
 from livekit_avatar_plugin.state import ConversationState
 
+from .footage_loops import Layout, LoopPlayer
+from .footage_mouth import MouthChooser, MouthShaper
+
 if TYPE_CHECKING:
-    import av
+    pass
 
 # One thread: sessions share the process's drawing thread, and OpenCV's pool would
 # compete with the other sessions' work for the same cores.
@@ -47,281 +48,33 @@ _STATE_LOOP = {ConversationState.SPEAKING: "talking", ConversationState.LISTENIN
 REST = np.array([0.0, 1.0, 0.0, 0.0, 0.0], np.float32)
 
 
-class _Layout:
-    """Where the canvas sits in one output size, and the still background around it."""
-
-    def __init__(self, avatar: FootageAvatar, width: int, height: int) -> None:
-        cw, ch = avatar.canvas
-        fw = avatar.face_width
-        centre = avatar.template.mean(0)
-        # the head, with hair above and the chin below, must stay inside the output
-        head_w, head_h = 1.7 * fw, 2.1 * fw
-        cover = max(width / cw, height / ch)
-        contain = min(width / cw, height / ch)
-        fits = min(width / head_w, height / head_h)
-        s = max(contain, min(cover, fits))
-        # multiples of 8: swscale is 6x slower at odd widths, and its YUV scaling leaves
-        # the last columns black at widths that are not a multiple of 8
-        sw, sh = max(8, 8 * round(cw * s / 8)), max(8, 8 * round(ch * s / 8))
-        s = sw / cw
-        eyes_y = centre[1] - 0.12 * fw
-        ox = (width - sw) / 2 if sw <= width else float(np.clip(width / 2 - s * centre[0], width - sw, 0))
-        oy = (height - sh) / 2 if sh <= height else float(np.clip(0.40 * height - s * eyes_y, height - sh, 0))
-        self.scale = s
-        self.offset = (int(round(ox)), int(round(oy)))
-        self.scaled = (sw, sh)
-        self.size = (width, height)
-        # canvas pixels that land inside the output, and where
-        x0, y0 = self.offset
-        self.dst = (slice(max(0, y0), min(height, y0 + sh)), slice(max(0, x0), min(width, x0 + sw)))
-        self.src = (slice(max(0, -y0), max(0, -y0) + self.dst[0].stop - self.dst[0].start),
-                    slice(max(0, -x0), max(0, -x0) + self.dst[1].stop - self.dst[1].start))
-        self.background = np.zeros((height, width, 4), np.uint8)
-
-    def extend(self, first: np.ndarray) -> None:
-        """The output filled around the canvas by its edges, stretched and blurred: a flat
-        background stays flat, and no scenery is invented."""
-        out = self.extended(first)
-        out[..., 3] = 255
-        self.background = out
-
-    def extended(self, scaled: np.ndarray) -> np.ndarray:
-        """``scaled`` (the canvas at the layout's scale, any channels) placed in the output
-        and extended past the canvas as ``extend`` does."""
-        from PIL import ImageFilter
-
-        w, h = self.size
-        rows, cols = self.dst
-        pad = ((rows.start, h - rows.stop), (cols.start, w - cols.stop)) + ((0, 0),) * (scaled.ndim - 2)
-        out = np.ascontiguousarray(np.pad(scaled[self.src], pad, mode="edge"))
-        if any(p for side in pad[:2] for p in side):
-            keep: np.ndarray = np.zeros((h, w), np.uint8)  # then float32 weights
-            keep[self.dst] = 255
-            keep = np.asarray(Image.fromarray(keep).filter(ImageFilter.GaussianBlur(4)), np.float32) / 255
-            radius = max(8, min(w, h) // 12)
-            planes = [out] if out.ndim == 2 else [out[..., c] for c in range(min(3, out.shape[2]))]
-            for plane in planes:
-                soft = np.asarray(Image.fromarray(plane).filter(ImageFilter.GaussianBlur(radius)), np.float32)
-                plane[...] = (plane * keep + soft * (1 - keep) + 0.5).astype(np.uint8)
-        return out
-
-
-class _LoopPlayer:
-    """Decodes one loop file's frames on demand; seeks by restarting at a key frame."""
-
-    def __init__(self, loop: Loop, layout: _Layout) -> None:
-        import av
-
-        self.loop = loop
-        self._ctx = av.CodecContext.create("h264", "r")
-        if loop.extradata:
-            self._ctx.extradata = loop.extradata
-        self._ctx.thread_count = 1  # frame threads would hold frames back
-        self._packet = av.Packet
-        self._next = 0
-        self._index = -1
-        self._frame: np.ndarray | None = None  # frame _index as RGBA
-        self._size = layout.scaled
-
-    def rgba(self, i: int) -> np.ndarray:
-        """Frame ``i`` of the loop (wrapping), scaled to the layout, as RGBA."""
-        n = self.loop.frames
-        i %= n
-        if i != self._index:
-            if i < self._next - 1 or i - self._next >= KEY_INTERVAL or self._frame is None and i % KEY_INTERVAL:
-                self._ctx.flush_buffers()
-                self._next = i - i % KEY_INTERVAL
-            frame: av.VideoFrame | None = None
-            while self._next <= i:
-                for out in self._ctx.decode(self._packet(self.loop.packets[self._next])):
-                    frame = out
-                self._next += 1
-            if frame is None:
-                raise RuntimeError(f"loop {self.loop.file} did not decode frame {i}")
-            if (frame.width, frame.height) != self._size:  # scale in YUV: a quarter of the samples
-                frame = frame.reformat(width=self._size[0], height=self._size[1], interpolation="BICUBIC")
-            rgba = frame.to_ndarray(format="rgba")
-            self._frame = rgba
-            self._index = i
-            return rgba
-        assert self._frame is not None  # _index >= 0: a frame was decoded
-        return self._frame
-
-
-class _MouthChooser:
-    """Picks the atlas crop for each frame: the closest measured shape to the channels
-    (the opening within a band, the lip shape deciding inside it; closed lips for p/b/m),
-    from a head pose like the frame's, preferring to hold or play on through consecutive
-    source frames (real motion) over jumping, and, where the next frames' channels are
-    known, a crop whose own next frames fit them."""
-
-    WEIGHTS = np.array([2.0, 0.5, 3.0, 0.9, 0.2], np.float32)
-    POSE_WEIGHT = 40.0
-    POSE_TOLERANCE = 0.02  # face widths of yaw or pitch (nose against the eyes)
-    HOLD_COST = 0.0
-    FOLLOW_COST = 0.002
-    JUMP_COST = 0.03
-    AHEAD_WEIGHT = 0.5  # each frame further ahead counts half as much
-    MAX_AHEAD = 2
-    BLEND_ABOVE = 0.08  # no crop this close: blend the two nearest
-    CLOSED_GAP = 0.02
-    SHAPE_GAIN = 1.25  # rounding and spreading asked a little beyond the channels: seen, not guessed
-    JAW_BAND = 0.08  # openings this close to the channel's are all fine: the lip shape decides
-    JAW_BAND_WEIGHT = 20.0
-    CLOSE_AT = 0.4  # lips_closed from here on takes closed crops only
-    STEADY = 0.01  # channels that moved less than this since the last choice keep the mouth
-    STEADY_POSE = 0.15  # ... unless the head turned this far from it
-
-    def __init__(self, atlas: MouthAtlas) -> None:
-        self.atlas = atlas
-        self._chosen_for = np.full(len(CHANNELS), -1.0, np.float32)
-        self._dissolve: int | None = None
-        self._closed = atlas.shapes[:, 0] <= self.CLOSED_GAP
-        self._prev: int | None = None
-        # keys of the crop j source frames on from each crop (its last one where the run ends)
-        n = len(atlas)
-        nxt = np.arange(n)
-        self._ahead_keys = []
-        for _ in range(self.MAX_AHEAD):
-            step = np.minimum(nxt + 1, n - 1)
-            nxt = np.where(atlas.follows[step] & (step > nxt), step, nxt)
-            self._ahead_keys.append(atlas.keys[nxt])
-
-    def reset(self) -> None:
-        self._prev = None
-        self._dissolve = None
-
-    def choose(self, targets: np.ndarray, pose: np.ndarray) -> tuple[int, int, float]:
-        """(crop, second crop, weight of the second) for ``targets``: this frame's channels,
-        then the next frames' where known. The second crop only when nothing is close."""
-        a = self.atlas
-        prev = self._prev
-        steady = prev is not None and np.abs(targets[0] - self._chosen_for).max() < self.STEADY
-        if self._dissolve is not None:  # the second half of a dissolve begun last frame
-            i, self._dissolve = self._dissolve, None
-            return i, i, 0.0
-        if steady and prev is not None and np.abs(a.poses[prev] - pose).max() < self.STEADY_POSE:
-            return prev, prev, 0.0  # the channels have not moved: neither does the mouth
-        self._chosen_for[:] = targets[0]
-        targets = targets.copy()
-        np.clip(targets[:, 2:4] * self.SHAPE_GAIN, 0.0, 1.0, out=targets[:, 2:4])
-        match = ((a.keys - targets[0]) ** 2 * self.WEIGHTS).sum(1)
-        # an opening further off than the band costs steeply: the shape is chosen within it
-        off = np.maximum(np.abs(a.keys[:, 0] - targets[0, 0]) - self.JAW_BAND, 0.0)
-        match += self.JAW_BAND_WEIGHT * off**2
-        if targets[0, 1] >= self.CLOSE_AT and self._closed.any():
-            match[~self._closed] += 10.0  # p, b, m: the lips must meet
-        # head poses this close look alike once warped: only a larger turn costs
-        off = np.maximum(np.abs(a.poses - pose) - self.POSE_TOLERANCE, 0.0)
-        cost = match + self.POSE_WEIGHT * (off**2).sum(1)
-        for j, ahead in enumerate(targets[1: self.MAX_AHEAD + 1]):
-            cost += self.AHEAD_WEIGHT ** (j + 1) * ((self._ahead_keys[j] - ahead) ** 2 * self.WEIGHTS).sum(1)
-        if prev is not None:
-            cost += self.JUMP_COST
-            cost[prev] += self.HOLD_COST - self.JUMP_COST
-            if prev + 1 < len(cost) and a.follows[prev + 1]:
-                cost[prev + 1] += self.FOLLOW_COST - self.JUMP_COST
-        i = int(np.argmin(cost))
-        self._prev = i
-        if steady and prev is not None and i != prev:
-            # the head turned away from a mouth held still: dissolve over two frames, no pop
-            self._dissolve = i
-            return prev, i, 0.5
-        if match[i] <= self.BLEND_ABOVE:
-            return i, i, 0.0
-        d_i = float(match[i])
-        match[i] = np.inf
-        j = int(np.argmin(match))
-        w = min(0.5, d_i / (d_i + float(match[j]) + 1e-9))
-        return i, j, w
-
-
-class _MouthShaper:
-    """How much narrower or wider the drawn mouth should be than the crop chosen, and the
-    warp that does it. An atlas from a short clip holds few rounded or spread mouths, so
-    the nearest crop's width can miss the sound's; the rest is made up by squeezing or
-    stretching the mouth sideways about its centre, fading to nothing well inside the blend
-    mask (the cheeks and the seam stay where they were)."""
-
-    STRENGTH = 0.8  # of the width missing, this much is made up
-    LIMITS = (0.86, 1.08)  # narrower than an "oo" needs, wider than a smile
-    MIN_CHANGE = 0.01  # closer than this to the crop's width: no warp
-    INNER, OUTER = 1.2, 2.0  # the full squeeze out to this many half-widths, none beyond
-    MIN_SLOPE = 0.05  # face widths of mouth width from fully spread to fully rounded, at least
-
-    def __init__(self, atlas: MouthAtlas, face_width: float, gain: float) -> None:
-        keys, width = atlas.keys, atlas.shapes[:, 1]
-        # the person's width against the channels that shape it: lip shape and opening
-        x = np.stack([np.ones(len(keys)), keys[:, 3] - keys[:, 2], keys[:, 0]], 1)
-        ok = np.isfinite(width) & (width > 0)
-        if ok.sum() >= 8:
-            coef = np.linalg.lstsq(x[ok], width[ok], rcond=None)[0]
-        else:
-            coef = np.array([float(np.median(width[ok])) if ok.any() else 0.4, 0.0, 0.0])
-        self._coef = coef.astype(np.float64)
-        # a mouth that barely changed width in the clip still rounds for an "oo" (real
-        # speakers span 0.07-0.17 face widths over the channels' range)
-        self._coef[1] = max(self._coef[1], self.MIN_SLOPE)
-        self._gain = gain
-        self._width = width
-        self._centre = atlas.mouth - (atlas.box[0] + 0.5, atlas.box[1] + 0.5)  # box pixels, as OpenCV counts them
-        self._half = 0.5 * face_width * float(np.median(width[ok])) if ok.any() else 0.2 * face_width
-
-    def factor(self, target: np.ndarray, i: int, j: int, w: float) -> float:
-        """The sideways scale for the crop(s) drawn, from this frame's channels."""
-        want = self._coef[0] + self._coef[1] * self._gain * (target[3] - target[2]) + self._coef[2] * target[0]
-        have = (1.0 - w) * self._width[i] + w * self._width[j]
-        if have <= 0:
-            return 1.0
-        s = float(np.clip(1.0 + self.STRENGTH * (want / have - 1.0), *self.LIMITS))
-        return 1.0 if abs(s - 1.0) < self.MIN_CHANGE else s
-
-    def maps(self, inv: np.ndarray, size: tuple[int, int], i: int, s: float,
-             origin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Where each region pixel samples the crop: the affine map ``inv`` (region -> the
-        part of the box from ``origin``), then the squeeze about crop ``i``'s mouth centre."""
-        w, h = size
-        inv = inv.astype(np.float32)
-        xs = np.arange(w, dtype=np.float32)
-        ys = np.arange(h, dtype=np.float32)[:, None]
-        u = inv[0, 0] * xs + (inv[0, 1] * ys + inv[0, 2])
-        v = inv[1, 0] * xs + (inv[1, 1] * ys + inv[1, 2])
-        cx, cy = self._centre[i] - origin
-        du = u - np.float32(cx)
-        r = np.sqrt(du * du + (1.6 * (v - np.float32(cy))) ** 2) * np.float32(1.0 / self._half)
-        k = np.clip((self.OUTER - r) * np.float32(1.0 / (self.OUTER - self.INNER)), 0.0, 1.0)
-        k *= k * (3.0 - 2.0 * k)  # smooth at both ends: no crease
-        u += du * k * np.float32(1.0 / s - 1.0)
-        return u, v
-
-
 class FootageRenderer:
     """Renders frames of one footage avatar at one output size. One per session."""
 
-    layout: _Layout
+    layout: Layout
 
     def __init__(self, avatar: FootageAvatar, width: int = 512, height: int = 512, *,
                  ring: int = 8, template: FootageRenderer | None = None) -> None:
         self.avatar = avatar
         self.width, self.height = int(width), int(height)
-        players: dict[str, _LoopPlayer] = {}
+        players: dict[str, LoopPlayer] = {}
         if template is not None:
             if template.avatar is not avatar or (template.width, template.height) != (self.width, self.height):
                 raise ValueError("a template renderer must have the same avatar and output size")
             self.layout = template.layout
         else:
-            self.layout = _Layout(avatar, self.width, self.height)
-            self.layout.extend(_LoopPlayer(avatar.loops["idle"], self.layout).rgba(0))
+            self.layout = Layout(avatar, self.width, self.height)
+            self.layout.extend(LoopPlayer(avatar.loops["idle"], self.layout).rgba(0))
         self._players = players
         for loop in avatar.loops.values():
             if loop.file not in players:
-                players[loop.file] = _LoopPlayer(loop, self.layout)
+                players[loop.file] = LoopPlayer(loop, self.layout)
         self._frames = [self.layout.background.copy() for _ in range(max(1, ring))]
         self._fi = 0
         rows, cols = self.layout.dst
         self._faded = np.zeros((rows.stop - rows.start, cols.stop - cols.start, 4), np.uint8)  # the loop fading out
-        self._chooser = _MouthChooser(avatar.atlas)
-        self._shaper = _MouthShaper(avatar.atlas, avatar.face_width, _MouthChooser.SHAPE_GAIN)
+        self._chooser = MouthChooser(avatar.atlas)
+        self._shaper = MouthShaper(avatar.atlas, avatar.face_width, MouthChooser.SHAPE_GAIN)
         self._crops: OrderedDict[int, np.ndarray] = OrderedDict()
         mask_shape = avatar.atlas.mask.shape
         self._rgba = np.empty((*mask_shape, 4), np.uint8)  # the crop and its alpha, for the warp
@@ -336,7 +89,7 @@ class FootageRenderer:
         self._loop = "idle"
         self._from: str | None = None  # loop being faded out
         self._fade = 0  # frames into the crossfade
-        self._targets = np.zeros((1 + _MouthChooser.MAX_AHEAD, len(CHANNELS)), np.float32)
+        self._targets = np.zeros((1 + MouthChooser.MAX_AHEAD, len(CHANNELS)), np.float32)
         self._known = 1  # rows of _targets known: this frame, then look_ahead's
         self._ahead_order: tuple[tuple[str, ...], np.ndarray] | None = None
         self._last_t: float | None = None
@@ -391,7 +144,7 @@ class FootageRenderer:
         if self._ahead_order is None or self._ahead_order[0] != channels:
             self._ahead_order = (channels, np.array([channels.index(c) if c in channels else -1 for c in CHANNELS]))
         order = self._ahead_order[1]
-        k = min(len(rows), _MouthChooser.MAX_AHEAD)
+        k = min(len(rows), MouthChooser.MAX_AHEAD)
         self._targets[1: 1 + k] = np.where(order >= 0, rows[:k][:, np.maximum(order, 0)], 0.0)
         self._known = 1 + k
 

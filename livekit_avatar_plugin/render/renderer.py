@@ -21,7 +21,8 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from livekit_avatar_plugin.face import landmarks as L
-from livekit_avatar_plugin.face.avatar import Avatar, _blurf, _polygon_mask, extend_outside
+from livekit_avatar_plugin.face.avatar import Avatar
+from livekit_avatar_plugin.face.photo_background import box_blur, extend_outside, polygon_mask
 from livekit_avatar_plugin.render.motion import GAZE_X, GAZE_Y, LOWER_LID, PITCH_KEY, HeadMotion
 from livekit_avatar_plugin.state import ConversationState
 
@@ -208,14 +209,14 @@ class FaceRenderer:
         for _ in range(d):  # 4-neighbour dilation without wrapping (np.roll would bring the torso to the top)
             p = np.pad(dil, 1)
             dil = np.maximum.reduce([dil, p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]])
-        dil = np.clip(_blurf(dil, 1.0) * 1.5 - 0.25, 0, 1) * (dil > 0)
+        dil = np.clip(box_blur(dil, 1.0) * 1.5 - 0.25, 0, 1) * (dil > 0)
         # zero weight at the ROI border so the ROI edge never shows a seam
         border = np.minimum.reduce([xs - x0, x1 - 1 - xs, ys - y0, y1 - 1 - ys])
         edge = _smoothstep(border / 6.0)
         wh = (head * dil * edge).astype(np.float32)
         self.w_head = wh
-        face = _polygon_mask((W, H), P[list(L.FACE_OVAL), :2])[y0:y1, x0:x1].astype(np.float32) / 255
-        face = _blurf(face, 0.08 * fw) * wh
+        face = polygon_mask((W, H), P[list(L.FACE_OVAL), :2])[y0:y1, x0:x1].astype(np.float32) / 255
+        face = box_blur(face, 0.08 * fw) * wh
         pcx, pcy = cx, chin[1] + 0.3 * fw  # pivot for roll: the neck
         # Head motion is [tx, ty, roll, nod (face dy), yaw-ish (face dx), brow raise]:
         #   dx = wh * (tx - roll * (y - pivot_y)) + yaw * face
@@ -468,8 +469,8 @@ class FaceRenderer:
         fall_x = 1 - _smoothstep((np.abs((mx - mcx) / (mw / 2)) - 1.0) / 0.7)
         fall_y = 1 - _smoothstep((np.abs(d) - 0.06 * fw) / (0.3 * fw))
         # nothing pulls at the face's outline (the background would show inside it)
-        oval = _polygon_mask((self.width, self.height), P[list(L.FACE_OVAL), :2])[by0:by1, bx0:bx1].astype(np.float32) / 255
-        in_face = _smoothstep((_blurf(oval, 0.04 * fw) - 0.6) / 0.3)
+        oval = polygon_mask((self.width, self.height), P[list(L.FACE_OVAL), :2])[by0:by1, bx0:bx1].astype(np.float32) / 255
+        in_face = _smoothstep((box_blur(oval, 0.04 * fw) - 0.6) / 0.3)
         self.m_round_dx = (-ur * fall_x * fall_y * in_face).astype(np.float32)
         self.p_round = (ur * fall_x)[0].astype(np.float64)  # on the lip line: where each column samples, per px of pull
         # a smile's raised corners come down to the lip line (closed lips, an O)
