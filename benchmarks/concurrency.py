@@ -69,7 +69,7 @@ from livekit.agents import AgentSession  # noqa: E402
 
 from livekit_avatar_plugin import AvatarSession, VideoOptions  # noqa: E402
 from livekit_avatar_plugin._native_logs import stop_forwarding_native_logs  # noqa: E402
-from livekit_avatar_plugin.audio.local_tts import synthesize  # noqa: E402
+from livekit_avatar_plugin._audio.local_tts import synthesize  # noqa: E402
 from livekit_avatar_plugin.keyless import PcmTTS  # noqa: E402
 from livekit_avatar_plugin.local_server import LocalLiveKitServer, ServerInfo  # noqa: E402
 from tests.av_harness import Subscriber  # noqa: E402

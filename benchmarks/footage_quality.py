@@ -42,12 +42,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from livekit_avatar_plugin.evaluation.picture import measure_avatar  # noqa: E402
-from livekit_avatar_plugin.face import video as V  # noqa: E402
-from livekit_avatar_plugin.face.footage import load_footage_avatar  # noqa: E402
-from livekit_avatar_plugin.face.footage_build import create_footage_avatar  # noqa: E402
-from livekit_avatar_plugin.face.tracking import FaceTracker, mouth_opening  # noqa: E402
-from livekit_avatar_plugin.render.footage_renderer import FootageRenderer  # noqa: E402
-from livekit_avatar_plugin.state import ConversationState  # noqa: E402
+from livekit_avatar_plugin._face import video as V  # noqa: E402
+from livekit_avatar_plugin._face.footage import load_footage_avatar  # noqa: E402
+from livekit_avatar_plugin._face.footage_build import create_footage_avatar  # noqa: E402
+from livekit_avatar_plugin._face.tracking import FaceTracker, mouth_opening  # noqa: E402
+from livekit_avatar_plugin._render.footage_renderer import FootageRenderer  # noqa: E402
+from livekit_avatar_plugin._state import ConversationState  # noqa: E402
 
 FPS = 25.0
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -64,7 +64,7 @@ def _grad(lum: np.ndarray) -> np.ndarray:
 
 def _speech_channels(seconds: float = 8.0) -> np.ndarray:
     """Lip-sync channels of held-out speech at 25 fps (frame centres)."""
-    from livekit_avatar_plugin.audio.lipsync import LipSyncModel
+    from livekit_avatar_plugin._audio.lipsync import LipSyncModel
     from livekit_avatar_plugin.training.data import cache_dir
     from livekit_avatar_plugin.training.evaluate import get_eval_set
 
@@ -82,7 +82,7 @@ def _speech_channels(seconds: float = 8.0) -> np.ndarray:
 
 def seam_and_flicker(package: Path, size: tuple[int, int]) -> dict:
     """Seam ratio over speaking frames, and flicker with the channels held still."""
-    from livekit_avatar_plugin.face.footage import CHANNELS
+    from livekit_avatar_plugin._face.footage import CHANNELS
 
     av = load_footage_avatar(package)
     r = FootageRenderer(av, *size)
@@ -155,8 +155,8 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 def resynthesis(clip: Path, work: Path, out_dir: Path) -> dict:
     """Build from the first 70 %, speak the last 30 %, compare with the person."""
-    from livekit_avatar_plugin.audio.lipsync import LipSyncModel
-    from livekit_avatar_plugin.pipeline import load_pipeline
+    from livekit_avatar_plugin._audio.lipsync import LipSyncModel
+    from livekit_avatar_plugin._pipeline import load_pipeline
 
     info = V.probe_clip(clip)
     cut = 0.7 * info.duration_s

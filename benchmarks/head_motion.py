@@ -44,12 +44,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from livekit_avatar_plugin.evaluation.picture import LEAD_IN_S  # noqa: E402
-from livekit_avatar_plugin.face import landmarks as L  # noqa: E402
-from livekit_avatar_plugin.face.tracking import FaceTracker, face_width  # noqa: E402
-from livekit_avatar_plugin.generator import LOOK_AHEAD_FRAMES, _energy  # noqa: E402
-from livekit_avatar_plugin.pipeline import load_pipeline  # noqa: E402
-from livekit_avatar_plugin.render.motion import PITCH_KEY, frame_pitch  # noqa: E402
-from livekit_avatar_plugin.state import ConversationState as S  # noqa: E402
+from livekit_avatar_plugin._face import landmarks as L  # noqa: E402
+from livekit_avatar_plugin._face.tracking import FaceTracker, face_width  # noqa: E402
+from livekit_avatar_plugin._generator import LOOK_AHEAD_FRAMES, _energy  # noqa: E402
+from livekit_avatar_plugin._pipeline import load_pipeline  # noqa: E402
+from livekit_avatar_plugin._render.motion import PITCH_KEY, frame_pitch  # noqa: E402
+from livekit_avatar_plugin._state import ConversationState as S  # noqa: E402
 from livekit_avatar_plugin.training.data import cache_dir  # noqa: E402
 from livekit_avatar_plugin.training.evaluate import get_eval_set  # noqa: E402
 from tests.git_versions import module_at  # noqa: E402

@@ -8,7 +8,7 @@ the avatar's side WebRTC's bandwidth estimate and the target WebRTC sets its enc
 ``cores``: this process's CPU over the probe (the avatar and the viewer's decoding). Prints
 medians over the runs side by side and writes docs/img/video_quality_start.png.
 
-``high`` is VP8 encoded by the plugin (see livekit_avatar_plugin/vp8_encoder.py);
+``high`` is VP8 encoded by the plugin (see livekit_avatar_plugin/_vp8_encoder.py);
 ``high, WebRTC's VP8`` is the same track encoded by WebRTC, as before: its first two
 seconds ramp (it gives the encoder ~5/6 of the cap at first, and its rate control pays
 for the key frame out of the next second's frames). ``high, vp9`` is WebRTC's VP9, which

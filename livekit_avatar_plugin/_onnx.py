@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import AvatarError
+from ._errors import AvatarError
 
 logger = logging.getLogger("livekit_avatar_plugin.onnx")
 

@@ -14,11 +14,11 @@ from livekit.agents.metrics.base import AvatarMetrics
 from livekit.agents.voice.avatar import AudioReceiver
 
 from ._native_logs import quiet_benign_errors
-from .config import VideoOptions
-from .generator import AvatarVideoGenerator
-from .metrics import MetricsRecorder
-from .participant import AvatarPublisher
-from .pipeline import FacePipeline, build_generator
+from ._config import VideoOptions
+from ._generator import AvatarVideoGenerator
+from ._metrics import MetricsRecorder
+from ._publisher import AvatarPublisher
+from ._pipeline import FacePipeline, build_generator
 
 PROVIDER = "livekit-avatar-plugin"
 

@@ -18,7 +18,7 @@ from typing import Any
 from livekit.agents import Agent, function_tool, llm, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions
 
-from .audio.local_tts import synthesize
+from ._audio.local_tts import synthesize
 
 
 class PcmTTS(tts.TTS):

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AvatarError
+from ._errors import AvatarError
 
 logger = logging.getLogger("livekit_avatar_plugin.local_server")
 

@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
-from livekit_avatar_plugin.face.avatar import default_avatar  # noqa: E402
-from livekit_avatar_plugin.render.background import BackgroundRenderer  # noqa: E402
-from livekit_avatar_plugin.render.renderer import FaceRenderer  # noqa: E402
-from livekit_avatar_plugin.state import ConversationState  # noqa: E402
+from livekit_avatar_plugin._face.avatar import default_avatar  # noqa: E402
+from livekit_avatar_plugin._render.background import BackgroundRenderer  # noqa: E402
+from livekit_avatar_plugin._render.renderer import FaceRenderer  # noqa: E402
+from livekit_avatar_plugin._state import ConversationState  # noqa: E402
 
 OUT = ROOT / "docs" / "img" / "background_keys.png"
 COLOUR = (24, 36, 110)

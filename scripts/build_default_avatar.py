@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     import skimage.data
 
-    from livekit_avatar_plugin.face.avatar import create_avatar
+    from livekit_avatar_plugin._face.avatar import create_avatar
 
     img = skimage.data.astronaut()
     with tempfile.TemporaryDirectory() as td:

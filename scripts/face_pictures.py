@@ -18,10 +18,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from livekit_avatar_plugin.face.avatar import default_avatar  # noqa: E402
-from livekit_avatar_plugin.render.motion import PITCH_KEY, frame_pitch  # noqa: E402
-from livekit_avatar_plugin.render.renderer import FaceRenderer  # noqa: E402
-from livekit_avatar_plugin.state import ConversationState as S  # noqa: E402
+from livekit_avatar_plugin._face.avatar import default_avatar  # noqa: E402
+from livekit_avatar_plugin._render.motion import PITCH_KEY, frame_pitch  # noqa: E402
+from livekit_avatar_plugin._render.renderer import FaceRenderer  # noqa: E402
+from livekit_avatar_plugin._state import ConversationState as S  # noqa: E402
 from livekit_avatar_plugin.training.phonemes import CHANNELS, PHONES  # noqa: E402
 from git_versions import module_at  # noqa: E402
 
@@ -90,7 +90,7 @@ def before_after() -> Path:
 
 
 def speaking_gif(text: str = "Hello! I am a local avatar. Maybe a puppy, or a blue moon boat?") -> Path:
-    from livekit_avatar_plugin.audio.local_tts import synthesize
+    from livekit_avatar_plugin._audio.local_tts import synthesize
     from livekit_avatar_plugin.cli.render import energy_curve, mouth_curves
 
     pcm, sr = synthesize(text)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from livekit_avatar_plugin.evaluation.picture import measure_avatar  # noqa: E402
-from livekit_avatar_plugin.face.footage_build import create_footage_avatar  # noqa: E402
+from livekit_avatar_plugin._face.footage_build import create_footage_avatar  # noqa: E402
 from tests.footage_synth import make_clip  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -18,9 +18,9 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 import test_framing as T  # noqa: E402
 from git_versions import module_at  # noqa: E402
-from livekit_avatar_plugin.face.avatar import create_avatar  # noqa: E402
-from livekit_avatar_plugin.render.renderer import FaceRenderer  # noqa: E402
-from livekit_avatar_plugin.state import ConversationState  # noqa: E402
+from livekit_avatar_plugin._face.avatar import create_avatar  # noqa: E402
+from livekit_avatar_plugin._render.renderer import FaceRenderer  # noqa: E402
+from livekit_avatar_plugin._state import ConversationState  # noqa: E402
 
 CASES = ("face near the top right corner", "cut at the chin's level below")
 NAMES = ("the photo", "before, 512x512", "before, portrait", "after, 512x512", "after, portrait")

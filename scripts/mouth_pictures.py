@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 import test_framing as T  # noqa: E402
-from livekit_avatar_plugin.face.avatar import create_avatar, default_avatar  # noqa: E402
-from livekit_avatar_plugin.render.renderer import FaceRenderer  # noqa: E402
-from livekit_avatar_plugin.state import ConversationState  # noqa: E402
+from livekit_avatar_plugin._face.avatar import create_avatar, default_avatar  # noqa: E402
+from livekit_avatar_plugin._render.renderer import FaceRenderer  # noqa: E402
+from livekit_avatar_plugin._state import ConversationState  # noqa: E402
 from livekit_avatar_plugin.training.phonemes import CHANNELS, PHONES  # noqa: E402
 
 OUT = ROOT / "docs" / "img" / "face_contact_sheet.png"

@@ -190,7 +190,7 @@ def private_livekit_server() -> Iterator[LocalLiveKitServer]:
 def synthetic_footage(tmp_path_factory):
     """A footage avatar built from a synthetic clip of the astronaut photo avatar: idle 4 s,
     talking 8 s, listening 4 s, the picture 120 ms after the sound. (truth, FootageAvatar)."""
-    from livekit_avatar_plugin.face.footage_build import create_footage_avatar
+    from livekit_avatar_plugin._face.footage_build import create_footage_avatar
 
     from .footage_synth import make_clip
 

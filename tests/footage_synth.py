@@ -16,10 +16,10 @@ import av
 import numpy as np
 from PIL import Image
 
-from livekit_avatar_plugin.audio.lipsync import LipSyncModel
-from livekit_avatar_plugin.face.avatar import default_avatar
-from livekit_avatar_plugin.render.renderer import FaceRenderer
-from livekit_avatar_plugin.state import ConversationState
+from livekit_avatar_plugin._audio.lipsync import LipSyncModel
+from livekit_avatar_plugin._face.avatar import default_avatar
+from livekit_avatar_plugin._render.renderer import FaceRenderer
+from livekit_avatar_plugin._state import ConversationState
 from livekit_avatar_plugin.training import voices
 
 FPS = 25

@@ -12,7 +12,7 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def module_at(commit: str, path: str = "livekit_avatar_plugin/render/renderer.py") -> ModuleType:
+def module_at(commit: str, path: str = "livekit_avatar_plugin/_render/renderer.py") -> ModuleType:
     """Import ``path`` as committed at ``commit`` (its absolute imports use today's package)."""
     source = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True, capture_output=True).stdout
     file = Path(tempfile.mkdtemp()) / f"at_{commit[:8]}.py"

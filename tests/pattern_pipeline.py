@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from livekit_avatar_plugin.state import ConversationState
+from livekit_avatar_plugin._state import ConversationState
 
 IDLE_LEVEL = 16
 SPEAKING_LEVEL = 96

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from livekit import rtc
 
 from livekit_avatar_plugin.local_server import ServerInfo
-from livekit_avatar_plugin.rtc_stats import bandwidth_estimate
+from livekit_avatar_plugin._rtc_stats import bandwidth_estimate
 
 from .av_harness import make_token
 from .pattern_pipeline import TexturedPipeline

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from livekit_avatar_plugin.cli import main as cli_main
-from livekit_avatar_plugin.face import avatar as A
+from livekit_avatar_plugin._face import avatar as A
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -145,7 +145,7 @@ def test_several_faces_picks_largest(tmp_path, astro, caplog):
     canvas.paste(big, (0, 0))
     canvas.paste(small.crop((60, 0, 300, 380)), (700, 60))
     p = _save(tmp_path, "two.png", canvas)
-    from livekit_avatar_plugin.face import landmarks as L
+    from livekit_avatar_plugin._face import landmarks as L
 
     dets = L.detect_faces(np.asarray(canvas))
     if len(dets) < 2:

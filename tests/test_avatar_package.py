@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from livekit_avatar_plugin.face.avatar import AvatarPackageError, default_avatar, load_avatar
+from livekit_avatar_plugin._face.avatar import AvatarPackageError, default_avatar, load_avatar
 
 
 @pytest.fixture()

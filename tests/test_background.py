@@ -8,16 +8,16 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from livekit_avatar_plugin.config import AvatarSessionOptions
-from livekit_avatar_plugin.face.avatar import create_avatar, default_avatar
-from livekit_avatar_plugin.render.background import (
+from livekit_avatar_plugin._config import AvatarSessionOptions
+from livekit_avatar_plugin._face.avatar import create_avatar, default_avatar
+from livekit_avatar_plugin._render.background import (
     BackgroundError,
     BackgroundRenderer,
     background_frame,
     parse_background,
 )
-from livekit_avatar_plugin.render.renderer import FaceRenderer
-from livekit_avatar_plugin.state import ConversationState as S
+from livekit_avatar_plugin._render.renderer import FaceRenderer
+from livekit_avatar_plugin._state import ConversationState as S
 
 GREEN = (0, 177, 64)
 
@@ -130,7 +130,7 @@ def test_soft_hair_edges_show_no_halo(white_wall):
 
 
 def test_an_image_background_and_the_pipeline(tmp_path):
-    from livekit_avatar_plugin.pipeline import load_pipeline
+    from livekit_avatar_plugin._pipeline import load_pipeline
 
     yy, xx = np.mgrid[0:300, 0:400]
     img = np.stack([xx * 255 // 400, yy * 255 // 300, np.full_like(xx, 128)], -1).astype(np.uint8)
@@ -165,7 +165,7 @@ def test_the_background_costs_under_a_millisecond_at_512():
 
 
 def test_footage_loops_carry_person_masks_and_take_a_background(synthetic_footage):
-    from livekit_avatar_plugin.render.footage_renderer import FootageRenderer
+    from livekit_avatar_plugin._render.footage_renderer import FootageRenderer
 
     av = synthetic_footage[1]
     assert av.has_masks
@@ -194,8 +194,8 @@ def test_an_old_footage_package_without_masks_loads_but_cannot_swap_its_backgrou
     import json
     import shutil
 
-    from livekit_avatar_plugin.face.footage import load_footage_avatar
-    from livekit_avatar_plugin.render.footage_renderer import FootageRenderer
+    from livekit_avatar_plugin._face.footage import load_footage_avatar
+    from livekit_avatar_plugin._render.footage_renderer import FootageRenderer
 
     old = tmp_path / "old"
     shutil.copytree(synthetic_footage[1].path, old)

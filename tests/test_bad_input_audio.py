@@ -18,9 +18,9 @@ import pytest
 from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, DataStreamAudioReceiver
 
-from livekit_avatar_plugin.audio.input import AudioInputError, to_mono_int16
-from livekit_avatar_plugin.config import VideoOptions
-from livekit_avatar_plugin.participant import AvatarPublisher
+from livekit_avatar_plugin._audio.input import AudioInputError, to_mono_int16
+from livekit_avatar_plugin._config import VideoOptions
+from livekit_avatar_plugin._publisher import AvatarPublisher
 
 from .av_harness import make_token
 from .fakes import click_track, tone_track
@@ -120,7 +120,7 @@ class RecordingRenderer:
 
 
 async def test_a_dc_offset_is_inaudible_and_does_not_move_the_face():
-    from livekit_avatar_plugin.pipeline import load_pipeline
+    from livekit_avatar_plugin._pipeline import load_pipeline
 
     renderer = RecordingRenderer(64, 64)
     motion = load_pipeline("default").create_motion()  # the shipped lip-sync model
@@ -271,7 +271,7 @@ async def test_a_speech_stream_that_breaks_off_ends_its_segment_instead_of_raisi
     would die of it (and the avatar with it). The checked stream ends there instead."""
     from types import SimpleNamespace
 
-    from livekit_avatar_plugin.incoming_speech import _CheckedStream
+    from livekit_avatar_plugin._incoming_speech import _CheckedStream
 
     class BrokenReader:
         info = SimpleNamespace(attributes={"sample_rate": "24000", "num_channels": "1"})

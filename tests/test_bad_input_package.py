@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livekit_avatar_plugin.face.avatar import (
+from livekit_avatar_plugin._face.avatar import (
     AvatarPackageError,
     default_avatar,
     load_avatar,

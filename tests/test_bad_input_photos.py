@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from livekit_avatar_plugin.cli import main as cli_main
-from livekit_avatar_plugin.face import avatar as A
+from livekit_avatar_plugin._face import avatar as A
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -113,7 +113,7 @@ def test_a_create_failing_while_writing_leaves_no_half_written_package(
         raise OSError("disk full")
 
     if fail_at == "manifest":
-        from livekit_avatar_plugin.face import package
+        from livekit_avatar_plugin._face import package
 
         monkeypatch.setattr(package.json, "dumps", flaky_dumps)
     else:

@@ -11,7 +11,7 @@ from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput
 from livekit.agents.voice.io import AudioOutput
 
 from livekit_avatar_plugin import _compat
-from livekit_avatar_plugin.speech_stream import SpeechStreamOutput
+from livekit_avatar_plugin._speech_stream import SpeechStreamOutput
 
 
 # The tests are async: LiveKit's rooms and outputs need a running event loop.

@@ -12,8 +12,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from livekit_avatar_plugin import AvatarSession
-from livekit_avatar_plugin import config as C
-
+from livekit_avatar_plugin import _config as C
 NAN, INF = math.nan, math.inf
 BAD_STRINGS = ["", "x" * 129, "line\nbreak", "nul\x00", 5, None]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from livekit_avatar_plugin import ConversationState, VideoOptions
 from livekit_avatar_plugin.keyless import LocalTTS
-from livekit_avatar_plugin.pipeline import load_pipeline
+from livekit_avatar_plugin._pipeline import load_pipeline
 
 from .rooms import speak_and_watch
 

@@ -14,8 +14,8 @@ import uuid
 import pytest
 from livekit import api, rtc
 
-from livekit_avatar_plugin.dispatch.protocol import AvatarJobRequest
-from livekit_avatar_plugin.dispatch.worker import (
+from livekit_avatar_plugin._dispatch.protocol import AvatarJobRequest
+from livekit_avatar_plugin._dispatch.worker import (
     AvatarWorker,
     AvatarWorkerOptions,
     resolve_face_pipeline,
@@ -252,7 +252,7 @@ async def test_a_job_that_never_gets_its_face_up_is_dispatched_again(
     """A worker took the job and hangs; a second worker gets the job ~8 s later."""
     import threading
 
-    from livekit_avatar_plugin.dispatch.client import DispatchedAvatar
+    from livekit_avatar_plugin._dispatch.client import DispatchedAvatar
 
     from .conftest import WorkerProcess
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from livekit_avatar_plugin.dispatch.follow import follow_conversation
-from livekit_avatar_plugin.state import ConversationState as S
+from livekit_avatar_plugin._dispatch.follow import follow_conversation
+from livekit_avatar_plugin._state import ConversationState as S
 
 from .av_harness import make_token
 

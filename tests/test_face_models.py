@@ -25,7 +25,7 @@ def test_notice_hashes_match_shipped_models():
 
 def test_landmarks_match_tflite_reference():
     skimage_data = pytest.importorskip("skimage.data")
-    from livekit_avatar_plugin.face import landmarks as L
+    from livekit_avatar_plugin._face import landmarks as L
 
     img = skimage_data.astronaut()
     dets = L.detect_faces(img)
@@ -43,6 +43,6 @@ def test_landmarks_match_tflite_reference():
 
 
 def test_sessions_are_cached():
-    from livekit_avatar_plugin.face import landmarks as L
+    from livekit_avatar_plugin._face import landmarks as L
 
     assert L._session("face_landmark.onnx") is L._session("face_landmark.onnx")

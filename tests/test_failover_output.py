@@ -7,7 +7,7 @@ from __future__ import annotations
 from livekit import rtc
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 
-from livekit_avatar_plugin.failover import FailoverAudioOutput
+from livekit_avatar_plugin._failover import FailoverAudioOutput
 
 RATE = 24000
 

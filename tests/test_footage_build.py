@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from livekit_avatar_plugin.cli import main as cli_main
-from livekit_avatar_plugin.face import avatar as A
-from livekit_avatar_plugin.face.footage import LOOP_NAMES, load_footage_avatar
-from livekit_avatar_plugin.face.footage_build import create_footage_avatar
-from livekit_avatar_plugin.face.package import AvatarPackageError
+from livekit_avatar_plugin._face import avatar as A
+from livekit_avatar_plugin._face.footage import LOOP_NAMES, load_footage_avatar
+from livekit_avatar_plugin._face.footage_build import create_footage_avatar
+from livekit_avatar_plugin._face.package import AvatarPackageError
 
 from .footage_synth import FPS, make_clip
 
@@ -147,7 +147,7 @@ def test_phone_rotation_is_applied(tmp_path):
 def test_a_shaking_camera_is_steadied_and_a_steady_one_left_alone(synthetic, tmp_path):
     import av
 
-    from livekit_avatar_plugin.face.camera import _phase_shift
+    from livekit_avatar_plugin._face.camera import _phase_shift
 
     _, steady = synthetic
     assert steady.manifest["stabilised"] is None

@@ -7,11 +7,11 @@ import av
 import numpy as np
 import pytest
 
-from livekit_avatar_plugin.face.footage import CHANNELS
-from livekit_avatar_plugin.face.tracking import FaceTracker, mouth_opening
-from livekit_avatar_plugin.pipeline import load_pipeline
-from livekit_avatar_plugin.render.footage_renderer import CROSSFADE_FRAMES, FootageRenderer
-from livekit_avatar_plugin.state import ConversationState
+from livekit_avatar_plugin._face.footage import CHANNELS
+from livekit_avatar_plugin._face.tracking import FaceTracker, mouth_opening
+from livekit_avatar_plugin._pipeline import load_pipeline
+from livekit_avatar_plugin._render.footage_renderer import CROSSFADE_FRAMES, FootageRenderer
+from livekit_avatar_plugin._state import ConversationState
 
 SPEAK, IDLE, LISTEN = ConversationState.SPEAKING, ConversationState.IDLE, ConversationState.LISTENING
 FPS = 25.0
@@ -101,7 +101,7 @@ def test_the_mouth_opens_closes_and_rounds_as_the_channels_say(footage):
 def test_the_mouth_is_squeezed_round_or_stretched_wide_beyond_the_crop_chosen(footage, monkeypatch):
     """An atlas holds few rounded mouths: the width the channels ask for is made up by a
     sideways warp about the mouth, and the cheeks at the blend's edge do not move."""
-    from livekit_avatar_plugin.render import footage_renderer as FR
+    from livekit_avatar_plugin._render import footage_renderer as FR
 
     def hold(mouth: dict[str, float]) -> tuple[float, np.ndarray]:
         r = FootageRenderer(footage, *footage.canvas)
@@ -128,7 +128,7 @@ def test_the_mouth_is_squeezed_round_or_stretched_wide_beyond_the_crop_chosen(fo
 
 def test_resting_mouth_when_a_stand_in_loop_has_no_mouth_of_its_own(tmp_path):
     """An 8 s clip that is all talking: idle shows the talking footage, mouth at rest."""
-    from livekit_avatar_plugin.face.footage_build import create_footage_avatar
+    from livekit_avatar_plugin._face.footage_build import create_footage_avatar
 
     from .footage_synth import make_clip
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livekit_avatar_plugin.face import video as V
-from livekit_avatar_plugin.face.avatar import (
+from livekit_avatar_plugin._face import video as V
+from livekit_avatar_plugin._face.avatar import (
     CorruptVideoError,
     NotAnImageError,
     StillVideoError,

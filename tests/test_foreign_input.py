@@ -16,9 +16,9 @@ import pytest
 from livekit import rtc
 from livekit.agents.voice.avatar import DataStreamAudioReceiver
 
-from livekit_avatar_plugin import incoming_speech
-from livekit_avatar_plugin.config import VideoOptions
-from livekit_avatar_plugin.participant import AvatarPublisher
+from livekit_avatar_plugin import _incoming_speech as incoming_speech
+from livekit_avatar_plugin._config import VideoOptions
+from livekit_avatar_plugin._publisher import AvatarPublisher
 
 from .av_harness import make_token
 from .fakes import tone_track

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from livekit_avatar_plugin.face import landmarks as L
-from livekit_avatar_plugin.face.avatar import create_avatar, default_avatar
-from livekit_avatar_plugin.face.tracking import FaceTracker, face_width
-from livekit_avatar_plugin.render.renderer import FaceRenderer
-from livekit_avatar_plugin.state import ConversationState
+from livekit_avatar_plugin._face import landmarks as L
+from livekit_avatar_plugin._face.avatar import create_avatar, default_avatar
+from livekit_avatar_plugin._face.tracking import FaceTracker, face_width
+from livekit_avatar_plugin._render.renderer import FaceRenderer
+from livekit_avatar_plugin._state import ConversationState
 
 SIZES = [(512, 512), (854, 480), (1280, 720), (720, 1280), (320, 240)]
 # the astronaut photo's face: centre and width in its 512x512 pixels

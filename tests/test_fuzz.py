@@ -24,14 +24,14 @@ from livekit import rtc
 from livekit.agents.utils.audio import AudioByteStream
 from livekit.agents.voice.avatar import AudioSegmentEnd
 
-from livekit_avatar_plugin.audio import opus
-from livekit_avatar_plugin.audio.input import AudioInputError
-from livekit_avatar_plugin.face.avatar import (
+from livekit_avatar_plugin._audio import opus
+from livekit_avatar_plugin._audio.input import AudioInputError
+from livekit_avatar_plugin._face.avatar import (
     AvatarPackageError,
     default_avatar,
     load_avatar,
 )
-from livekit_avatar_plugin.incoming_speech import speech_stream_problem
+from livekit_avatar_plugin._incoming_speech import speech_stream_problem
 
 from .test_generator import SR, make_generator, until_segment_end
 

@@ -9,8 +9,8 @@ import pytest
 from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd
 
-from livekit_avatar_plugin.generator import AvatarVideoGenerator
-from livekit_avatar_plugin.state import ConversationState
+from livekit_avatar_plugin._generator import AvatarVideoGenerator
+from livekit_avatar_plugin._state import ConversationState
 
 from .fakes import click_times, click_track
 from .pattern_pipeline import FLASH_LEVEL, IDLE_LEVEL, SPEAKING_LEVEL, ClickMotion, FlashRenderer

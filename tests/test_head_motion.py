@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from livekit_avatar_plugin.face import landmarks as L
-from livekit_avatar_plugin.face.avatar import default_avatar
-from livekit_avatar_plugin.face.tracking import FaceTracker, face_width
-from livekit_avatar_plugin.render.motion import BROW, GAZE_X, NOD, PITCH_KEY, TY, HeadMotion, frame_pitch
-from livekit_avatar_plugin.render.renderer import FaceRenderer
-from livekit_avatar_plugin.state import ConversationState as S
+from livekit_avatar_plugin._face import landmarks as L
+from livekit_avatar_plugin._face.avatar import default_avatar
+from livekit_avatar_plugin._face.tracking import FaceTracker, face_width
+from livekit_avatar_plugin._render.motion import BROW, GAZE_X, NOD, PITCH_KEY, TY, HeadMotion, frame_pitch
+from livekit_avatar_plugin._render.renderer import FaceRenderer
+from livekit_avatar_plugin._state import ConversationState as S
 
 FPS = 25.0
 SYLLABLE = (0.1, 0.5, 0.8, 0.7, 0.4)  # a syllable's energy, frame by frame
@@ -305,7 +305,7 @@ async def test_the_generator_hands_the_pitch_to_a_renderer_that_follows_it():
     from livekit import rtc
     from livekit.agents.voice.avatar import AudioSegmentEnd
 
-    from livekit_avatar_plugin.generator import AvatarVideoGenerator
+    from livekit_avatar_plugin._generator import AvatarVideoGenerator
 
     from .pattern_pipeline import ClickMotion, FlashRenderer
 

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from livekit_avatar_plugin.audio.lipsync import LipSyncModel
+from livekit_avatar_plugin._audio.lipsync import LipSyncModel
 from livekit_avatar_plugin.training import metrics as M
 from livekit_avatar_plugin.training.evaluate import evaluate_utts
 from livekit_avatar_plugin.training.gen_data import eval_set

@@ -1,4 +1,4 @@
-"""Runtime contract of livekit_avatar_plugin.audio.lipsync (no timing asserts)."""
+"""Runtime contract of livekit_avatar_plugin._audio.lipsync (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from livekit_avatar_plugin.audio import features as F
-from livekit_avatar_plugin.audio.lipsync import MOUTH_CHANNELS, LipSyncModel
+from livekit_avatar_plugin._audio import features as F
+from livekit_avatar_plugin._audio.lipsync import MOUTH_CHANNELS, LipSyncModel
 
 RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
@@ -128,7 +128,7 @@ def test_nan_inf_sanitised_with_one_warning(model, caplog):
     x[5000] = np.inf
     x[6000] = -np.inf
     s = model.stream()
-    with caplog.at_level(logging.WARNING, logger="livekit_avatar_plugin.audio.lipsync"):
+    with caplog.at_level(logging.WARNING, logger="livekit_avatar_plugin._audio.lipsync"):
         out = np.concatenate([s.push(x[:8000], 16000), s.push(x[8000:], 16000), s.push(x[:300], 16000), s.flush()])
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     warns = [r for r in caplog.records if r.levelno == logging.WARNING and "NaN" in r.getMessage()]

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from livekit_avatar_plugin.audio import opus
-from livekit_avatar_plugin.incoming_speech import _CheckedStream
+from livekit_avatar_plugin._audio import opus
+from livekit_avatar_plugin._incoming_speech import _CheckedStream
 
 from .fakes import click_track
 

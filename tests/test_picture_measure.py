@@ -134,7 +134,7 @@ def test_chin_travel_spans_speech_frames_only():
 
 
 def test_chin_drop_follows_the_jaw_not_the_head():
-    from livekit_avatar_plugin.face.tracking import face_width
+    from livekit_avatar_plugin._face.tracking import face_width
 
     rng = np.random.default_rng(3)
     pts = rng.uniform(0, 100, (478, 3))

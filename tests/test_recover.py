@@ -11,7 +11,7 @@ import pytest
 from livekit import rtc
 
 from livekit_avatar_plugin import AvatarRecoveredEvent, VideoOptions
-from livekit_avatar_plugin.recovery import RetrySchedule
+from livekit_avatar_plugin._recovery import RetrySchedule
 
 from .fakes import click_times
 from .rooms import agent_room, wait_until

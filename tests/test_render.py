@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livekit_avatar_plugin.face.avatar import create_avatar, default_avatar
-from livekit_avatar_plugin.render.renderer import FaceRenderer
-from livekit_avatar_plugin.state import ConversationState as S
+from livekit_avatar_plugin._face.avatar import create_avatar, default_avatar
+from livekit_avatar_plugin._render.renderer import FaceRenderer
+from livekit_avatar_plugin._state import ConversationState as S
 
 FPS = 25.0
 
@@ -45,7 +45,7 @@ def test_lips_close_fully_for_pbm():
 
 
 def test_rounding_narrows_and_spreading_widens_the_mouth():
-    from livekit_avatar_plugin.face.tracking import FaceTracker, mouth_opening
+    from livekit_avatar_plugin._face.tracking import FaceTracker, mouth_opening
 
     widths = {}
     for name, m in (("round", {"jaw_open": 0.3, "lip_round": 1.0}), ("plain", {"jaw_open": 0.3}),
@@ -74,7 +74,7 @@ def test_interior_only_when_open():
 
 
 def _mesh(frame):
-    from livekit_avatar_plugin.face.tracking import FaceTracker
+    from livekit_avatar_plugin._face.tracking import FaceTracker
 
     face = FaceTracker().update(frame)
     assert face is not None
@@ -94,7 +94,7 @@ def _lands_at(r, x, y):
 
 def test_closed_lips_read_closed_from_a_smiling_photo():
     from livekit_avatar_plugin.evaluation.picture import CLOSED_GAP
-    from livekit_avatar_plugin.face.tracking import FaceTracker, mouth_opening
+    from livekit_avatar_plugin._face.tracking import FaceTracker, mouth_opening
 
     for size in ((512, 512), (720, 1280)):
         r = FaceRenderer(default_avatar(), *size)
@@ -141,7 +141,7 @@ def test_the_chin_drops_with_the_jaw(size):
 
 
 def test_labiodental_tucks_the_lower_lip_under_the_teeth():
-    from livekit_avatar_plugin.face.tracking import mouth_opening
+    from livekit_avatar_plugin._face.tracking import mouth_opening
 
     av = default_avatar()
     frames, shown = {}, {}

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("
 
 def _lipsync_available() -> bool:
     try:
-        from livekit_avatar_plugin.audio.lipsync import LipSyncModel
+        from livekit_avatar_plugin._audio.lipsync import LipSyncModel
 
         LipSyncModel.load()
         return True

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livekit_avatar_plugin.face import segmentation as seg
-from livekit_avatar_plugin.face.avatar import default_avatar
-from livekit_avatar_plugin.face.photo_background import person_mask
+from livekit_avatar_plugin._face import segmentation as seg
+from livekit_avatar_plugin._face.avatar import default_avatar
+from livekit_avatar_plugin._face.photo_background import person_mask
 
 
 def _backgrounds(h: int, w: int) -> dict[str, np.ndarray]:

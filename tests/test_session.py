@@ -234,7 +234,7 @@ async def test_a_long_reply_is_sent_no_further_ahead_than_the_avatar_needs(livek
     """TTS hands the whole reply over at once; the agent sends it to the avatar at most
     SEND_AHEAD_S ahead of real time (a burst per reply cost the machine's spare CPU), and
     the avatar still plays every click."""
-    from livekit_avatar_plugin.speech_stream import SEND_AHEAD_S
+    from livekit_avatar_plugin._speech_stream import SEND_AHEAD_S
 
     async with agent_room(livekit_server, "pace") as r:
         await r.watcher.wait_video(r.avatar.avatar_identity)

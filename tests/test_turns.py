@@ -16,7 +16,7 @@ import pytest
 from livekit.agents import Agent, function_tool
 
 from livekit_avatar_plugin import AvatarSession, AvatarSessionError
-from livekit_avatar_plugin.turns import ProtectionReleasedEvent, ProtectionStartedEvent
+from livekit_avatar_plugin._turns import ProtectionReleasedEvent, ProtectionStartedEvent
 
 from .av_harness import CLICK_THRESHOLD, FLASH_THRESHOLD, SenderLog
 from .fake_realtime import FakeRealtimeModel

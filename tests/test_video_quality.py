@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from livekit_avatar_plugin import AvatarSession, VideoOptions
-from livekit_avatar_plugin.config import QUALITY_PRESETS
+from livekit_avatar_plugin._config import QUALITY_PRESETS
 
 from .av_harness import Subscriber, audio_onsets
 from .fakes import click_times

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from livekit_avatar_plugin import vp8_encoder
-from livekit_avatar_plugin.vp8_encoder import VP8EncodedSource
+from livekit_avatar_plugin import _vp8_encoder as vp8_encoder
+from livekit_avatar_plugin._vp8_encoder import VP8EncodedSource
 
 W, H = 320, 240
 

@@ -16,15 +16,15 @@ from livekit.agents.metrics.base import AvatarMetrics
 from livekit.agents.voice.io import AudioOutput
 
 from .._runtime import build_face
-from ..config import AvatarSessionOptions
-from ..errors import AvatarSessionError
-from ..generator import AvatarVideoGenerator
-from ..participant import AvatarPublisher
-from ..pipeline import FacePipeline, load_pipeline
-from ..state import ConversationState
+from .._config import AvatarSessionOptions
+from .._errors import AvatarSessionError
+from .._generator import AvatarVideoGenerator
+from .._publisher import AvatarPublisher
+from .._pipeline import FacePipeline, load_pipeline
+from .._state import ConversationState
 
 if TYPE_CHECKING:
-    from ..face.avatar import Avatar
+    from .._face.avatar import Avatar
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 from livekit import rtc
 from livekit.agents.voice.io import AudioOutput
 
-from ..dispatch.client import AvatarDispatchError, DispatchedAvatar
-from ..dispatch.protocol import AvatarJobRequest
-from ..errors import AvatarSessionError
+from .._dispatch.client import AvatarDispatchError, DispatchedAvatar
+from .._dispatch.protocol import AvatarJobRequest
+from .._errors import AvatarSessionError
 from .remote import RemoteTransport
 
 

@@ -14,10 +14,10 @@ from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.avatar import DataStreamAudioReceiver
 from livekit.agents.voice.io import AudioOutput
 
-from .. import reaper
+from .. import _reaper as reaper
 from .._runtime import start_publisher
-from ..errors import AvatarSessionError
-from ..speech_stream import codec_attributes
+from .._errors import AvatarSessionError
+from .._speech_stream import codec_attributes
 from .remote import RemoteTransport
 
 logger = logging.getLogger("livekit_avatar_plugin.session")

@@ -7,7 +7,7 @@ from livekit import rtc
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 
 from .. import _compat
-from ..speech_stream import SpeechStreamOutput
+from .._speech_stream import SpeechStreamOutput
 from .base import Transport
 
 

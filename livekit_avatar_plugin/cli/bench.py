@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     # a fresh interpreter so BLAS/OpenMP read the one-thread settings before numpy loads
     env = dict(os.environ, **_ENV)
-    cmd = [sys.executable, "-m", "livekit_avatar_plugin.render.bench", str(args.frames), "--avatar", args.avatar]
+    cmd = [sys.executable, "-m", "livekit_avatar_plugin._render.bench", str(args.frames), "--avatar", args.avatar]
     if args.skip_create:
         cmd.append("--skip-create")
     cmd += ["--background", args.background]

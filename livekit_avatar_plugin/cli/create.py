@@ -63,8 +63,8 @@ class _Held(logging.Handler):
 
 
 def run(args: argparse.Namespace) -> int:
-    from livekit_avatar_plugin.face.avatar import AvatarCreationError, create_avatar
-    from livekit_avatar_plugin.face.video import looks_like_video
+    from livekit_avatar_plugin._face.avatar import AvatarCreationError, create_avatar
+    from livekit_avatar_plugin._face.video import looks_like_video
 
     log = logging.getLogger("livekit_avatar_plugin.create")
     is_video = looks_like_video(args.input)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     av: Any
     try:
         if is_video:
-            from livekit_avatar_plugin.face.footage_build import create_footage_avatar
+            from livekit_avatar_plugin._face.footage_build import create_footage_avatar
 
             av = create_footage_avatar(args.input, args.output, parts=parts, canvas=parse_size(args.size),
                                        progress=None if args.quiet else _bar)

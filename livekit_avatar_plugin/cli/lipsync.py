@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AvatarError
+from .._errors import AvatarError
 
 
 class WavError(AvatarError):
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     except WavError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from ..audio.lipsync import LipSyncModel
+    from .._audio.lipsync import LipSyncModel
 
     try:
         model = LipSyncModel.load(args.model)

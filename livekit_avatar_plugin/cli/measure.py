@@ -43,8 +43,8 @@ def _bar(stage: str, frac: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from livekit_avatar_plugin.evaluation.picture import measure_avatar
-    from livekit_avatar_plugin.face.avatar import AvatarPackageError
-    from livekit_avatar_plugin.pipeline import load_pipeline
+    from livekit_avatar_plugin._face.avatar import AvatarPackageError
+    from livekit_avatar_plugin._pipeline import load_pipeline
 
     # A bare N means NxN here (a square face is the usual measure), on top of render's sizes.
     size = parse_size(f"{args.size}x{args.size}" if args.size.isdigit() else args.size)

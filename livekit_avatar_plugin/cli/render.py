@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from livekit_avatar_plugin.generator import FrameRenderer
+    from livekit_avatar_plugin._generator import FrameRenderer
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def energy_curve(pcm: np.ndarray, sr: int, fps: float, n: int) -> np.ndarray:
 
 def mouth_curves(pcm: np.ndarray, sr: int, fps: float, n: int) -> tuple[tuple[str, ...], np.ndarray]:
     try:
-        from livekit_avatar_plugin.audio.lipsync import LipSyncModel
+        from livekit_avatar_plugin._audio.lipsync import LipSyncModel
     except ImportError as exc:
         raise SystemExit(f"the lip-sync model is not available ({exc}); cannot render") from exc
     try:
@@ -113,17 +113,17 @@ def _bar(i: int, n: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livekit_avatar_plugin.face.avatar import AvatarPackageError, default_avatar, load_package
-    from livekit_avatar_plugin.face.footage import FootageAvatar
-    from livekit_avatar_plugin.render.motion import PITCH_KEY, frame_pitch
-    from livekit_avatar_plugin.render.renderer import FaceRenderer
-    from livekit_avatar_plugin.state import ConversationState
+    from livekit_avatar_plugin._face.avatar import AvatarPackageError, default_avatar, load_package
+    from livekit_avatar_plugin._face.footage import FootageAvatar
+    from livekit_avatar_plugin._render.motion import PITCH_KEY, frame_pitch
+    from livekit_avatar_plugin._render.renderer import FaceRenderer
+    from livekit_avatar_plugin._state import ConversationState
 
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         log.error("ffmpeg is not installed (apt-get install ffmpeg)")
         return 3
-    from livekit_avatar_plugin.render.background import BackgroundError, BackgroundRenderer, parse_background
+    from livekit_avatar_plugin._render.background import BackgroundError, BackgroundRenderer, parse_background
 
     w, h = parse_size(args.size)
     try:
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot load avatar: %s", exc)
         return 4
     if args.text is not None:
-        from livekit_avatar_plugin.audio.local_tts import synthesize
+        from livekit_avatar_plugin._audio.local_tts import synthesize
 
         try:
             pcm, sr = synthesize(args.text)
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     energy = energy_curve(pcm, sr, fps, n)
     r: FrameRenderer
     if isinstance(av, FootageAvatar):
-        from livekit_avatar_plugin.render.footage_renderer import FootageRenderer
+        from livekit_avatar_plugin._render.footage_renderer import FootageRenderer
 
         r = FootageRenderer(av, w, h)
     else:

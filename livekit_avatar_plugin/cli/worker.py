@@ -14,7 +14,7 @@ import os
 from pydantic import ValidationError
 
 from .._native_logs import stop_forwarding_native_logs
-from ..config import DEFAULT_AVATAR_AGENT_NAME
+from .._config import DEFAULT_AVATAR_AGENT_NAME
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..dispatch.worker import AvatarWorker, AvatarWorkerOptions
+    from .._dispatch.worker import AvatarWorker, AvatarWorkerOptions
 
     missing = [
         name

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..render.motion import PITCH_KEY, frame_pitch
+from .._render.motion import PITCH_KEY, frame_pitch
 from ..training import metrics as M
 from ..training import phonemes as P
 
@@ -117,8 +117,8 @@ def opening_track(segs: list[Seg], end_s: float) -> np.ndarray:
 def chin_drop(points: np.ndarray) -> float:
     """The chin's (mesh point 152) distance below the line through the outer eye corners,
     over the face width: it follows the jaw, not the head's nods and tilts."""
-    from ..face import landmarks as L
-    from ..face.tracking import face_width
+    from .._face import landmarks as L
+    from .._face.tracking import face_width
 
     a, b = points[33, :2].astype(np.float64), points[263, :2].astype(np.float64)
     along = (b - a) / max(float(np.hypot(*(b - a))), 1e-6)
@@ -243,8 +243,8 @@ def _sheet_picks(utts: Sequence[Any], n_lead: int, fps: float) -> dict[tuple[int
 
 
 def _mouth_box(points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    from ..face import landmarks as L
-    from ..face.tracking import face_width
+    from .._face import landmarks as L
+    from .._face.tracking import face_width
 
     idx = [*L.MOUTH_CORNERS, L.INNER_LIP_UPPER_MID, L.INNER_LIP_LOWER_MID]
     cx, cy = points[idx, :2].mean(0)
@@ -284,10 +284,10 @@ def measure_avatar(
     sheet: Path | None = None,
 ) -> PictureReport:
     """Render held-out flite utterances with the avatar, then measure the frames back."""
-    from ..face.tracking import FaceTracker, mouth_opening
-    from ..generator import LOOK_AHEAD_FRAMES, _energy
-    from ..pipeline import load_pipeline
-    from ..state import ConversationState
+    from .._face.tracking import FaceTracker, mouth_opening
+    from .._generator import LOOK_AHEAD_FRAMES, _energy
+    from .._pipeline import load_pipeline
+    from .._state import ConversationState
     from ..training.data import cache_dir
     from ..training.evaluate import get_eval_set
 

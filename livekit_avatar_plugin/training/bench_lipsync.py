@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from ..audio.lipsync import LipSyncModel
+    from .._audio.lipsync import LipSyncModel
 
     model = LipSyncModel.load(args.model, providers=["CPUExecutionProvider"], intra_op_threads=1)
     size = os.path.getsize(model.path) / 1e6

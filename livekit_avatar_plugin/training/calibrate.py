@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio import features as F
+from .._audio import features as F
 from . import data as D
 from . import metrics as M
 from . import phonemes as P

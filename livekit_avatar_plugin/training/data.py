@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import features as F
+from .._audio import features as F
 from . import phonemes as P
 from . import voices as V
 

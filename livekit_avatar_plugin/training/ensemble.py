@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import features as F
+from .._audio import features as F
 from . import data as D
 from . import metrics as M
 from . import phonemes as P

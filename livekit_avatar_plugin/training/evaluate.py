@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import features as F
+from .._audio import features as F
 from . import data as D
 from . import metrics as M
 from . import phonemes as P
@@ -70,7 +70,7 @@ def fmt_row(fam: str, cond: str, m: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..audio.lipsync import LipSyncModel
+    from .._audio.lipsync import LipSyncModel
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)

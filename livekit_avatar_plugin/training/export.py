@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import features as F
+from .._audio import features as F
 from . import phonemes as P
 from .gen_data import LOOKAHEAD_FRAMES
 from .model import LipSyncTCN, StepWrapper

@@ -17,7 +17,7 @@ from .evaluate import get_eval_set
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..audio.lipsync import LipSyncModel
+    from .._audio.lipsync import LipSyncModel
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--family", default="flite")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from ..audio import features as F
+from .._audio import features as F
 from . import data as D
 from . import metrics as M
 from . import phonemes as P

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from ..errors import AvatarError
+from .._errors import AvatarError
 from ..local_server import LocalLiveKitServer, ServerInfo
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.avatar != "default":
-        from ..face.package import AvatarPackageError, package_kind
+        from .._face.package import AvatarPackageError, package_kind
 
         try:
             kind = package_kind(Path(args.avatar))

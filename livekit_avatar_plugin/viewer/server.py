@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..errors import AvatarError
+from .._errors import AvatarError
 from ..local_server import ServerInfo
 from . import STATIC_DIR
 from .token import ViewerGrant, mint_viewer_token

@@ -1,6 +1,6 @@
 """Regenerate ``astronaut_landmarks_tflite.npy``: the reference landmarks for the test.
 
-Runs the package's own pre/post-processing (livekit_avatar_plugin.face.landmarks) with the
+Runs the package's own pre/post-processing (livekit_avatar_plugin._face.landmarks) with the
 original MediaPipe .tflite models on the TensorFlow Lite interpreter, so the test can
 check the converted ONNX models end to end. Needs a throwaway environment that has
 tensorflow (or tflite_runtime), numpy and pillow, e.g.:
@@ -24,7 +24,7 @@ import importlib.util  # noqa: E402
 import types  # noqa: E402
 
 _PKG = Path(__file__).resolve().parents[2] / "livekit_avatar_plugin"
-for _name, _dir in (("livekit_avatar_plugin", _PKG), ("livekit_avatar_plugin.face", _PKG / "face")):
+for _name, _dir in (("livekit_avatar_plugin", _PKG), ("livekit_avatar_plugin._face", _PKG / "face")):
     _m = types.ModuleType(_name)
     _m.__path__ = [str(_dir)]
     sys.modules[_name] = _m
@@ -39,7 +39,7 @@ def _load(name, path):
 
 
 _load("livekit_avatar_plugin._paths", _PKG / "_paths.py")
-L = _load("livekit_avatar_plugin.face.landmarks", _PKG / "face" / "landmarks.py")
+L = _load("livekit_avatar_plugin._face.landmarks", _PKG / "face" / "landmarks.py")
 
 try:
     from tensorflow.lite.python.interpreter import Interpreter

@@ -1,0 +1,255 @@
+"""The agent's end of a dispatched avatar: ask LiveKit for it, wait for it, let it go."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from livekit import api, rtc
+from livekit.agents.voice.io import AudioOutput
+
+from .._errors import AvatarError
+from .protocol import HEARTBEAT_SILENT_S, HEARTBEAT_TOPIC, AvatarJobRequest
+
+logger = logging.getLogger("livekit_avatar_plugin.dispatch")
+
+_POLL_S = 0.1
+# livekit-server does not queue a dispatch that no worker could take at that instant (all
+# at capacity, or a worker's "full" status up to 2.5 s stale): it drops it. A dispatch
+# with no job after this long is asked again, under a fresh avatar identity, so a late
+# start of the first one can never collide with the second; the loser is withdrawn.
+_REDISPATCH_AFTER_S = 2.0
+# A worker can take a job and still never join: on a saturated machine LiveKit's FFI has
+# been seen to give up a room connection it was making ("timed out waiting for
+# ReadyForRoomEventRequest"), and a worker can die mid-start. An attempt whose avatar has
+# not published video this long after its dispatch is therefore asked again as well (a
+# normal start takes 1.5-3 s, ~6 s on a saturated machine).
+_STUCK_AFTER_S = 8.0
+# After the agent's own connection was down, the avatar's is likely coming back too (a
+# server restart): its beats get this long to resume.
+_RECONNECT_GRACE_S = 6.0
+# Removing the avatar and deleting the dispatch are courtesies on the way out; a server
+# that does not answer must not hold the agent's shutdown.
+_API_TIMEOUT_S = 3.0
+
+
+class AvatarDispatchError(AvatarError, RuntimeError):
+    """No avatar worker took the job, or LiveKit refused to dispatch it."""
+
+
+class DispatchedAvatar:
+    """Asks LiveKit to dispatch an avatar job into ``room`` and watches the avatar.
+
+    ``start()`` returns once the avatar participant has joined and published video (the
+    agent's audio sink waits for that track), or raises :class:`AvatarDispatchError` after
+    ``timeout_s``, having withdrawn the dispatch so a late worker does not join a room
+    whose agent already speaks by itself.
+    """
+
+    def __init__(
+        self,
+        room: rtc.Room,
+        request: AvatarJobRequest,
+        *,
+        agent_name: str,
+        url: str,
+        api_key: str,
+        api_secret: str,
+        timeout_s: float,
+    ) -> None:
+        self._room = room
+        self._request = request
+        self._agent_name = agent_name
+        self._credentials = (url, api_key, api_secret)
+        self._timeout_s = timeout_s
+        self._attempts: list[tuple[str, str]] = []  # (dispatch id, avatar identity)
+        self._identity = request.avatar_identity
+        self._on_left: Callable[[str], None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._playing_since: float | None = None
+        self._last_beat: float | None = None  # None until the avatar's first heartbeat
+        self._silent_at: float | None = None  # its last heartbeat, once it has gone silent
+        self._closed = False
+
+    @property
+    def identity(self) -> str:
+        """The avatar's identity (a retried dispatch joins under a suffixed one)."""
+        return self._identity
+
+    async def start(
+        self, *, on_left: Callable[[str], None], on_agent_gone: Callable[[], None]
+    ) -> None:
+        """Dispatch and wait for the avatar.
+
+        Later, ``on_left(detail)`` fires if the avatar leaves, and ``on_agent_gone()`` when
+        the agent's own connection is lost: the avatar must then be removed at once, since
+        the server tells the avatar about the agent's departure only ~2 s late.
+        """
+        started = last_dispatch = time.monotonic()
+        await self._dispatch(self._request.avatar_identity)
+        joined: str | None = None
+        next_try = started + _REDISPATCH_AFTER_S
+        while joined is None and time.monotonic() - started < self._timeout_s:
+            await asyncio.sleep(0.05)
+            joined = self._arrived()
+            now = time.monotonic()
+            if joined is None and now >= next_try:
+                next_try = now + _REDISPATCH_AFTER_S
+                if now - last_dispatch >= _STUCK_AFTER_S:
+                    why = f"the avatar job started {now - last_dispatch:.0f} s ago has not joined"
+                elif not await self._has_job(self._attempts[-1][0]):
+                    why = "no avatar worker took the job yet"
+                else:
+                    continue
+                logger.info("%s; asking LiveKit again", why)
+                base = self._request.avatar_identity
+                await self._dispatch(f"{base}-r{len(self._attempts)}")
+                last_dispatch = time.monotonic()
+        await self._withdraw(keep=joined)
+        if joined is None:
+            raise AvatarDispatchError(
+                f"no avatar worker registered as {self._agent_name!r} joined room "
+                f"{self._room.name} within {self._timeout_s:g} s; is `livekit-avatar worker "
+                f"--agent-name {self._agent_name}` running against this server, and below "
+                "its capacity?"
+            )
+        self._identity = joined
+        self._on_left = on_left
+        self._room.on("participant_disconnected", self._participant_left)
+        self._room.on("data_received", self._heard)
+        self._watch = asyncio.create_task(self._watch_agent(on_agent_gone))
+        logger.info(
+            "avatar worker %r joined room %s as %s in %.2f s (dispatch %s)",
+            self._agent_name,
+            self._room.name,
+            self.identity,
+            time.monotonic() - started,
+            self._attempts[0][0],
+        )
+
+    def track_playback(self, sink: AudioOutput) -> None:
+        """Follow the avatar's playback reports, to tell how much of a reply was heard."""
+
+        def started(_: object) -> None:
+            self._playing_since = time.monotonic()
+
+        def finished(_: object) -> None:
+            self._playing_since = None
+
+        sink.on("playback_started", started)
+        sink.on("playback_finished", finished)
+
+    def heard_position(self) -> float:
+        """Seconds of the current segment the user has heard (the avatar plays in real time,
+        up to its last heartbeat once it has gone silent)."""
+        if self._playing_since is None:
+            return 0.0
+        end = time.monotonic() if self._silent_at is None else self._silent_at
+        return max(0.0, end - self._playing_since)
+
+    async def _dispatch(self, identity: str) -> None:
+        request = self._request.model_copy(update={"avatar_identity": identity})
+        async with self._api() as lk:
+            try:
+                dispatch = await lk.agent_dispatch.create_dispatch(
+                    api.CreateAgentDispatchRequest(
+                        agent_name=self._agent_name,
+                        room=self._room.name,
+                        metadata=request.model_dump_json(),
+                    )
+                )
+            except Exception as exc:
+                raise AvatarDispatchError(
+                    f"LiveKit at {self._credentials[0]} refused to dispatch avatar worker "
+                    f"{self._agent_name!r}: {exc!r}"
+                ) from exc
+        self._attempts.append((dispatch.id, identity))
+
+    async def _has_job(self, dispatch_id: str) -> bool:
+        """Whether a worker took this dispatch (when unsure, assume it did)."""
+        try:
+            async with self._api() as lk:
+                dispatch = await asyncio.wait_for(
+                    lk.agent_dispatch.get_dispatch(dispatch_id, self._room.name), _API_TIMEOUT_S
+                )
+        except Exception as exc:  # noqa: BLE001 - unknown: wait rather than ask twice
+            logger.debug("reading dispatch %s: %r", dispatch_id, exc)
+            return True
+        return dispatch is not None and bool(dispatch.state.jobs)
+
+    def _arrived(self) -> str | None:
+        """The identity of an avatar that has joined and published video, if any."""
+        for _, identity in self._attempts:
+            p = self._room.remote_participants.get(identity)
+            if p and any(t.kind == rtc.TrackKind.KIND_VIDEO for t in p.track_publications.values()):
+                return identity
+        return None
+
+    async def _watch_agent(self, on_agent_gone: Callable[[], None]) -> None:
+        # Polled: the room's "disconnected" event is not always emitted.
+        while (state := self._room.connection_state) != rtc.ConnectionState.CONN_DISCONNECTED:
+            await asyncio.sleep(_POLL_S)
+            now = time.monotonic()
+            if self._last_beat is None:
+                continue  # a worker that does not beat is judged by the server alone
+            if state != rtc.ConnectionState.CONN_CONNECTED:
+                self._last_beat = now + _RECONNECT_GRACE_S  # nothing can arrive now
+            elif now - self._last_beat > HEARTBEAT_SILENT_S and not self._closed and self._on_left:
+                self._silent_at, self._last_beat = self._last_beat, None
+                self._on_left(
+                    f"avatar {self.identity} silent for {HEARTBEAT_SILENT_S:g} s (its worker died?)"
+                )
+        if not self._closed:
+            on_agent_gone()
+
+    def _heard(self, packet: rtc.DataPacket) -> None:
+        sender = packet.participant
+        if packet.topic == HEARTBEAT_TOPIC and sender is not None and sender.identity == self.identity:
+            self._last_beat = max(time.monotonic(), self._last_beat or 0.0)
+
+    def _participant_left(self, participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == self.identity and not self._closed and self._on_left:
+            if self._silent_at is None and self._last_beat is not None:
+                self._silent_at = min(self._last_beat, time.monotonic())
+            self._on_left(f"avatar worker participant {self.identity} left the room")
+
+    def _api(self) -> api.LiveKitAPI:
+        url, key, secret = self._credentials
+        return api.LiveKitAPI(url, key, secret)
+
+    async def _withdraw(self, keep: str | None = None) -> None:
+        """Delete the dispatches but ``keep``'s: LiveKit ends any job they started late."""
+        dropped = [d for d, identity in self._attempts if identity != keep]
+        self._attempts = [(d, identity) for d, identity in self._attempts if identity == keep]
+        for dispatch_id in dropped:
+            with contextlib.suppress(Exception):
+                async with self._api() as lk:
+                    await asyncio.wait_for(
+                        lk.agent_dispatch.delete_dispatch(dispatch_id, self._room.name),
+                        _API_TIMEOUT_S,
+                    )
+
+    async def aclose(self) -> None:
+        """Remove the avatar from the room now (it also leaves by itself when the agent does)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._room.off("participant_disconnected", self._participant_left)
+        self._room.off("data_received", self._heard)
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
+        if self.identity in self._room.remote_participants or not self._room.isconnected():
+            try:
+                async with self._api() as lk:
+                    await asyncio.wait_for(
+                        lk.room.remove_participant(
+                            api.RoomParticipantIdentity(room=self._room.name, identity=self.identity)
+                        ),
+                        _API_TIMEOUT_S,
+                    )
+            except Exception as exc:  # noqa: BLE001 - it may already be gone
+                logger.debug("removing avatar %s: %r", self.identity, exc)
+        await self._withdraw()
