@@ -20,7 +20,8 @@ import jwt
 import pytest
 from livekit import api, rtc
 
-from livekit_avatar_plugin import AvatarSession, reaper
+from livekit_avatar_plugin import AvatarSession
+from livekit_avatar_plugin import _reaper as reaper
 from livekit_avatar_plugin.local_server import LocalLiveKitServer
 
 from .av_harness import make_token
