@@ -34,6 +34,9 @@ class _Segment:
     flushed: bool = False
     # Seconds of this segment already heard before a failover; the new sink counts from 0.
     offset: float = 0.0
+    # The agent interrupted it: a report that it played to its end (the stream's end can
+    # reach the avatar before the interruption does) is still an interruption.
+    cleared: bool = False
 
 
 def _skip(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:
@@ -108,6 +111,8 @@ class FailoverAudioOutput(AudioOutput):
             self._active.flush()
 
     def clear_buffer(self) -> None:
+        for segment in self._segments:
+            segment.cleared = True
         self._active.clear_buffer()
 
     def on_attached(self) -> None:
@@ -125,7 +130,7 @@ class FailoverAudioOutput(AudioOutput):
         segment = self._segments.popleft() if self._segments else _Segment()
         self.on_playback_finished(
             playback_position=segment.offset + ev.playback_position,
-            interrupted=ev.interrupted,
+            interrupted=ev.interrupted or segment.cleared,
             synchronized_transcript=ev.synchronized_transcript,
         )
 

@@ -55,7 +55,9 @@ def _closed_negotiation(record: logging.LogRecord) -> bool:
     # LiveKit's Rust core, when a room is left while its publisher is mid offer/answer: the
     # connection is already closed and nothing is lost (seen on Ctrl-C just after speech).
     message = record.getMessage()
-    return "failed to negotiate the publisher" in message and "wrong state: closed" in message
+    return "failed to negotiate the publisher" in message and (
+        "wrong state: closed" in message or "PeerConnection is closed" in message
+    )
 
 
 def _clear_buffer_to_a_departed_avatar(record: logging.LogRecord) -> bool:

@@ -54,11 +54,23 @@ class AudioClockedPacer:
         # Kept here rather than read from AudioSource.queued_duration, which undercounts
         # after an underrun (it subtracts the idle gap from the new chunk).
         self._play_end = 0.0
+        self._speech_until = 0.0  # when the speech queued so far ends (monotonic seconds)
 
     def stage_video(self, frame: rtc.VideoFrame) -> None:
         self._frame = frame
 
-    async def push_audio(self, chunk: rtc.AudioFrame) -> float:
+    def skip_idle(self) -> None:
+        """A reply is about to start: drop the idle audio queued ahead of it, and the idle
+        frames timed by it, so the reply is heard at once instead of after the queue's lead.
+        Speech still queued (the end of the previous reply) is kept."""
+        if self._speech_until > time.monotonic() or self._play_end <= time.monotonic():
+            return
+        self._audio.clear_queue()
+        self._play_end = 0.0
+        while self._pending:
+            self._pending.popleft().cancel()
+
+    async def push_audio(self, chunk: rtc.AudioFrame, *, speech: bool = False) -> float:
         """Queue one slice (and its staged frame); returns when the slice starts playing."""
         await self._audio.capture_frame(chunk)
         now = time.monotonic()
@@ -68,6 +80,8 @@ class AudioClockedPacer:
             self._play_end = now
         starts_in = self._play_end - now
         self._play_end += chunk.duration
+        if speech:
+            self._speech_until = self._play_end
         frame, self._frame = self._frame, None
         if frame is not None:
             while self._pending and self._pending[0].cancelled():
@@ -98,7 +112,7 @@ class AudioClockedPacer:
 
     def clear(self) -> None:
         self._audio.clear_queue()
-        self._play_end = 0.0
+        self._play_end = self._speech_until = 0.0
         while self._pending:
             self._pending.popleft().cancel()
         self._frame = None

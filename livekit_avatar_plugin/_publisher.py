@@ -310,7 +310,10 @@ class AvatarPublisher:
                 continue
             # Audio: speech slices count toward the playback position; silence fills gaps.
             epoch = self._generator.epoch
-            plays_at = await self._pacer.push_audio(item)
+            speech = self._segment_open and self._generator.speaking and not item.userdata.get(FILLER)
+            if speech and not self._playback_started:
+                self._pacer.skip_idle()  # the reply starts now, not behind the idle queue
+            plays_at = await self._pacer.push_audio(item, speech=speech)
             if epoch != self._generator.epoch:
                 # An interruption landed while this slice was queued: make sure it is gone.
                 self._pacer.clear()

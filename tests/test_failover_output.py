@@ -113,3 +113,19 @@ async def test_recover_a_face_that_dies_before_it_speaks_is_dropped():
     assert back.detached and not out.recovering and len(out.fallbacks) == 1
     await _reply(out, 0.2)
     assert back.seconds == 0.0
+
+
+async def test_an_interrupted_reply_reported_as_played_to_its_end_stays_interrupted():
+    # Under load the speech stream's end can reach the avatar before the interruption:
+    # it then reports the (cut) segment as played out.
+    avatar = RecordingSink("avatar")
+    out = Failover(avatar)
+    finished: list = []
+    out.on("playback_finished", finished.append)
+    await _reply(out, 1.0)
+    out.clear_buffer()
+    avatar.finish(0.8)
+    assert finished[-1].interrupted and round(finished[-1].playback_position, 6) == 0.8
+    await _reply(out, 0.5)  # the next reply is not marked
+    avatar.finish(0.5)
+    assert not finished[-1].interrupted

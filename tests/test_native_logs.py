@@ -134,7 +134,12 @@ def test_lk_rust_log_of_a_negotiation_on_a_closed_connection_is_demoted_and_othe
             '"Failed to set local offer sdp: Called in wrong state: closed" })'
         )
         other = 'failed to negotiate the publisher: Rtc(RtcError { error_type: Internal, message: "x" })'
+        also_closed = (
+            'failed to negotiate the publisher: Rtc(RtcError { error_type: InvalidState, message: '
+            '"CreateOffer called when PeerConnection is closed." })'
+        )
         rtc_logger.error("%s:%s:%s - %s", target, 2526, target, closed)
+        rtc_logger.error("%s:%s:%s - %s", target, 2526, target, also_closed)
         rtc_logger.error("%s:%s:%s - %s", target, 2526, target, other)
         assert [r.getMessage().endswith(other) for r in seen] == [True]
         assert seen[0].levelno == logging.ERROR

@@ -1,0 +1,64 @@
+"""The audio-clocked pacer: a reply starts at once, not behind the idle audio queued
+ahead of it, and never cuts the end of the reply before it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from livekit import rtc
+
+from livekit_avatar_plugin._pacer import AudioClockedPacer
+
+RATE = 24000
+SLICE = RATE // 25  # one 40 ms frame's audio
+
+
+def _slice(level: int = 0) -> rtc.AudioFrame:
+    return rtc.AudioFrame(bytes(2 * SLICE) if not level else (level.to_bytes(2, "little") * SLICE), RATE, 1, SLICE)
+
+
+async def _pacer() -> tuple[AudioClockedPacer, rtc.AudioSource, rtc.VideoSource, list]:
+    audio = rtc.AudioSource(RATE, 1, queue_size_ms=1000)
+    video = rtc.VideoSource(16, 16)
+    published: list[tuple[str, float]] = []
+    pacer = AudioClockedPacer(audio, video, on_published=lambda kind, t, _: published.append((kind, t)))
+    return pacer, audio, video, published
+
+
+def _frame() -> rtc.VideoFrame:
+    return rtc.VideoFrame(16, 16, rtc.VideoBufferType.RGBA, bytes(16 * 16 * 4))
+
+
+async def test_a_reply_skips_the_idle_audio_queued_ahead_of_it():
+    pacer, audio, video, published = await _pacer()
+    try:
+        for _ in range(3):  # idle: the queue holds about its lead of silence
+            pacer.stage_video(_frame())
+            await pacer.push_audio(_slice())
+        assert pacer.queued_s() > 0.03
+        skipped_at = len(published)
+        pacer.skip_idle()
+        pacer.stage_video(_frame())
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        plays_at = await pacer.push_audio(_slice(1000), speech=True)
+        assert plays_at - t < 0.01, "the reply's first slice waited behind idle audio"
+        # the idle frames timed by the dropped audio are not captured any more
+        await asyncio.sleep(0.2)
+        assert [k for k, _ in published[skipped_at:]] == ["audio", "video"]  # the reply's own
+    finally:
+        await audio.aclose()
+        await video.aclose()
+
+
+async def test_speech_still_queued_is_never_dropped():
+    pacer, audio, video, _ = await _pacer()
+    try:
+        for _ in range(2):
+            await pacer.push_audio(_slice(1000), speech=True)  # the end of the previous reply
+        queued = pacer.queued_s()
+        pacer.skip_idle()
+        assert pacer.queued_s() >= queued - 0.005
+    finally:
+        await audio.aclose()
+        await video.aclose()
