@@ -318,7 +318,7 @@ class AvatarPublisher:
                 # An interruption landed while this slice was queued: make sure it is gone.
                 self._pacer.clear()
                 continue
-            if self._segment_open and self._generator.speaking and not item.userdata.get(FILLER):
+            if speech:
                 if not self._playback_started:
                     self._playback_started = True
                     self._notify(self._receiver.notify_playback_started())

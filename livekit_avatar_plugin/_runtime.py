@@ -13,7 +13,6 @@ from livekit import rtc
 from livekit.agents.metrics.base import AvatarMetrics
 from livekit.agents.voice.avatar import AudioReceiver
 
-from ._native_logs import quiet_benign_errors
 from ._config import VideoOptions
 from ._generator import AvatarVideoGenerator
 from ._metrics import MetricsRecorder
@@ -46,7 +45,6 @@ async def start_publisher(
     """Publish ``generator``'s face in ``room``, fed by ``audio_receiver`` with the speech of
     ``speech_sender`` (the agent: nobody else's is played); metrics go to ``emit_metrics``.
     If starting fails, everything started is closed again."""
-    quiet_benign_errors()
     metrics = MetricsRecorder(
         emit_metrics,
         provider=PROVIDER,
