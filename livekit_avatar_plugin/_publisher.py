@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,9 @@ _BANDWIDTH_POLL_S = 0.05
 _BANDWIDTH_ENOUGH = 0.9
 # Then, at most this long for the first subscription (nobody may be watching yet).
 _SUBSCRIPTION_WAIT_MAX_S = 1.0
+# A reply in a viewer's first second keeps the idle audio queued ahead of it: on a brand
+# new subscription the skipped lead cost the reply's first click (tests/test_video_quality.py).
+_NEW_VIEWER_S = 1.0
 # A single-layer VP8 track is encoded by the plugin (see vp8_encoder) rather than by
 # WebRTC, whose VP8 ramps over a pinned preset's first two seconds. Off: WebRTC's
 # encoder, for comparison (benchmarks/video_quality.py).
@@ -127,6 +131,7 @@ class AvatarPublisher:
         self._playback_position = 0.0
         self._tracks_published = False
         self._published = asyncio.Event()  # and open to subscribers
+        self._opened_at = math.inf  # when subscribers were let in
         self._closed = False
         self._bad_input_logged = 0
         generator.add_audio_only_listener(self._went_audio_only)
@@ -220,6 +225,7 @@ class AvatarPublisher:
             )
 
     def _open_to_subscribers(self) -> None:
+        self._opened_at = time.monotonic()
         self._published.set()
         if self.metrics is not None:
             self.metrics.published(time.monotonic())
@@ -311,7 +317,7 @@ class AvatarPublisher:
             # Audio: speech slices count toward the playback position; silence fills gaps.
             epoch = self._generator.epoch
             speech = self._segment_open and self._generator.speaking and not item.userdata.get(FILLER)
-            if speech and not self._playback_started:
+            if speech and not self._playback_started and time.monotonic() - self._opened_at > _NEW_VIEWER_S:
                 self._pacer.skip_idle()  # the reply starts now, not behind the idle queue
             plays_at = await self._pacer.push_audio(item, speech=speech)
             if epoch != self._generator.epoch:

@@ -70,7 +70,7 @@ class DispatchedAvatar:
         self._on_left: Callable[[str], None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._playing_since: float | None = None
-        self._last_beat: float | None = None  # None until the avatar's first heartbeat
+        self._last_beat: float | None = None  # armed when the avatar joins
         self._silent_at: float | None = None  # its last heartbeat, once it has gone silent
         self._closed = False
 
@@ -120,6 +120,9 @@ class DispatchedAvatar:
         self._on_left = on_left
         self._room.on("participant_disconnected", self._participant_left)
         self._room.on("data_received", self._heard)
+        # A worker of this protocol beats from its join on: one killed before its first
+        # beat reached us is silent from here.
+        self._last_beat = time.monotonic()
         self._watch = asyncio.create_task(self._watch_agent(on_agent_gone))
         logger.info(
             "avatar worker %r joined room %s as %s in %.2f s (dispatch %s)",
@@ -194,7 +197,7 @@ class DispatchedAvatar:
             await asyncio.sleep(_POLL_S)
             now = time.monotonic()
             if self._last_beat is None:
-                continue  # a worker that does not beat is judged by the server alone
+                continue  # already reported silent
             if state != rtc.ConnectionState.CONN_CONNECTED:
                 self._last_beat = now + _RECONNECT_GRACE_S  # nothing can arrive now
             elif now - self._last_beat > HEARTBEAT_SILENT_S and not self._closed and self._on_left:

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._config import VideoOptions
 
 # Bumped when a field changes meaning, so a worker can refuse a job it would misread.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the avatar sends heartbeats
 
 # A dispatched avatar tells its agent it is alive this often, on a lossy data packet: a
 # crashed worker's participant lingers ~20 s before the server drops it, and the agent
