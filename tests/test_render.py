@@ -140,6 +140,21 @@ def test_the_chin_drops_with_the_jaw(size):
     assert max(mesh[1:]) - mesh[0] >= 0.01  # the face mesh sees the chin go down (it reads less than drawn)
 
 
+def test_the_jaw_carries_lip_and_chin_together_and_the_collar_stays():
+    # The default photo smiles with its teeth showing: its lower lip must still drop with
+    # the jaw (a chin outrunning the lip stretches the lip into a pink smear).
+    r = FaceRenderer(default_avatar(), 512, 512)
+    fw = r.fw
+    for k, jaw in enumerate((0.6, 1.0)):
+        _settle(r, {"jaw_open": jaw}, t0=k)
+        drop = {}
+        for name, (x, y) in {"lip": r.pts[17, :2], "chin": r.pts[152, :2], "collar": r.pts[152, :2] + (0, 0.35 * fw)}.items():
+            drop[name] = (_lands_at(r, x, y)[1] - y) / fw
+        assert drop["chin"] >= 0.08 * jaw / 0.6 * 0.9, (jaw, drop)
+        assert abs(drop["lip"] - drop["chin"]) <= 0.03, (jaw, drop)
+        assert abs(drop["collar"]) <= 0.01, (jaw, drop)
+
+
 def test_labiodental_tucks_the_lower_lip_under_the_teeth():
     from livekit_avatar_plugin._face.tracking import mouth_opening
 

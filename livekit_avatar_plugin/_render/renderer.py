@@ -33,7 +33,8 @@ ROUND_GAIN = 0.28  # each corner's inward pull at full rounding, over the mouth 
 REST_CLOSE, CLOSE_BELOW = 1.0, 0.4  # while speaking, openings below CLOSE_BELOW close the photo's lips
 CLOSE_GAIN = 1.5
 SPREAD_K = 1.0  # spreading (lip_spread) widens the mouth as much as rounding narrows it
-UP_RAISE, JAW_DROP, CHIN_DROP = 0.035, 0.11, 0.18  # face widths at jaw_open = 1: upper lip up, lower lip and chin down
+UP_RAISE, JAW_DROP = 0.035, 0.11  # face widths at jaw_open = 1: upper lip up, lower lip (and the jaw with it) down
+CHIN_K = 1.5  # the chin drops by the lower lip's drop times this: further from the hinge, and the skin between stretches
 ROUND_OPEN, O_WIDTH = 0.05, 0.6  # at full rounding the lips part this much (face widths) in an O this wide (of the mouth)
 TEETH_SPLIT = 0.6  # where a toothy photo's gap splits, from its middle towards the lower lip (of the half gap)
 PRESS_PX = 1.2  # closed lips overlap by this much, so the seam samples lip, not the teeth behind
@@ -441,7 +442,7 @@ class FaceRenderer:
         # The jaw turns about a hinge by the ears: seen from the front a point drops by its
         # depth in front of the hinge, most at the chin, nothing at the face's sides.
         reach = np.clip(1 - ((mx - mcx) / (0.5 * fw)) ** 2, 0, 1)  # (still at the outline: no kink at the background)
-        below_chin = 1 - _smoothstep((my - chin[1]) / (0.38 * fw))  # the neck stays
+        below_chin = 1 - _smoothstep((my - chin[1] - 0.08 * fw) / (0.25 * fw))  # the neck stays
         wh = self.w_head[sl]
         # The lips' fields are a profile across the mouth (per column; rounding narrows it
         # each frame) times a vertical fade: displacement per px of each movement.
@@ -576,6 +577,8 @@ class FaceRenderer:
         m_in = np.array([jaw_in, closed_in, round_in - SPREAD_K * spread_in, labio_in])
         am = 1.0 if first else 1 - math.exp(-dt / 0.025)
         self._mouth += (m_in - self._mouth) * am
+        if closed_in > self._mouth[1]:  # lips shut in one frame: a p/b/m is often only one frame long
+            self._mouth[1] = closed_in
         return self._draw(self._mouth, self.motion.blink)
 
     def _draw(self, mouth: np.ndarray, blink: float) -> np.ndarray:
@@ -600,18 +603,23 @@ class FaceRenderer:
         o_round = rnd_in * (1 - closed) * ROUND_OPEN  # an O, unless the lips are shut
         up_px = (opening * UP_RAISE + labio * LABIO_RAISE + 0.4 * o_round) * fw
         lo_px = (opening * JAW_DROP + o_round) * fw
-        chin_px = jaw * CHIN_DROP * fw * (1 - 0.5 * closed)
         parting = min(1.0, (up_px + lo_px) / 1.5)
         # a photo's own teeth part with their lips; without them the drawn inside covers the
         # photo's gap as soon as the lips part
         k = 0.0 if self.photo_teeth else parting
         cover = max(closed, rnd_in)  # closed or rounded lips cover the photo's teeth
         if self.photo_teeth and up_px + lo_px > 0:
-            # the photo's smile is already an opening: the lips part only past it
+            # the photo's smile is already an opening: the upper lip rises only past it (the
+            # teeth are together: the lower lip drops with the jaw, but spread lips keep the
+            # smile, or "ee" draws a slit under the teeth like an outline)
             keep = max(0.0, 1.0 - self.rest_gap * (1.0 - cover) / (up_px + lo_px))
             up_px *= keep
-            lo_px *= keep
+            lo_px *= 1.0 - min(1.0, max(-rnd, 0.0)) * (1.0 - keep)
             o_round *= keep
+        # the jaw carries the lower lip and the chin together (a chin that outruns the lip
+        # stretches the lip into a smear); pressed lips stretch instead, the chin half as far
+        jaw_px = jaw * JAW_DROP * fw * (1 - 0.5 * closed)
+        chin_px = CHIN_K * max(lo_px, jaw_px)
         open_px = up_px + lo_px + self.rest_gap * k
         sd = self.m_sdist - dy[sl] * (1 / u)  # signed distance to the lip line, after head motion
         # rounding narrows the lips' profiles as the texture's corners are pulled in
