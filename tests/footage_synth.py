@@ -101,6 +101,11 @@ def make_clip(
     t = (np.arange(n) + 0.5) / FPS - offset_ms / 1000.0
     channels = np.stack([np.interp(t * model.fps, np.arange(len(ch)), ch[:, c]) for c in range(ch.shape[1])], 1)
     channels[~talking] = 0.0
+    # A listener smiles now and then: the listening part shows attention plainly, not only
+    # through the renderer's small nods (which idle breathing can match)
+    listening = np.array([st == ConversationState.LISTENING for st in states])
+    ts = np.arange(n)[listening] / FPS
+    channels[listening, list(model.channels).index("lip_spread")] = 0.3 * (1 - np.cos(2 * np.pi * ts / 2.0))
     pad = int(np.ceil(2 * shake))
     renderer = FaceRenderer(default_avatar(), size[0] + 2 * pad, size[1] + 2 * pad, seed=3)
     rng = np.random.default_rng(11)
