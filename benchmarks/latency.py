@@ -58,11 +58,15 @@ from tests.av_harness import (  # noqa: E402
     make_token,
     silence_after,
 )
-from tests.fakes import ScriptedLLM, SignalTTS  # noqa: E402
+from tests.fakes import ScriptedLLM, SignalTTS, click_times  # noqa: E402
 from tests.pattern_pipeline import TestPatternPipeline  # noqa: E402
 
 NO_AVATAR = "no avatar"
-STAGES = ("agent pipeline", "to the avatar", "avatar buffering", "network + jitter buffer")
+STAGES = ("agent pipeline", "to the avatar", "lip-sync (chunks, lookahead, model)", "render + pacer",
+          "WebRTC audio stamp", "network + jitter buffer")  # fmt: skip
+# What the viewer sees against what it hears (ms; negative: shown before it is heard).
+ALIGNMENT = ("transcript_start_ms", "transcript_end_ms", "state_speaking_ms", "state_listening_ms")
+REPLY = "clicks 1.5"
 
 
 def _first(stamps: list[float]) -> float | None:
@@ -73,17 +77,21 @@ async def one_run(info: ServerInfo, mode: str, size: int) -> dict[str, float | N
     """One reply (and one interrupted tone) with ``mode``'s avatar, or none."""
     room_name = f"lat-{uuid.uuid4().hex[:8]}"
     agent_room = rtc.Room()
-    await agent_room.connect(info.url, make_token(info, room_name, f"agent-{uuid.uuid4().hex[:6]}", agent=True))
+    await agent_room.connect(info.url, make_token(info, room_name, f"agent-{uuid.uuid4().hex[:6]}", agent=True,
+                                                    can_update_own_metadata=True))
     tts = SignalTTS()
     session = AgentSession(llm=ScriptedLLM(["clicks 1.5"]), tts=tts,
                            turn_handling={"interruption": {"resume_false_interruption": False}})
     avatar: AvatarSession | None = None
     sender = SenderLog()
-    stamps: dict[str, list[float]] = {"sink": [], "received": []}
+    stamps: dict[str, list[float]] = {"sink": [], "received": [], "frame": [], "queued": []}
     viewer: Subscriber | None = None
     out: dict[str, float | None] = {}
+    shown: dict[str, list[float]] = {"text": [], "text_end": [], "speaking": [], "listening": []}
+    readers: list[asyncio.Task[None]] = []
     try:
         identity = agent_room.local_participant.identity
+        agent_identity = identity
         if mode != NO_AVATAR:
             avatar = AvatarSession(
                 face_pipeline=TestPatternPipeline(), livekit_url=info.url, api_key=info.api_key,
@@ -94,6 +102,7 @@ async def one_run(info: ServerInfo, mode: str, size: int) -> dict[str, float | N
             await avatar.start(session, room=agent_room)
             identity = avatar.avatar_identity
         viewer = Subscriber(info, room_name, identity)
+        _watch_agent(viewer.room, agent_identity, shown, readers)
         await viewer.connect()
         await session.start(Agent(instructions="test"), room=agent_room,
                             room_options=room_io.RoomOptions(audio_input=False, text_input=False,
@@ -104,29 +113,48 @@ async def one_run(info: ServerInfo, mode: str, size: int) -> dict[str, float | N
             # The agent's audio sink: the failover's (remote modes) or the in-process queue.
             _stamp(avatar._failover or publisher._receiver, "capture_frame", stamps["sink"])
             _stamp(publisher._generator, "push_audio", stamps["received"])
+            _stamp(publisher._generator, "_speech_frame", stamps["frame"])
+            _stamp(publisher._pacer, "push_audio", stamps["queued"], when=lambda kw: kw.get("speech", False))
         else:
             await session.say("clicks 0.2").wait_for_playout()  # RoomIO publishes on first speech
         await asyncio.wait_for(viewer.audio_track.wait(), 15)
+        # The agent sends its transcript once RoomIO has linked a user; the server announces
+        # a viewer to the agent only when its connection is up (~1-3 s after it joins).
+        while viewer.room.local_participant.identity not in agent_room.remote_participants:
+            await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
-        for stamp in stamps.values():
+        for stamp in [*stamps.values(), *shown.values()]:
             stamp.clear()
 
         t_say = time.monotonic()
-        await session.say("clicks 1.5").wait_for_playout()
+        await session.say(REPLY).wait_for_playout()
         t_end = time.monotonic()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
         first_byte = tts.history.records[-1].first_byte_at
         heard = _first(audio_onsets(viewer.capture, after=t_say, before=t_end + 0.5))
         out["heard_ms"] = None if heard is None else (heard - first_byte) * 1000
+        if heard is not None:
+            # The reply's audio as heard: from its first click back to its start, then its length.
+            start = heard - float(click_times(float(REPLY.split()[1]))[0])
+            end = start + float(REPLY.split()[1])
+            for key, times, ref in (("transcript_start_ms", shown["text"], start),
+                                    ("transcript_end_ms", shown["text_end"], end),
+                                    ("state_speaking_ms", shown["speaking"], start),
+                                    ("state_listening_ms", shown["listening"], end)):  # fmt: skip
+                seen = next((t for t in times if t >= t_say), None)
+                out[key] = None if seen is None else (seen - ref) * 1000
         if avatar is not None:
             frame = first_video_after(viewer.capture, first_byte, True, SPEECH_THRESHOLD)
             out["first_frame_ms"] = None if frame is None else (frame - first_byte) * 1000
             published = next((t for t, peak in sender.audio if t >= t_say and peak > 0.25 * 32768), None)
             sink, received = _first(stamps["sink"]), _first(stamps["received"])
-            if None not in (sink, received, published, heard):
+            ready, queued = _first(stamps["frame"]), _first(stamps["queued"])
+            if None not in (sink, received, ready, queued, published, heard):
                 out["agent pipeline"] = (sink - first_byte) * 1000
                 out["to the avatar"] = (received - sink) * 1000
-                out["avatar buffering"] = (published - received) * 1000
+                out["lip-sync (chunks, lookahead, model)"] = (ready - received) * 1000
+                out["render + pacer"] = (queued - ready) * 1000
+                out["WebRTC audio stamp"] = (published - queued) * 1000
                 out["network + jitter buffer"] = (heard - published) * 1000
 
             handle = session.say("tone 6")
@@ -139,6 +167,8 @@ async def one_run(info: ServerInfo, mode: str, size: int) -> dict[str, float | N
             silent = silence_after(viewer.capture, t_interrupt)
             out["interrupt_ms"] = None if silent is None else silent * 1000
     finally:
+        for task in readers:
+            task.cancel()
         with contextlib.suppress(Exception):
             await session.aclose()
         if avatar is not None:
@@ -150,12 +180,38 @@ async def one_run(info: ServerInfo, mode: str, size: int) -> dict[str, float | N
     return out
 
 
-def _stamp(obj: Any, method: str, into: list[float]) -> None:
-    """Record when ``obj.method`` is called (instrumentation: the instance's attribute)."""
+def _watch_agent(room: rtc.Room, agent: str, shown: dict[str, list[float]], readers: list[asyncio.Task[None]]) -> None:
+    """Timestamp what a viewer shows of the agent: its transcript as it streams in (each
+    chunk, and the stream's end) and its state (``lk.agent.state``) as it changes."""
+
+    def on_text(reader: rtc.TextStreamReader, who: str) -> None:
+        if who != agent:
+            return
+
+        async def read() -> None:
+            async for _ in reader:
+                shown["text"].append(time.monotonic())
+            shown["text_end"].append(time.monotonic())
+
+        readers.append(asyncio.create_task(read()))
+
+    def on_attributes(changed: dict[str, str], participant: rtc.Participant) -> None:
+        state = changed.get("lk.agent.state")
+        if participant.identity == agent and state in ("speaking", "listening"):
+            shown[state].append(time.monotonic())
+
+    room.register_text_stream_handler("lk.transcription", on_text)
+    room.on("participant_attributes_changed", on_attributes)
+
+
+def _stamp(obj: Any, method: str, into: list[float], when: Any = None) -> None:
+    """Record when ``obj.method`` is called (instrumentation: the instance's attribute),
+    where ``when(kwargs)`` holds if given."""
     original = getattr(obj, method)
 
     async def stamped(*args: Any, **kwargs: Any) -> Any:
-        into.append(time.monotonic())
+        if when is None or when(kwargs):
+            into.append(time.monotonic())
         return await original(*args, **kwargs)
 
     setattr(obj, method, stamped)
@@ -172,7 +228,7 @@ def plot(rows: dict[str, dict[str, float]], baseline_ms: float, path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = ["#4c72b0", "#dd8452", "#55a868", "#8172b3"]
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#937860", "#8172b3"]
     fig, ax = plt.subplots(figsize=(9, 2.0 + 0.6 * (len(rows) + 1)))
     labels = []
     for i, (mode, stages) in enumerate(rows.items()):
@@ -182,7 +238,7 @@ def plot(rows: dict[str, dict[str, float]], baseline_ms: float, path: Path) -> N
             if np.isnan(width):
                 continue
             ax.barh(i, width, left=left, color=colour, label=stage if i == 0 else None)
-            if width > 12:
+            if width >= 8:
                 ax.text(left + width / 2, i, f"{width:.0f}", ha="center", va="center", color="white", fontsize=8)
             left += width
         labels.append(f"{mode}\n(first audio heard)")
@@ -232,6 +288,11 @@ async def main(args: argparse.Namespace) -> None:
               + " | ".join(f"{s[k]:.0f}" for k in STAGES) + " |")
     baseline = _median([b.get("heard_ms") for b in base])
     print(f"| {NO_AVATAR} (TTS byte -> first audio heard) | {baseline:.0f} |")
+    print("\nWhat the viewer shows against what it hears (ms, medians; negative: shown before heard)")
+    print("| mode | " + " | ".join(ALIGNMENT) + " |")
+    print("|---|" + "---|" * len(ALIGNMENT))
+    for mode in modes:
+        print(f"| {mode} | " + " | ".join(f"{_median([r.get(k) for r in results[mode]]):+.0f}" for k in ALIGNMENT) + " |")
     if not args.no_plot:
         plot({m: summary[m] for m in modes[1:]}, baseline, ROOT / "docs" / "img" / "latency_waterfall.png")
     p = summary.get("participant")

@@ -39,6 +39,8 @@ logger = logging.getLogger("livekit_avatar_plugin.generator")
 # Mouth frames ahead offered to a renderer that looks ahead: 80 ms, what the lip-sync
 # model's lookahead (67 ms) makes known in time.
 LOOK_AHEAD_FRAMES = 2
+# Audio already queued is read by the mouth model in calls of up to this much.
+_BATCH_S = 0.2
 
 
 # userdata key of silence the generator inserts inside a reply when its audio is late.
@@ -379,6 +381,20 @@ class AvatarVideoGenerator(VideoGenerator):
                     segment.ended = True
                 continue
             pcm, rate = item
+            # What is already queued goes to the model in one call (up to _BATCH_S): a call
+            # per 10-40 ms push costs more and makes the first frame wait for each in turn.
+            if self._inbox and not isinstance(self._inbox[0], AudioSegmentEnd):
+                parts = [pcm]
+                total = pcm.size
+                while self._inbox and total < _BATCH_S * rate:
+                    nxt = self._inbox[0]
+                    if isinstance(nxt, AudioSegmentEnd) or nxt[1] != rate:
+                        break
+                    self._inbox.popleft()
+                    parts.append(nxt[0])
+                    total += nxt[0].size
+                if len(parts) > 1:
+                    pcm = np.concatenate(parts)
             segment = self._open_segment()
             out_pcm, mouth = await loop.run_in_executor(
                 self._executor, self._feed_segment, segment, pcm, rate

@@ -55,6 +55,7 @@ class AudioClockedPacer:
         # after an underrun (it subtracts the idle gap from the new chunk).
         self._play_end = 0.0
         self._speech_until = 0.0  # when the speech queued so far ends (monotonic seconds)
+        self._hold: asyncio.Future[None] | None = None  # the producer's hold-back, cut short by wake()
 
     def stage_video(self, frame: rtc.VideoFrame) -> None:
         self._frame = frame
@@ -91,11 +92,24 @@ class AudioClockedPacer:
             self._pending.append(handle)
         if self._on_published is not None:
             self._on_published("audio", now + starts_in + _AUDIO_STAMP_LATENCY_S, chunk)
-        # Hold the producer back so the queue stays near its lead.
+        # Hold the producer back so the queue stays near its lead, unless speech arrives.
         excess = (self._play_end - time.monotonic()) - _AUDIO_LEAD_S
         if excess > 0:
-            await asyncio.sleep(excess)
+            # (what asyncio.sleep costs: one future and one timer a frame)
+            self._hold = hold = self._loop.create_future()
+            timer = self._loop.call_later(excess, _release, hold)
+            try:
+                await hold
+            finally:
+                timer.cancel()
+                self._hold = None
         return now + starts_in
+
+    def wake(self) -> None:
+        """A reply's first audio has arrived: let the producer go on now rather than after
+        the rest of its hold-back (up to a frame), so its first frame is made at once."""
+        if self._hold is not None:
+            _release(self._hold)
 
     def queued_s(self) -> float:
         """Audio handed to the source that has not started playing yet."""
@@ -116,3 +130,8 @@ class AudioClockedPacer:
         while self._pending:
             self._pending.popleft().cancel()
         self._frame = None
+
+
+def _release(hold: asyncio.Future[None]) -> None:
+    if not hold.done():
+        hold.set_result(None)

@@ -35,6 +35,7 @@ from ._generator import FILLER, AvatarVideoGenerator
 from ._incoming_speech import guard_audio_streams
 from ._metrics import MetricsRecorder
 from ._pacer import AudioClockedPacer
+from ._playback_reports import PlaybackReports
 from ._rtc_stats import PADDING_BLIND_CODECS, bandwidth_estimate, warn_on_uplink_loss
 from ._state import ConversationState
 from ._vp8_encoder import VP8EncodedSource
@@ -125,6 +126,7 @@ class AvatarPublisher:
         self._on_died = on_died
         self.metrics = metrics
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reports = PlaybackReports(self._notify)
         self._main_tasks: list[asyncio.Task[Any]] = []
         self._segment_open = False  # the agent has sent audio for a segment not yet finished
         self._playback_started = False
@@ -287,6 +289,8 @@ class AvatarPublisher:
                         logger.error("dropped unplayable audio from the agent: %s", exc)
                     continue
                 if isinstance(frame, rtc.AudioFrame) and frame.samples_per_channel > 0:
+                    if not self._segment_open:
+                        self._pacer.wake()  # the reply's first frame is made now, not after the idle pacing
                     self._segment_open = True
                     if self.metrics is not None:
                         self.metrics.segment_audio(time.monotonic())
@@ -327,7 +331,7 @@ class AvatarPublisher:
             if speech:
                 if not self._playback_started:
                     self._playback_started = True
-                    self._notify(self._receiver.notify_playback_started())
+                    self._reports.at(plays_at, self._receiver.notify_playback_started)
                     if self.metrics is not None:
                         self.metrics.first_speech_frame(plays_at + self._video_delay_s)
                 self._playback_position += item.duration
@@ -355,11 +359,14 @@ class AvatarPublisher:
         self._segment_open = False
         self._playback_started = False
         self._playback_position = 0.0
-        self._notify(
-            self._receiver.notify_playback_finished(
-                playback_position=position, interrupted=interrupted
-            )
-        )
+
+        def report() -> Any:
+            return self._receiver.notify_playback_finished(playback_position=position, interrupted=interrupted)
+
+        if interrupted:
+            self._reports.now(report)
+        else:  # when its last audio has played, as LiveKit's own audio output reports it
+            self._reports.at(time.monotonic() + self._pacer.queued_s(), report)
 
     def _on_clear_buffer(self) -> None:
         requested_at = time.monotonic()

@@ -117,6 +117,33 @@ async def test_speech_frames_carry_their_own_audio_and_flash_on_the_click_frame(
     assert gen.stats.segments == 1
 
 
+async def test_queued_small_chunks_reach_the_mouth_model_in_few_calls():
+    # Streamed in 10 ms pushes, as some TTS and transports deliver: the model reads what is
+    # queued in one call (up to 200 ms), and the frames are what a call per push gave.
+    class CountingMotion(ClickMotion):
+        calls = 0
+
+        def push(self, pcm, sample_rate):
+            CountingMotion.calls += 1
+            return super().push(pcm, sample_rate)
+
+    gen = make_generator(motion=CountingMotion())
+    seconds = 2.0
+    pcm = click_track(seconds)
+    for f in audio_frames(pcm, chunk_ms=10):
+        await gen.push_audio(f)
+    await gen.push_audio(AudioSegmentEnd())
+    items = await until_segment_end(gen)
+    await gen.aclose()
+    assert CountingMotion.calls <= seconds / 0.2 + 2, CountingMotion.calls  # not 200 calls
+    speech = [it for it in items if not isinstance(it, AudioSegmentEnd)]
+    videos, audios = speech[0::2], speech[1::2]
+    played = np.concatenate([np.frombuffer(a.data, dtype=np.int16) for a in audios])
+    assert np.array_equal(played[: pcm.size], pcm)
+    flashes = [i for i, v in enumerate(videos) if level(v) == FLASH_LEVEL]
+    assert flashes == [int(t * FPS) for t in click_times(seconds)]
+
+
 async def test_resamples_input_audio_to_the_output_rate():
     gen = make_generator()
     pcm16k = click_track(1.0, sample_rate=16000)

@@ -62,3 +62,27 @@ async def test_speech_still_queued_is_never_dropped():
     finally:
         await audio.aclose()
         await video.aclose()
+
+
+async def test_wake_lets_the_producer_go_on_at_once():
+    # Idle pacing holds the producer back about a frame; a reply's first audio must not wait it out.
+    pacer, audio, video, _ = await _pacer()
+    try:
+        for _ in range(3):
+            await pacer.push_audio(_slice())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        held = asyncio.create_task(pacer.push_audio(_slice()))
+        await asyncio.sleep(0.005)
+        assert not held.done()  # held back: the queue is past its lead
+        pacer.wake()
+        await asyncio.wait_for(held, 0.5)
+        assert loop.time() - started < 0.02
+        # without a wake the hold-back runs its course
+        started = loop.time()
+        await pacer.push_audio(_slice())
+        assert loop.time() - started > 0.02
+    finally:
+        pacer.clear()
+        await audio.aclose()
+        await video.aclose()
