@@ -396,8 +396,10 @@ class AvatarPublisher:
                 self.metrics.closed(reason)
         with contextlib.suppress(Exception):
             self._receiver.off("clear_buffer", self._on_clear_buffer)
-        # A segment still open when we leave is reported, so the agent never waits on it.
+        # A segment still open when we leave is reported, so the agent never waits on it;
+        # reports waiting for their audio to play go now.
         self._finish_segment(interrupted=True)
+        self._reports.flush()
         await self._receiver.aclose()
         if isinstance(self._receiver, DataStreamAudioReceiver):
             _compat.forget_rpc_handlers(self._receiver)
