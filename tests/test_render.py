@@ -124,6 +124,19 @@ def test_rounding_narrows_the_mouth_by_a_fifth():
     assert o_cols.size and o_cols.size <= 0.8 * open_cols.size
 
 
+def test_oo_with_the_jaw_nearly_shut_is_a_small_o_not_a_slit():
+    # Speech's nearly shut mouth is closed, but rounded lips part in the middle: an O.
+    r = FaceRenderer(default_avatar(), 512, 512)
+    r.debug_mouth = True
+    _settle(r, {"jaw_open": 0.15, "lip_round": 1.0})
+    cols = r.debug_alpha.max(0) > 0.5
+    assert r.debug["gap_px"] >= 0.03 * r.fw  # open, as tall as an O
+    assert 0 < cols.sum() <= 0.5 * r.mouth_width  # and narrow: no slit out to the corners
+    # a closure the model hints at still shuts it
+    _settle(r, {"jaw_open": 0.15, "lip_round": 1.0, "lips_closed": 0.3}, t0=1.0)
+    assert r.debug["gap_px"] <= 2.0
+
+
 @pytest.mark.parametrize("size", [(512, 512), (720, 1280)])
 def test_the_chin_drops_with_the_jaw(size):
     from livekit_avatar_plugin.evaluation.picture import chin_drop

@@ -572,7 +572,9 @@ class FaceRenderer:
             # speech's nearly shut mouth is shut: the photo's own parted lips (a smile's
             # teeth) close as the opening falls to nothing, not only at p/b/m
             rest = REST_CLOSE * (1.0 - jaw_in / CLOSE_BELOW) * (1.0 - 0.6 * spread_in) if jaw_in < CLOSE_BELOW else 0.0
-            closed_in = max(closed_in, rest)  # ("ee" keeps the photo's smile: its teeth show)
+            # ("ee" keeps the photo's smile: its teeth show; "oo" its small O: rounded lips
+            # part in the middle, with the jaw nearly shut, unless the model hints at a closure)
+            closed_in = max(closed_in, rest * (1.0 - round_in * max(0.0, 1.0 - closed_in / 0.1)))
         closed_in = min(1.0, CLOSE_GAIN * closed_in)  # a closure the model only half signals still shuts
         m_in = np.array([jaw_in, closed_in, round_in - SPREAD_K * spread_in, labio_in])
         am = 1.0 if first else 1 - math.exp(-dt / 0.025)
@@ -652,8 +654,11 @@ class FaceRenderer:
         lower = sd >= 0
         # closed lips meet and overlap a little, so the seam shows lip, not the teeth behind
         o_px = o_round * fw  # the O opens in the middle only: the pursed lips stay shut beside it
-        up_row = (closed * PRESS_PX - up_px + 0.4 * o_px) * p_lens - 0.4 * o_px * p_o + cover * p_rest_up
-        lo_row = (lo_px - o_px - closed * PRESS_PX) * p_lens + o_px * p_o - cover * p_rest_lo
+        # rounded lips part where the O is: the jaw's opening goes there too, not into a slit
+        # out to the corners
+        p_open = p_lens + rnd_in * (p_o - p_lens) if rnd_in else p_lens
+        up_row = closed * PRESS_PX * p_lens - (up_px - 0.4 * o_px) * p_open - 0.4 * o_px * p_o + cover * p_rest_up
+        lo_row = (lo_px - o_px) * p_open + o_px * p_o - closed * PRESS_PX * p_lens - cover * p_rest_lo
         # how far inside each lip its visible edge lies (source px): covered teeth are hidden
         kk = max(k, cover)
         up_off = kk * p_rest_up * p_in
@@ -688,7 +693,7 @@ class FaceRenderer:
         if closed:
             # closed lips meet in a soft dark crease, drawn over the split's pixel steps
             seam = np.clip(1.0 - np.abs(sd) * (1 / SEAM_W), 0.0, 1.0)
-            seam *= (SEAM * closed * p_in).astype(np.float32)
+            seam *= (SEAM * closed * (1.0 - 0.7 * rnd_in) * p_in).astype(np.float32)  # pursed lips beside an O barely crease
             np.maximum(alpha, seam, out=alpha)
         if self.debug_mouth:
             self.debug_alpha = alpha.copy()  # tests: the inside's coverage over the mouth box
