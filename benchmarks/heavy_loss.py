@@ -31,11 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from livekit_avatar_plugin.local_server import LocalLiveKitServer  # noqa: E402
 from tests.av_harness import click_onsets  # noqa: E402
 from tests.fakes import click_times  # noqa: E402
 from tests.rooms import agent_room  # noqa: E402
-from tests.test_faults_network import LossyLink  # noqa: E402
+from tests.test_faults_network import server_behind_lossy_link  # noqa: E402
 
 REPLY_S = 6.0
 
@@ -58,12 +57,8 @@ def reply_figures(onsets: list[float], said_at: float) -> dict[str, float]:
 
 
 async def one_run(loss: float, replies: int) -> list[dict[str, float]]:
-    link = LossyLink()
-    server = LocalLiveKitServer(host=link.inner_ip, launcher=["ip", "netns", "exec", link.netns])
     results: list[dict[str, float]] = []
-    try:
-        link.up()
-        server.start()
+    with server_behind_lossy_link() as (link, server):
         async with agent_room(server.info, "bench-heavy") as r:
             # The watcher is the user: it records every audio track, the avatar's and, should
             # the agent take a reply over, the agent's own.
@@ -80,9 +75,6 @@ async def one_run(loss: float, replies: int) -> list[dict[str, float]]:
                 results.append(reply_figures(heard, said_at))
                 results[-1]["dropped"] = float(link.dropped_packets())
             link.set_loss(0.0)
-    finally:
-        server.stop(kill=True)
-        link.down()
     return results
 
 

@@ -31,7 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from livekit_avatar_plugin.local_server import LocalLiveKitServer  # noqa: E402
 from tests.av_harness import (  # noqa: E402
     Subscriber,
     audio_onsets,
@@ -41,7 +40,7 @@ from tests.av_harness import (  # noqa: E402
 )
 from tests.fakes import click_times  # noqa: E402
 from tests.rooms import agent_room  # noqa: E402
-from tests.test_faults_network import LossyLink  # noqa: E402
+from tests.test_faults_network import server_behind_lossy_link  # noqa: E402
 
 REPLY_S = 12.0
 
@@ -49,11 +48,7 @@ REPLY_S = 12.0
 async def one_run(
     loss: float, args: argparse.Namespace
 ) -> tuple[float, float, float, int, int, float, int]:
-    link = LossyLink()
-    server = LocalLiveKitServer(host=link.inner_ip, launcher=["ip", "netns", "exec", link.netns])
-    try:
-        link.up()
-        server.start()
+    with server_behind_lossy_link() as (link, server):
         async with agent_room(
             server.info, "bench-loss", video_quality=args.quality, video_codec=args.codec
         ) as r:
@@ -88,9 +83,6 @@ async def one_run(
                 return first, last, gap, worst, heard, done_s, dropped
             finally:
                 await viewer.aclose()
-    finally:
-        server.stop(kill=True)
-        link.down()
 
 
 def _spin() -> None:

@@ -383,18 +383,17 @@ class AvatarVideoGenerator(VideoGenerator):
             pcm, rate = item
             # What is already queued goes to the model in one call (up to _BATCH_S): a call
             # per 10-40 ms push costs more and makes the first frame wait for each in turn.
-            if self._inbox and not isinstance(self._inbox[0], AudioSegmentEnd):
-                parts = [pcm]
-                total = pcm.size
-                while self._inbox and total < _BATCH_S * rate:
-                    nxt = self._inbox[0]
-                    if isinstance(nxt, AudioSegmentEnd) or nxt[1] != rate:
-                        break
-                    self._inbox.popleft()
-                    parts.append(nxt[0])
-                    total += nxt[0].size
-                if len(parts) > 1:
-                    pcm = np.concatenate(parts)
+            parts = [pcm]
+            total = pcm.size
+            while self._inbox and total < _BATCH_S * rate:
+                nxt = self._inbox[0]
+                if isinstance(nxt, AudioSegmentEnd) or nxt[1] != rate:
+                    break
+                self._inbox.popleft()
+                parts.append(nxt[0])
+                total += nxt[0].size
+            if len(parts) > 1:
+                pcm = np.concatenate(parts)
             segment = self._open_segment()
             out_pcm, mouth = await loop.run_in_executor(
                 self._executor, self._feed_segment, segment, pcm, rate

@@ -54,6 +54,15 @@ class Failover(FailoverAudioOutput):
         return self.fallbacks[-1]
 
 
+def _watched() -> tuple[RecordingSink, Failover, list]:
+    """A failover sink over a recording avatar, and the playback_finished events it emits."""
+    avatar = RecordingSink("avatar")
+    out = Failover(avatar)
+    finished: list = []
+    out.on("playback_finished", finished.append)
+    return avatar, out, finished
+
+
 async def _reply(out: FailoverAudioOutput, seconds: float, *, flush: bool = True) -> None:
     for _ in range(round(seconds / 0.1)):
         await out.capture_frame(_frame())
@@ -62,10 +71,7 @@ async def _reply(out: FailoverAudioOutput, seconds: float, *, flush: bool = True
 
 
 async def test_recover_a_reply_heard_whole_before_the_failure_is_finished_at_once():
-    avatar = RecordingSink("avatar")
-    out = Failover(avatar)
-    finished: list = []
-    out.on("playback_finished", finished.append)
+    avatar, out, finished = _watched()
     await _reply(out, 1.0)
     # A dispatched avatar's death is noticed late: it was heard to the end meanwhile.
     await out.failover(heard_s=1.2)
@@ -75,10 +81,7 @@ async def test_recover_a_reply_heard_whole_before_the_failure_is_finished_at_onc
 
 
 async def test_recover_the_face_takes_the_next_reply_never_the_current_one():
-    avatar = RecordingSink("avatar")
-    out = Failover(avatar)
-    finished: list = []
-    out.on("playback_finished", finished.append)
+    avatar, out, finished = _watched()
     await _reply(out, 1.0, flush=False)
     await out.failover(heard_s=0.4)
     fallback = out.fallbacks[0]
@@ -118,10 +121,7 @@ async def test_recover_a_face_that_dies_before_it_speaks_is_dropped():
 async def test_an_interrupted_reply_reported_as_played_to_its_end_stays_interrupted():
     # Under load the speech stream's end can reach the avatar before the interruption:
     # it then reports the (cut) segment as played out.
-    avatar = RecordingSink("avatar")
-    out = Failover(avatar)
-    finished: list = []
-    out.on("playback_finished", finished.append)
+    avatar, out, finished = _watched()
     await _reply(out, 1.0)
     out.clear_buffer()
     avatar.finish(0.8)

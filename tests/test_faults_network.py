@@ -109,14 +109,13 @@ class LossyLink:
             _run("ip", "netns", "del", self.netns)
 
 
-@pytest.fixture
-def lossy_server() -> Iterator[tuple[LossyLink, LocalLiveKitServer]]:
-    if os.geteuid() != 0:
-        pytest.fail("the packet-loss tests need root (CAP_NET_ADMIN) for a network namespace")
+@contextlib.contextmanager
+def server_behind_lossy_link(log_path: Path | None = None) -> Iterator[tuple[LossyLink, LocalLiveKitServer]]:
+    """A LiveKit server in a namespace of its own, reached through a ``LossyLink`` (no loss
+    until ``set_loss``); both taken down after. Needs root."""
     link = LossyLink()
-    log = Path(tempfile.mkstemp(prefix="livekit-lossy-server-", suffix=".log")[1])
     server = LocalLiveKitServer(
-        host=link.inner_ip, launcher=["ip", "netns", "exec", link.netns], log_path=log
+        host=link.inner_ip, launcher=["ip", "netns", "exec", link.netns], log_path=log_path
     )
     try:
         link.up()
@@ -125,6 +124,15 @@ def lossy_server() -> Iterator[tuple[LossyLink, LocalLiveKitServer]]:
     finally:
         server.stop(kill=True)
         link.down()
+
+
+@pytest.fixture
+def lossy_server() -> Iterator[tuple[LossyLink, LocalLiveKitServer]]:
+    if os.geteuid() != 0:
+        pytest.fail("the packet-loss tests need root (CAP_NET_ADMIN) for a network namespace")
+    log = Path(tempfile.mkstemp(prefix="livekit-lossy-server-", suffix=".log")[1])
+    with server_behind_lossy_link(log) as pair:
+        yield pair
 
 
 async def _speak_and_measure(

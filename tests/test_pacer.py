@@ -4,6 +4,8 @@ ahead of it, and never cuts the end of the reply before it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from livekit import rtc
 
@@ -17,12 +19,19 @@ def _slice(level: int = 0) -> rtc.AudioFrame:
     return rtc.AudioFrame(bytes(2 * SLICE) if not level else (level.to_bytes(2, "little") * SLICE), RATE, 1, SLICE)
 
 
-async def _pacer() -> tuple[AudioClockedPacer, rtc.AudioSource, rtc.VideoSource, list]:
+@contextlib.asynccontextmanager
+async def _pacer() -> AsyncIterator[tuple[AudioClockedPacer, list[tuple[str, float]]]]:
+    """A pacer over real sources, and what it published as (kind, time); closed after."""
     audio = rtc.AudioSource(RATE, 1, queue_size_ms=1000)
     video = rtc.VideoSource(16, 16)
     published: list[tuple[str, float]] = []
     pacer = AudioClockedPacer(audio, video, on_published=lambda kind, t, _: published.append((kind, t)))
-    return pacer, audio, video, published
+    try:
+        yield pacer, published
+    finally:
+        pacer.clear()
+        await audio.aclose()
+        await video.aclose()
 
 
 def _frame() -> rtc.VideoFrame:
@@ -30,8 +39,7 @@ def _frame() -> rtc.VideoFrame:
 
 
 async def test_a_reply_skips_the_idle_audio_queued_ahead_of_it():
-    pacer, audio, video, published = await _pacer()
-    try:
+    async with _pacer() as (pacer, published):
         for _ in range(3):  # idle: the queue holds about its lead of silence
             pacer.stage_video(_frame())
             await pacer.push_audio(_slice())
@@ -46,28 +54,20 @@ async def test_a_reply_skips_the_idle_audio_queued_ahead_of_it():
         # the idle frames timed by the dropped audio are not captured any more
         await asyncio.sleep(0.2)
         assert [k for k, _ in published[skipped_at:]] == ["audio", "video"]  # the reply's own
-    finally:
-        await audio.aclose()
-        await video.aclose()
 
 
 async def test_speech_still_queued_is_never_dropped():
-    pacer, audio, video, _ = await _pacer()
-    try:
+    async with _pacer() as (pacer, _):
         for _ in range(2):
             await pacer.push_audio(_slice(1000), speech=True)  # the end of the previous reply
         queued = pacer.queued_s()
         pacer.skip_idle()
         assert pacer.queued_s() >= queued - 0.005
-    finally:
-        await audio.aclose()
-        await video.aclose()
 
 
 async def test_wake_lets_the_producer_go_on_at_once():
     # Idle pacing holds the producer back about a frame; a reply's first audio must not wait it out.
-    pacer, audio, video, _ = await _pacer()
-    try:
+    async with _pacer() as (pacer, _):
         for _ in range(3):
             await pacer.push_audio(_slice())
         loop = asyncio.get_running_loop()
@@ -82,7 +82,3 @@ async def test_wake_lets_the_producer_go_on_at_once():
         started = loop.time()
         await pacer.push_audio(_slice())
         assert loop.time() - started > 0.02
-    finally:
-        pacer.clear()
-        await audio.aclose()
-        await video.aclose()
