@@ -9,6 +9,10 @@ no speech lost, none repeated, and ``say()`` / ``generate_reply()`` never hang w
 for a ``playback_finished`` that a dead avatar cannot send. When the face comes back
 (:meth:`FailoverAudioOutput.recover`), the first reply that starts once the fallback has
 finished everything it was given goes to the face again.
+
+A live avatar that falls behind (heavy loss on the agent-to-avatar link) hands a reply
+over the same way (:meth:`FailoverAudioOutput.hand_over`): the agent's voice says the
+rest of it, and the face takes the next reply.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +36,25 @@ logger = logging.getLogger("livekit_avatar_plugin.failover")
 
 @dataclass
 class _Segment:
+    sink: AudioOutput  # where it plays: the face, or the agent's own track
     frames: list[rtc.AudioFrame] = field(default_factory=list)
     flushed: bool = False
-    # Seconds of this segment already heard before a failover; the new sink counts from 0.
+    # Seconds of this segment already heard on the face before it moved; the new sink
+    # counts from 0.
     offset: float = 0.0
     # The agent interrupted it: a report that it played to its end (the stream's end can
     # reach the avatar before the interruption does) is still an interruption.
     cleared: bool = False
+    delivered_s: float = 0.0  # handed to its sink (capture returned)
+    created_at: float = 0.0
+    mark: object = None  # what ``mark_segment`` said when it went to the face
+    claimed: bool = False  # being handed over: the face's reports of it are dropped
+    started: bool = False  # playback_started passed on (a new sink's is not)
+    result: tuple[float, bool, str | None] | None = None  # its report, once its sink made it
+
+    @property
+    def captured_s(self) -> float:
+        return sum(f.duration for f in self.frames)
 
 
 def _skip(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:
@@ -64,7 +82,13 @@ def _skip(frames: list[rtc.AudioFrame], seconds: float) -> list[rtc.AudioFrame]:
 class FailoverAudioOutput(AudioOutput):
     """``primary`` is the avatar's sink; ``None``: the avatar never started, and the agent
     speaks by itself once :meth:`failover` is called. The fallback is the agent's own audio
-    track in ``room``, as LiveKit's RoomIO would have published it."""
+    track in ``room``, as LiveKit's RoomIO would have published it.
+
+    Every segment remembers its sink; each sink's reports are matched to the segments it
+    was given, in order, and passed on to the agent in the order the segments were made.
+    A segment taken from the face is still reported by it once (so its own bookkeeping
+    stays whole); that report is dropped here.
+    """
 
     def __init__(self, primary: AudioOutput | None, *, room: rtc.Room, sample_rate: int) -> None:
         super().__init__(
@@ -75,22 +99,42 @@ class FailoverAudioOutput(AudioOutput):
         self._room = room
         self._rate = sample_rate
         self._fallback: tuple[Any, asyncio.Task[None]] | None = None
-        primary = primary if primary is not None else _NullAudioOutput(sample_rate)
-        self._segments: deque[_Segment] = deque()
-        self._active = primary
-        self._failed_over = False
-        self._pending: AudioOutput | None = None  # a face back, waiting for the next reply
+        self._fallback_sink: AudioOutput | None = None
+        self._keep_fallback = False  # made for hand-overs: stays published, ready for the next
+        self._segments: deque[_Segment] = deque()  # not yet reported to the agent
+        self._given: dict[AudioOutput, deque[_Segment]] = {}  # each sink's, awaiting its report
+        self._handlers: dict[AudioOutput, tuple[Callable[[Any], None], Callable[[Any], None]]] = {}
+        face = primary if primary is not None else _NullAudioOutput(sample_rate)
+        self._face: AudioOutput | None = face  # None: failed over, no face yet
+        self._face_waits = False  # the face is up, but the agent's voice ends what it has
+        self._active: AudioOutput = face  # where a new segment goes
         self._closing: set[asyncio.Task[None]] = set()  # fallbacks being taken down
         self._lock = asyncio.Lock()
-        self._listen(primary)
+        #: called as a segment goes to the face; its result is kept with it (``face_segment``)
+        self.mark_segment: Callable[[], object] | None = None
+        self._listen(face)
 
     def _listen(self, sink: AudioOutput) -> None:
-        sink.on("playback_started", self._child_started)
-        sink.on("playback_finished", self._child_finished)
+        if sink in self._handlers:
+            return
+
+        def started(ev: Any) -> None:
+            self._child_started(sink, ev)
+
+        def finished(ev: Any) -> None:
+            self._child_finished(sink, ev)
+
+        sink.on("playback_started", started)
+        sink.on("playback_finished", finished)
+        self._handlers[sink] = (started, finished)
+        self._given.setdefault(sink, deque())
 
     def _unlisten(self, sink: AudioOutput) -> None:
-        sink.off("playback_started", self._child_started)
-        sink.off("playback_finished", self._child_finished)
+        handlers = self._handlers.pop(sink, None)
+        if handlers is not None:
+            sink.off("playback_started", handlers[0])
+            sink.off("playback_finished", handlers[1])
+        self._given.pop(sink, None)
 
     # -- AudioOutput ---------------------------------------------------------------------
 
@@ -98,22 +142,33 @@ class FailoverAudioOutput(AudioOutput):
         async with self._lock:  # never interleave with a failover's replay
             await super().capture_frame(frame)
             if not self._segments or self._segments[-1].flushed:
-                if self._pending is not None and not self._segments:
+                if self._face_waits and not self._segments:
                     self._switch_back()
-                self._segments.append(_Segment())
-            self._segments[-1].frames.append(frame)
-            await self._active.capture_frame(frame)
+                self._open_segment()
+            segment = self._segments[-1]
+            segment.frames.append(frame)
+            await segment.sink.capture_frame(frame)
+            segment.delivered_s += frame.duration
+
+    def _open_segment(self) -> None:
+        segment = _Segment(self._active, created_at=time.monotonic())
+        if self._active is self._face and self.mark_segment is not None:
+            segment.mark = self.mark_segment()
+        self._segments.append(segment)
+        self._given[self._active].append(segment)
 
     def flush(self) -> None:
         super().flush()
         if self._segments and not self._segments[-1].flushed:
             self._segments[-1].flushed = True
-            self._active.flush()
+            self._segments[-1].sink.flush()
 
     def clear_buffer(self) -> None:
+        sinks = {id(s.sink): s.sink for s in self._segments} or {id(self._active): self._active}
         for segment in self._segments:
             segment.cleared = True
-        self._active.clear_buffer()
+        for sink in sinks.values():
+            sink.clear_buffer()
 
     def on_attached(self) -> None:
         self._active.on_attached()
@@ -123,50 +178,96 @@ class FailoverAudioOutput(AudioOutput):
 
     # -- child events ----------------------------------------------------------------------
 
-    def _child_started(self, ev) -> None:
+    def _child_started(self, sink: AudioOutput, ev: Any) -> None:
+        given = self._given.get(sink)
+        segment = given[0] if given else None
+        if segment is not None:
+            if segment.sink is not sink or segment.claimed or segment.started:
+                return  # handed over, or replayed after it had started
+            segment.started = True
         self.on_playback_started(created_at=ev.created_at)
 
-    def _child_finished(self, ev) -> None:
-        segment = self._segments.popleft() if self._segments else _Segment()
-        self.on_playback_finished(
-            playback_position=segment.offset + ev.playback_position,
-            interrupted=ev.interrupted or segment.cleared,
-            synchronized_transcript=ev.synchronized_transcript,
+    def _child_finished(self, sink: AudioOutput, ev: Any) -> None:
+        given = self._given.get(sink)
+        if not given:
+            return
+        segment = given.popleft()
+        if segment.sink is not sink or segment.claimed:
+            return  # handed over: its new sink reports it
+        segment.result = (
+            segment.offset + ev.playback_position,
+            ev.interrupted or segment.cleared,
+            ev.synchronized_transcript,
         )
+        self._report_ready()
 
-    # -- failover --------------------------------------------------------------------------
+    def _report_ready(self) -> None:
+        while self._segments and self._segments[0].result is not None:
+            position, interrupted, transcript = self._segments.popleft().result  # type: ignore[misc]
+            self.on_playback_finished(
+                playback_position=position,
+                interrupted=interrupted,
+                synchronized_transcript=transcript,
+            )
+
+    # -- failover and hand-over --------------------------------------------------------------
+
+    def face_segment(self) -> _Segment | None:
+        """The face's only open segment, if it has exactly one and no other is open: the
+        one a live avatar can be playing (LiveKit says one reply at a time)."""
+        if self._face is None or self._face_waits or len(self._segments) != 1:
+            return None
+        segment = self._segments[0]
+        return segment if segment.sink is self._face else None
+
+    async def warm(self) -> None:
+        """Publish the agent's own track ahead of a hand-over (publishing it takes a
+        while on a lossy link); it stays for the rest of the session."""
+        async with self._lock:
+            self._ensure_fallback(keep=True)
+
+    async def hand_over(self, segment: _Segment, heard_s: float) -> None:
+        """The avatar gave ``segment`` up after ``heard_s``: the agent's voice says the rest
+        of it (and of the reply), and the face takes the next reply."""
+        face = self._face
+        if face is None or segment.sink is not face or segment.result is not None:
+            return
+        moved = [s for s in self._segments if s.sink is face and not s.claimed]
+        if segment not in moved:
+            return
+        # Claimed at once: the avatar's report that it gave up may arrive while a capture
+        # holds the lock, and must not end the reply for the agent.
+        for i, claimed in enumerate(moved):
+            claimed.claimed, claimed.offset = True, heard_s if i == 0 else 0.0
+        async with self._lock:
+            moved = [s for s in moved if s.sink is face]  # not already moved by a fail-over
+            if moved:
+                if not moved[-1].flushed:
+                    face.flush()  # closes the stream: the avatar stops discarding at its end
+                fallback = self._ensure_fallback(keep=True)
+                replayed = await self._move(moved, fallback, heard_s)
+                self._active = fallback
+                self._face_waits = self._face is face
+                self._report_ready()
+        if moved:
+            logger.warning(
+                "the avatar fell behind the agent's speech: the agent says the rest of this "
+                "reply (%.2f s) with its own voice; the face takes the next one", replayed,
+            )  # fmt: skip
 
     async def failover(self, heard_s: float) -> None:
-        """Switch to the fallback sink; ``heard_s`` of the oldest open segment was heard."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.on_detached()  # it died before it spoke: the fallback goes on
-        if self._failed_over:
+        """Switch to the fallback sink; ``heard_s`` of the face's oldest open segment was heard."""
+        dead = self._face
+        if dead is None:
             return
         async with self._lock:
-            self._failed_over = True
-            dead = self._active
+            self._face, self._face_waits = None, False
+            moved = [s for s in self._segments if s.sink is dead]
             self._unlisten(dead)
-            fallback = self._make_fallback()
-            self._listen(fallback)
+            fallback = self._ensure_fallback(keep=self._keep_fallback)
+            replayed = await self._move(moved, fallback, heard_s)
             self._active = fallback
-            replayed = 0.0
-            heard_whole: _Segment | None = None
-            for i, segment in enumerate(self._segments):
-                segment.offset = heard_s if i == 0 else 0.0
-                rest = _skip(segment.frames, segment.offset)
-                for frame in rest:
-                    replayed += frame.duration
-                    await fallback.capture_frame(frame)
-                if segment.flushed and not rest:
-                    heard_whole = segment  # the oldest, all of it heard: the fallback never plays it
-                elif segment.flushed:
-                    fallback.flush()
-            if heard_whole is not None:
-                self._segments.remove(heard_whole)
-                self.on_playback_finished(
-                    playback_position=sum(f.duration for f in heard_whole.frames), interrupted=False
-                )
+            self._report_ready()
             logger.warning(
                 "avatar unavailable: the agent now publishes its own audio "
                 "(%d open segment(s), %.2f s replayed from where the user stopped hearing)",
@@ -178,29 +279,58 @@ class FailoverAudioOutput(AudioOutput):
         except Exception:  # noqa: BLE001 - the dead sink's cleanup is best effort
             logger.debug("detaching the avatar sink failed", exc_info=True)
 
+    async def _move(self, segments: list[_Segment], sink: AudioOutput, heard_s: float) -> float:
+        """Give ``segments`` to ``sink``, the first from ``heard_s`` on; returns the seconds
+        replayed. A segment heard whole already is finished at once."""
+        replayed = 0.0
+        for i, segment in enumerate(segments):
+            if not segment.claimed:  # a claimed one knows where it was heard
+                segment.offset = heard_s if i == 0 else 0.0
+            segment.claimed = False
+            segment.sink = sink
+            rest = _skip(segment.frames, segment.offset)
+            if segment.flushed and not rest:
+                segment.result = (segment.captured_s, segment.cleared, None)
+                continue
+            self._given[sink].append(segment)
+            for frame in rest:
+                replayed += frame.duration
+                await sink.capture_frame(frame)
+            if segment.flushed:
+                sink.flush()
+        return replayed
+
     def recover(self, primary: AudioOutput) -> None:
         """The face is back: the next reply goes to ``primary``. The reply under way, and
         any the fallback is still playing, finish where they started."""
-        stale, self._pending = self._pending, primary
-        if stale is not None:
+        stale = self._face
+        if stale is not None and stale is not primary:
+            self._unlisten(stale)
             stale.on_detached()
+        self._face, self._face_waits = primary, True
+        self._listen(primary)
 
     @property
     def recovering(self) -> bool:
-        """A face is back and waits for the next reply."""
-        return self._pending is not None
+        """A face is up and waits for the next reply."""
+        return self._face is not None and self._face_waits
 
     def _switch_back(self) -> None:
-        primary, self._pending = self._pending, None
-        assert primary is not None
-        self._unlisten(self._active)
-        self._listen(primary)
-        self._active = primary
-        self._failed_over = False
-        logger.info("avatar back: this reply is spoken by the face again")
+        assert self._face is not None
+        self._active, self._face_waits = self._face, False
+        logger.info("the face speaks again from this reply on")
+        if self._keep_fallback:
+            return
         task = asyncio.ensure_future(self.aclose())  # the agent's own track goes
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def _ensure_fallback(self, *, keep: bool) -> AudioOutput:
+        self._keep_fallback = self._keep_fallback or keep
+        if self._fallback_sink is None:
+            self._fallback_sink = self._make_fallback()
+            self._listen(self._fallback_sink)
+        return self._fallback_sink
 
     def _make_fallback(self) -> Any:
         output = _compat.participant_audio_output(self._room, sample_rate=self._rate)
@@ -212,6 +342,9 @@ class FailoverAudioOutput(AudioOutput):
         """Unpublish the agent's own track, if the fail-over made one."""
         if self._closing and asyncio.current_task() not in self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        sink, self._fallback_sink = self._fallback_sink, None
+        if sink is not None:
+            self._unlisten(sink)
         fallback, self._fallback = self._fallback, None
         if fallback is None:
             return

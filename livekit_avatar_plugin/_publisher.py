@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
@@ -36,7 +37,7 @@ from ._incoming_speech import guard_audio_streams
 from ._metrics import MetricsRecorder
 from ._pacer import AudioClockedPacer
 from ._playback_reports import PlaybackReports
-from ._rtc_stats import PADDING_BLIND_CODECS, bandwidth_estimate, warn_on_uplink_loss
+from ._rtc_stats import PADDING_BLIND_CODECS, bandwidth_estimate, watch_uplink_loss
 from ._state import ConversationState
 from ._vp8_encoder import VP8EncodedSource
 
@@ -65,6 +66,20 @@ _NEW_VIEWER_S = 1.0
 # WebRTC, whose VP8 ramps over a pinned preset's first two seconds. Off: WebRTC's
 # encoder, for comparison (benchmarks/video_quality.py).
 _ENCODE_VP8_HERE = True
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How the avatar keeps up with the agent's speech (read by the agent's side in
+    ``participant`` mode, which renders in its process; see ``_handover``)."""
+
+    ready: bool  # published: speech plays as it comes
+    begun: int  # speech segments begun since the avatar started
+    open: bool  # one is playing (or waiting for more of its audio)
+    received_s: float  # seconds of it received from the agent
+    heard_s: float  # seconds of it played out
+    starving_s: float  # how long it has waited, silent, for audio that has not arrived
+    uplink_loss: float  # of the avatar's video on its way to the server (same host as the agent's)
 
 
 def default_video_publish_options(video: VideoOptions) -> rtc.TrackPublishOptions:
@@ -129,6 +144,11 @@ class AvatarPublisher:
         self._reports = PlaybackReports(self._notify)
         self._main_tasks: list[asyncio.Task[Any]] = []
         self._segment_open = False  # the agent has sent audio for a segment not yet finished
+        self._segments_begun = 0
+        self._received_s = 0.0  # of the open segment
+        self._starving_s = 0.0  # silence made inside the open segment since its last speech
+        self._reading_segment = False  # audio read since the last segment end
+        self._drop_segments = 0  # handed to the agent: their audio, still on its way, is discarded
         self._playback_started = False
         self._playback_position = 0.0
         self._tracks_published = False
@@ -140,6 +160,7 @@ class AvatarPublisher:
         self.audio_publication: rtc.LocalTrackPublication | None = None
         self.video_publication: rtc.LocalTrackPublication | None = None
         self._uplink_watch: asyncio.Task[None] | None = None
+        self._uplink_loss = 0.0  # of our video, as the server last reported it
 
     def _make_video_source(self, video: VideoOptions) -> rtc.VideoSource | VP8EncodedSource:
         if _ENCODE_VP8_HERE and video.codec == "vp8" and not video.simulcast:
@@ -161,6 +182,36 @@ class AvatarPublisher:
         if not self._segment_open:
             return 0.0
         return max(0.0, self._playback_position - self._pacer.queued_s())
+
+    def lag(self) -> Lag:
+        return Lag(
+            ready=self._published.is_set(),
+            begun=self._segments_begun,
+            open=self._segment_open,
+            received_s=self._received_s,
+            heard_s=self.heard_position(),
+            starving_s=self._starving_s,
+            uplink_loss=self._uplink_loss,
+        )
+
+    def abandon(self) -> float:
+        """Give the open segment (with none open, the next one) up to the agent's own voice,
+        which says the rest: it is reported interrupted where it was heard, its audio still
+        on the way is discarded, and the face idles. Returns the seconds heard."""
+        if self._segment_open:
+            heard = self.heard_position()
+            self._drop_segments += self._reading_segment
+            self._generator.clear_buffer()
+            self._finish_segment(interrupted=True)
+            self._pacer.clear()
+        else:
+            heard = 0.0
+            self._drop_segments += 1
+            self._reports.now(
+                lambda: self._receiver.notify_playback_finished(playback_position=0.0, interrupted=True)
+            )
+        logger.warning("speech from the agent fell behind; the agent says the rest (%.2f s heard here)", heard)
+        return heard
 
     async def wait_published(self) -> None:
         """Return once the avatar's audio and video tracks are published (frames flowing)."""
@@ -221,10 +272,16 @@ class AvatarPublisher:
             self._notify(self._open_when_bandwidth_covers_cap(video_opts.video_encoding.max_bitrate))
         else:
             self._open_to_subscribers()
-        if video_opts.simulcast and self._video.codec in PADDING_BLIND_CODECS:
-            self._uplink_watch = asyncio.create_task(
-                warn_on_uplink_loss(self._room, self._video.codec), name="avatar-uplink-loss"
-            )
+        padding_blind = video_opts.simulcast and self._video.codec in PADDING_BLIND_CODECS
+        self._uplink_watch = asyncio.create_task(
+            watch_uplink_loss(
+                self._room, self._set_uplink_loss, warn_codec=self._video.codec if padding_blind else None
+            ),
+            name="avatar-uplink-loss",
+        )
+
+    def _set_uplink_loss(self, loss: float) -> None:
+        self._uplink_loss = loss
 
     def _open_to_subscribers(self) -> None:
         self._opened_at = time.monotonic()
@@ -280,6 +337,12 @@ class AvatarPublisher:
                 if self._tracks_published and not self._published.is_set():
                     # Speech played before anyone can subscribe would be lost to the user.
                     await self._published.wait()
+                if self._drop_segments:  # handed to the agent: not played here
+                    if isinstance(frame, AudioSegmentEnd):
+                        self._drop_segments -= 1
+                        self._reading_segment = False
+                    continue
+                self._reading_segment = not isinstance(frame, AudioSegmentEnd)
                 try:
                     await self._generator.push_audio(frame)
                 except AudioInputError as exc:
@@ -291,7 +354,11 @@ class AvatarPublisher:
                 if isinstance(frame, rtc.AudioFrame) and frame.samples_per_channel > 0:
                     if not self._segment_open:
                         self._pacer.wake()  # the reply's first frame is made now, not after the idle pacing
+                        self._segments_begun += 1
+                        self._received_s = 0.0
+                        self._starving_s = 0.0
                     self._segment_open = True
+                    self._received_s += frame.duration
                     if self.metrics is not None:
                         self.metrics.segment_audio(time.monotonic())
         except Exception:
@@ -323,6 +390,10 @@ class AvatarPublisher:
             speech = self._segment_open and self._generator.speaking and not item.userdata.get(FILLER)
             if speech and not self._playback_started and time.monotonic() - self._opened_at > _NEW_VIEWER_S:
                 self._pacer.skip_idle()  # the reply starts now, not behind the idle queue
+            if speech:
+                self._starving_s = 0.0
+            elif self._segment_open and item.userdata.get(FILLER):
+                self._starving_s += item.duration
             plays_at = await self._pacer.push_audio(item, speech=speech)
             if epoch != self._generator.epoch:
                 # An interruption landed while this slice was queued: make sure it is gone.
@@ -359,6 +430,7 @@ class AvatarPublisher:
         self._segment_open = False
         self._playback_started = False
         self._playback_position = 0.0
+        self._starving_s = 0.0
 
         def report() -> Any:
             return self._receiver.notify_playback_finished(playback_position=position, interrupted=interrupted)

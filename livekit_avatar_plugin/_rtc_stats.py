@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from livekit import rtc
@@ -16,9 +16,10 @@ logger = logging.getLogger("livekit_avatar_plugin.participant")
 # its budget with padding on that layer's stream, the server cannot tell lost padding
 # from lost video, and the layer reaches viewers with holes nobody can fill. The plugin
 # can stop neither, so it says so: a warning once the loss the server reports for our
-# video stays at or above this fraction for two checks this far apart.
+# video stays at or above this fraction for two checks this far apart (frequent: the
+# same reading readies the agent's own voice for a hand-over, see _handover).
 _UPLINK_LOSS_WARN = 0.02
-_UPLINK_CHECK_S = 3.0
+_UPLINK_CHECK_S = 1.0
 PADDING_BLIND_CODECS = ("vp8", "h264")
 
 
@@ -53,8 +54,12 @@ def bandwidth_estimate(stats: Any) -> float:
     )
 
 
-async def warn_on_uplink_loss(room: rtc.Room, codec: str) -> None:
-    """Warn once if the server keeps reporting our video lost (cancel the task to stop)."""
+async def watch_uplink_loss(
+    room: rtc.Room, on_loss: Callable[[float], None], *, warn_codec: str | None
+) -> None:
+    """Report our video's loss as the server sees it every ``_UPLINK_CHECK_S``; with
+    ``warn_codec`` (a padding-blind simulcast), warn once if it stays lossy. Cancel the
+    task to stop."""
     lossy_checks = 0
     while True:
         await asyncio.sleep(_UPLINK_CHECK_S)
@@ -63,13 +68,14 @@ async def warn_on_uplink_loss(room: rtc.Room, codec: str) -> None:
         except Exception:
             logger.debug("could not read the uplink's loss", exc_info=True)
             continue
+        on_loss(loss)
         lossy_checks = lossy_checks + 1 if loss >= _UPLINK_LOSS_WARN else 0
-        if lossy_checks >= 2:
+        if warn_codec is not None and lossy_checks >= 2:
             logger.warning(
                 "the avatar's link to the LiveKit server is losing %.0f %% of its video "
                 "packets: viewers of the lowest %s simulcast layer will see the face "
                 "freeze (they decode only key frames). Run the avatar nearer the server, "
                 "or publish with video_codec='vp9' or a pinned video_quality.",
-                loss * 100, codec.upper(),
+                loss * 100, warn_codec.upper(),
             )  # fmt: skip
-            return
+            warn_codec = None

@@ -42,6 +42,7 @@ from ._config import (
 )
 from ._errors import AvatarSessionError
 from ._failover import FailoverAudioOutput
+from ._handover import LagWatch
 from ._lifecycle import (
     AvatarClosedEvent,
     AvatarFailedEvent,
@@ -268,6 +269,8 @@ class AvatarSession(
             self._spawn(self._recover())
             return self._failover
         self._failover = FailoverAudioOutput(output, room=room, sample_rate=rate)
+        if self._transport.hands_over:
+            self._spawn(LagWatch(self._transport, self._failover).run())
         return self._failover
 
     # -- timeouts, failures and teardown ------------------------------------------------

@@ -4,6 +4,8 @@ tracks are tests/test_failover.py's and tests/test_recover.py's."""
 
 from __future__ import annotations
 
+import asyncio
+
 from livekit import rtc
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 
@@ -129,3 +131,90 @@ async def test_an_interrupted_reply_reported_as_played_to_its_end_stays_interrup
     await _reply(out, 0.5)  # the next reply is not marked
     avatar.finish(0.5)
     assert not finished[-1].interrupted
+
+
+async def test_heavy_loss_hand_over_the_rest_of_a_reply_to_the_agents_voice_and_the_next_to_the_face():
+    avatar, out, finished = _watched()
+    await _reply(out, 1.0, flush=False)
+    segment = out.face_segment()
+    assert segment is not None
+    await out.hand_over(segment, heard_s=0.4)
+    fallback = out.fallbacks[0]
+    assert abs(fallback.seconds - 0.6) < 1e-6  # the unheard part, once
+    assert avatar.flushes == 1  # the avatar's stream is closed: it stops discarding there
+    await _reply(out, 0.5)  # the rest of the same reply: the agent's voice
+    assert abs(fallback.seconds - 1.1) < 1e-6 and abs(avatar.seconds - 1.0) < 1e-6
+    fallback.finish(1.1)
+    assert [round(e.playback_position, 6) for e in finished] == [1.5]  # heard 0.4 + 1.1
+    # The avatar still reports the segment it gave up (late, on a lossy link): dropped.
+    avatar.on_playback_finished(playback_position=0.4, interrupted=True)
+    assert len(finished) == 1
+    await _reply(out, 0.3)  # the next reply is the face's
+    assert abs(avatar.seconds - 1.3) < 1e-6 and abs(fallback.seconds - 1.1) < 1e-6
+    avatar.finish(0.3)
+    assert [round(e.playback_position, 6) for e in finished] == [1.5, 0.3]
+    assert not finished[-1].interrupted
+
+
+async def test_heavy_loss_the_faces_late_report_of_a_handed_over_reply_is_dropped_in_order():
+    # The avatar's report of the reply it gave up may arrive after the agent's voice has
+    # finished it and the face has a new reply: it must not be taken for the new one's.
+    avatar, out, finished = _watched()
+    await _reply(out, 1.0)
+    await out.hand_over(out.face_segment(), heard_s=0.0)  # none of it had arrived
+    fallback = out.fallbacks[0]
+    assert abs(fallback.seconds - 1.0) < 1e-6 and fallback.flushes == 1
+    fallback.finish(1.0)
+    await _reply(out, 0.5)  # the face's
+    avatar.on_playback_finished(playback_position=0.0, interrupted=True)  # the stale one
+    assert [round(e.playback_position, 6) for e in finished] == [1.0]
+    avatar.finish(0.5)
+    assert [round(e.playback_position, 6) for e in finished] == [1.0, 0.5]
+
+
+async def test_heavy_loss_a_handed_over_reply_still_fails_over_cleanly():
+    # Handed over, then the avatar dies: the agent's track it already speaks on goes on.
+    avatar, out, finished = _watched()
+    await _reply(out, 1.0, flush=False)
+    await out.hand_over(out.face_segment(), heard_s=0.5)
+    await out.failover(heard_s=0.0)
+    assert len(out.fallbacks) == 1 and avatar.detached
+    await _reply(out, 0.2)
+    fallback = out.fallbacks[0]
+    assert abs(fallback.seconds - 0.7) < 1e-6
+    fallback.finish(0.7)
+    assert [round(e.playback_position, 6) for e in finished] == [1.2]
+
+
+async def test_heavy_loss_the_avatars_give_up_report_during_a_capture_does_not_end_the_reply():
+    # The hand-over waits for a capture in progress; the avatar's report that it gave the
+    # reply up can arrive meanwhile, and must not end the reply for the agent.
+    gate = asyncio.Event()
+    gate.set()
+
+    class Slow(RecordingSink):
+        async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+            await gate.wait()
+            await super().capture_frame(frame)
+
+    avatar = Slow("avatar")
+    out = Failover(avatar)
+    finished: list = []
+    out.on("playback_finished", finished.append)
+    await _reply(out, 1.0, flush=False)
+    gate.clear()
+    capture = asyncio.create_task(out.capture_frame(_frame()))
+    await asyncio.sleep(0)
+    handing = asyncio.create_task(out.hand_over(out.face_segment(), heard_s=0.4))
+    await asyncio.sleep(0)
+    avatar.on_playback_finished(playback_position=0.4, interrupted=True)
+    assert finished == []
+    gate.set()
+    await capture
+    await handing
+    fallback = out.fallbacks[0]
+    assert abs(fallback.seconds - 0.7) < 1e-6  # 1.1 s captured, 0.4 s heard
+    out.flush()
+    fallback.finish(0.7)
+    assert [round(e.playback_position, 6) for e in finished] == [1.1]
+    assert not finished[0].interrupted

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from livekit import rtc
 
@@ -37,6 +38,7 @@ from livekit_avatar_plugin.local_server import LocalLiveKitServer
 from .av_harness import (
     Subscriber,
     audio_onsets,
+    click_onsets,
     delivered_fps,
     longest_video_gap,
     worst_second_frames,
@@ -312,3 +314,91 @@ async def test_the_session_survives_20_percent_loss_for_30_s(lossy_server):
             assert fps >= VIDEO_FLOWING_FPS
         finally:
             await viewer.aclose()
+
+
+# -- heavy loss: the agent's voice takes a lagging reply over --------------------------------
+
+HEAVY_REPLY_S = 6.0
+
+
+def reply_figures(onsets: list[float], said_at: float) -> dict[str, float]:
+    """Figures of one reply from the arrival times of its clicks (both voices merged):
+    ``first_audio_s`` (say() to the first click heard), ``stall_s`` (the longest the clicks
+    fell further behind their schedule between one click and the next), clicks heard and
+    ``repeated`` (heard twice)."""
+    schedule = click_times(HEAVY_REPLY_S)
+    out: dict[str, float] = {"clicks": float(len(onsets)), "expected": float(len(schedule))}
+    if not onsets:
+        return out
+    out["first_audio_s"] = onsets[0] - said_at
+    # Each heard click matched to its place in the schedule by arrival order; a click heard
+    # twice shows as more onsets than the schedule has.
+    out["repeated"] = float(max(0, len(onsets) - len(schedule)))
+    n = min(len(onsets), len(schedule))
+    late = np.asarray(onsets[:n]) - (onsets[0] + schedule[:n] - schedule[0])
+    out["stall_s"] = float(np.max(np.diff(late))) if n > 1 else 0.0
+    out["drift_s"] = float(late[-1]) if n else 0.0
+    return out
+
+
+async def replies_under_loss(
+    link: LossyLink, server: LocalLiveKitServer, loss: float, replies: int
+) -> list[dict[str, float]]:
+    """A fresh agent + ``participant`` avatar + user; ``loss`` % on every link, then
+    ``replies`` replies of clicks one after another, heard by the user in both voices (the
+    avatar's, and the agent's own should it take a reply over). ``reply_figures`` of each,
+    with ``handed_over``: replies the agent's voice took over so far."""
+    results: list[dict[str, float]] = []
+    async with agent_room(server.info, "heavy-loss") as r:
+        await r.watcher.wait_video(r.avatar.avatar_identity)
+        voices = (r.avatar.avatar_identity, r.agent_room.local_participant.identity)
+        handovers: list[str] = []
+        record = _Records(handovers, "fell behind the agent's speech")
+        logging.getLogger("livekit_avatar_plugin").addHandler(record)
+        try:
+            await asyncio.sleep(2.0)
+            link.set_loss(loss)
+            for _ in range(replies):
+                said_at = time.monotonic()
+                handle = r.session.say(f"clicks {HEAVY_REPLY_S:g}")
+                await asyncio.wait_for(handle.wait_for_playout(), 120)
+                await asyncio.sleep(1.0)  # the end of the reply reaches the user
+                heard = sorted(
+                    t for who in voices for t in click_onsets(r.watcher.audio.get(who, []), after=said_at)
+                )
+                results.append(reply_figures(heard, said_at))
+                results[-1]["dropped"] = float(link.dropped_packets())
+                results[-1]["handed_over"] = float(len(handovers))
+            link.set_loss(0.0)
+            assert r.failed == []
+        finally:
+            logging.getLogger("livekit_avatar_plugin").removeHandler(record)
+    return results
+
+
+class _Records(logging.Handler):
+    """Keeps the messages that contain ``needle``."""
+
+    def __init__(self, into: list[str], needle: str) -> None:
+        super().__init__(logging.WARNING)
+        self._into, self._needle = into, needle
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self._needle in message:
+            self._into.append(message)
+
+
+async def test_heavy_loss_replies_start_in_time_never_stall_and_are_never_heard_twice(lossy_server):
+    """20 % loss each way on every link. The agent-to-avatar channel is reliable, so its
+    retransmissions back off; when the avatar runs dry with speech still on its way, the
+    agent's own voice says the rest of that reply, from where it was heard."""
+    link, server = lossy_server
+    figures = await replies_under_loss(link, server, 20.0, 3)
+    for i, f in enumerate(figures):
+        print(f"\nreply {i + 1} under 20 % loss: " + ", ".join(f"{k} {v:.2f}" for k, v in f.items()))
+    for f in figures:
+        assert f["clicks"] >= 0.7 * f["expected"], f  # RTP to the user loses some, not most
+        assert f["repeated"] == 0, f
+        assert f["first_audio_s"] <= 1.5, f
+        assert f["stall_s"] <= 1.0, f

@@ -19,7 +19,7 @@ from .._runtime import build_face
 from .._config import AvatarSessionOptions
 from .._errors import AvatarSessionError
 from .._generator import AvatarVideoGenerator
-from .._publisher import AvatarPublisher
+from .._publisher import AvatarPublisher, Lag
 from .._pipeline import FacePipeline, load_pipeline
 from .._state import ConversationState
 
@@ -70,6 +70,9 @@ class Transport(ABC):
     separate_participant: bool = True
     #: after a fail-over, :meth:`restart` can bring the face back
     recovers: bool = False
+    #: the face renders in this process, so a reply it falls behind on can be handed to
+    #: the agent's own voice (:mod:`.._handover`)
+    hands_over: bool = False
 
     def __init__(
         self,
@@ -111,6 +114,14 @@ class Transport(ABC):
     def heard_position(self) -> float:
         """Seconds of the current reply the user has heard."""
         return self._publisher.heard_position() if self._publisher is not None else 0.0
+
+    def lag(self) -> Lag | None:
+        """How the face keeps up with the agent's speech, where this process renders it."""
+        return self._publisher.lag() if self._publisher is not None and self.hands_over else None
+
+    def abandon(self) -> float:
+        """The face gives its reply up to the agent's voice; returns the seconds heard."""
+        return self._publisher.abandon() if self._publisher is not None else 0.0
 
     async def wait_on_screen(self) -> None:
         """Return once the face is published."""

@@ -40,6 +40,7 @@ _JOIN_TIMEOUT_S = 10.0
 
 class ParticipantTransport(RemoteTransport):
     recovers = True
+    hands_over = True
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

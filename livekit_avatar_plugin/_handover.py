@@ -1,0 +1,96 @@
+"""Heavy loss on the agent-to-avatar link: the agent's voice takes a reply over.
+
+The agent's speech reaches a remote avatar on a reliable data channel. Under heavy loss
+its retransmissions back off for seconds while the agent's writes still return at once,
+so only the avatar sees the gap: it runs out of audio that the agent has long sent. In
+``participant`` mode the avatar renders in the agent's process, so :class:`LagWatch`
+reads both sides. When the avatar has been silent for ``STALL_S`` inside a reply while
+audio it never received is on its way, or has not begun a reply ``FIRST_S`` after its
+audio went out, the avatar gives the reply up where it was heard and the agent's own
+track says the rest (``FailoverAudioOutput.hand_over``). The face idles meanwhile and
+takes the next reply. Slow speech synthesis starves the avatar too, but then nothing is
+missing in transit, and nothing is handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ._failover import FailoverAudioOutput
+from ._transport.base import Transport
+
+logger = logging.getLogger("livekit_avatar_plugin.handover")
+
+_POLL_S = 0.05
+# Silence inside a reply before its rest goes to the agent's voice: with the switch
+# itself, a stall stays under a second.
+STALL_S = 0.3
+# A reply the avatar has not begun this long after its audio went out.
+FIRST_S = 0.6
+# At least this much audio must be in transit (sent, not received) to blame the link.
+MISSING_S = 0.3
+# Publish the agent's track at the first sign of trouble: on a lossy link that takes up
+# to 2 s, against 0.3-0.6 s from a hand-over to the user hearing a track already there.
+_WARM_STALL_S = 0.04  # one frame of silence
+_WARM_FIRST_S = 0.15
+_WARM_MISSING_S = 0.5  # the avatar still has speech to play, but this much is late
+_WARM_AFTER_S = 0.5
+# The avatar's own media losing this much to the server: in ``participant`` mode it shares
+# the agent's host and link, and the agent's speech to it will stall soon.
+_WARM_UPLINK_LOSS = 0.05
+
+
+class LagWatch:
+    """Watches one session's face; hands a reply it falls behind on to the agent."""
+
+    def __init__(self, transport: Transport, output: FailoverAudioOutput) -> None:
+        self._transport = transport
+        self._output = output
+        self._warm = False
+        self.handed_over = 0
+        output.mark_segment = self._mark
+
+    def _mark(self) -> int | None:
+        lag = self._transport.lag()
+        return lag.begun if lag is not None else None
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(_POLL_S)
+            await self.check(time.monotonic())
+
+    async def check(self, now: float) -> None:
+        lag = self._transport.lag()
+        if lag is not None and lag.uplink_loss >= _WARM_UPLINK_LOSS:
+            await self._ready()
+        segment = self._output.face_segment()
+        if segment is None or lag is None or not lag.ready or not isinstance(segment.mark, int):
+            return
+        if lag.open and lag.begun == segment.mark + 1:  # playing it, starved?
+            missing = segment.delivered_s - lag.received_s
+            late, stall, warm = lag.starving_s, STALL_S, _WARM_STALL_S
+            # A reply's audio leaves in a burst; past its first moments, this much of it
+            # still on the way means the link is retransmitting.
+            if missing >= _WARM_MISSING_S and now - segment.created_at >= _WARM_AFTER_S:
+                await self._ready()
+        elif not lag.open and lag.begun == segment.mark:  # none of it arrived yet
+            missing = segment.delivered_s
+            late, stall, warm = now - segment.created_at, FIRST_S, _WARM_FIRST_S
+        else:
+            return  # played whole: its report is on the way
+        if missing < MISSING_S:
+            return
+        if late >= stall:
+            heard = self._transport.abandon()
+            self.handed_over += 1
+            await self._output.hand_over(segment, heard)
+        elif late >= warm:
+            await self._ready()
+
+    async def _ready(self) -> None:
+        if not self._warm:
+            self._warm = True
+            logger.info("speech to the avatar is running late; readying the agent's own track")
+            await self._output.warm()
