@@ -16,10 +16,12 @@ import asyncio
 import bisect
 import contextlib
 import itertools
+import json
 import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -533,3 +535,26 @@ async def run_av_scenario(
             "first_tts_byte": first_byte or float("nan"),
         },
     )
+
+
+@contextlib.asynccontextmanager
+async def speech_sender_and_avatar_room(
+    info: ServerInfo, prefix: str
+) -> AsyncIterator[tuple[rtc.Room, rtc.Room, list[dict]]]:
+    """A room with an agent-like ``sender`` that takes the avatar's playback reports (the
+    ``lk.playback_finished`` payloads, in order, in the list) and an ``avatar-rx`` room for
+    an avatar's receiving side; both disconnected after."""
+    room_name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    sender, avatar_room = rtc.Room(), rtc.Room()
+    finished: list[dict] = []
+    try:
+        await sender.connect(info.url, make_token(info, room_name, "sender", agent=True))
+        await avatar_room.connect(info.url, make_token(info, room_name, "avatar-rx"))
+        sender.local_participant.register_rpc_method(
+            "lk.playback_finished", lambda data: finished.append(json.loads(data.payload)) or "ok"
+        )
+        sender.local_participant.register_rpc_method("lk.playback_started", lambda data: "ok")
+        yield sender, avatar_room, finished
+    finally:
+        await avatar_room.disconnect()
+        await sender.disconnect()

@@ -8,10 +8,8 @@ against a real server.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -22,7 +20,7 @@ from livekit_avatar_plugin._audio.input import AudioInputError, to_mono_int16
 from livekit_avatar_plugin._config import VideoOptions
 from livekit_avatar_plugin._publisher import AvatarPublisher
 
-from .av_harness import make_token
+from .av_harness import speech_sender_and_avatar_room
 from .fakes import click_track, tone_track
 from .test_generator import SPF, SR, audio_frames, make_generator, until_segment_end
 
@@ -201,16 +199,11 @@ async def test_unplayable_stream_headers_are_rejected_and_reported_finished(
     """A sender's bad header (rate, channels, missing) is logged by name and played as a
     moment of silence: its ``playback_finished`` still arrives, the avatar survives, and
     the next good segment plays."""
-    info = livekit_server
-    room_name = f"badrx-{uuid.uuid4().hex[:8]}"
-    sender, avatar_room = rtc.Room(), rtc.Room()
-    await sender.connect(info.url, make_token(info, room_name, "sender", agent=True))
-    await avatar_room.connect(info.url, make_token(info, room_name, "avatar-rx"))
-    finished: list[dict] = []
-    sender.local_participant.register_rpc_method(
-        "lk.playback_finished", lambda data: finished.append(json.loads(data.payload)) or "ok"
-    )
-    sender.local_participant.register_rpc_method("lk.playback_started", lambda data: "ok")
+    async with speech_sender_and_avatar_room(livekit_server, "badrx") as (sender, avatar_room, finished):
+        await _bad_headers_then_a_good_one(sender, avatar_room, finished, caplog)
+
+
+async def _bad_headers_then_a_good_one(sender, avatar_room, finished: list[dict], caplog) -> None:
     receiver = DataStreamAudioReceiver(avatar_room, sender_identity="sender")
     publisher = AvatarPublisher(
         avatar_room,
@@ -262,8 +255,6 @@ async def test_unplayable_stream_headers_are_rejected_and_reported_finished(
         assert died == []
     finally:
         await publisher.aclose()
-        await avatar_room.disconnect()
-        await sender.disconnect()
 
 
 async def test_a_speech_stream_that_breaks_off_ends_its_segment_instead_of_raising(caplog):

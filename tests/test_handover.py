@@ -5,9 +5,7 @@ failover sink with recording sinks. Real loss: tests/test_faults_network.py."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import uuid
 from dataclasses import replace
 
 import pytest
@@ -20,7 +18,7 @@ from livekit_avatar_plugin._publisher import AvatarPublisher
 from livekit_avatar_plugin._handover import LagWatch
 from livekit_avatar_plugin._publisher import Lag
 
-from .av_harness import make_token
+from .av_harness import speech_sender_and_avatar_room
 from .fakes import tone_track
 from .test_failover_output import Failover, RecordingSink, _reply
 from .test_generator import SR, make_generator
@@ -120,16 +118,11 @@ async def test_heavy_loss_the_avatar_gives_a_segment_up_and_discards_the_rest_of
     """Given up mid-way, a segment is reported once, interrupted where it was heard, and
     the rest of its audio (still arriving) is never played; given up before it began, the
     next segment is reported at 0 and never played; the one after plays whole."""
-    info = livekit_server
-    room_name = f"handover-{uuid.uuid4().hex[:8]}"
-    sender, avatar_room = rtc.Room(), rtc.Room()
-    await sender.connect(info.url, make_token(info, room_name, "sender", agent=True))
-    await avatar_room.connect(info.url, make_token(info, room_name, "avatar-rx"))
-    finished: list[dict] = []
-    sender.local_participant.register_rpc_method(
-        "lk.playback_finished", lambda data: finished.append(json.loads(data.payload)) or "ok"
-    )
-    sender.local_participant.register_rpc_method("lk.playback_started", lambda data: "ok")
+    async with speech_sender_and_avatar_room(livekit_server, "handover") as (sender, avatar_room, finished):
+        await _give_up_segments(sender, avatar_room, finished)
+
+
+async def _give_up_segments(sender: rtc.Room, avatar_room: rtc.Room, finished: list[dict]) -> None:
     publisher = AvatarPublisher(
         avatar_room,
         audio_receiver=DataStreamAudioReceiver(avatar_room, sender_identity="sender"),
@@ -179,5 +172,3 @@ async def test_heavy_loss_the_avatar_gives_a_segment_up_and_discards_the_rest_of
         assert publisher.lag().begun == 2
     finally:
         await publisher.aclose()
-        await avatar_room.disconnect()
-        await sender.disconnect()
