@@ -26,6 +26,7 @@ class RecordingSink(AudioOutput):
         super().__init__(label=name, capabilities=AudioOutputCapabilities(pause=False), sample_rate=RATE)
         self.seconds = 0.0
         self.flushes = 0
+        self.cleared = 0
         self.detached = False
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
@@ -37,7 +38,7 @@ class RecordingSink(AudioOutput):
         self.flushes += 1
 
     def clear_buffer(self) -> None:
-        pass
+        self.cleared += 1
 
     def on_detached(self) -> None:
         self.detached = True
@@ -218,3 +219,16 @@ async def test_heavy_loss_the_avatars_give_up_report_during_a_capture_does_not_e
     fallback.finish(0.7)
     assert [round(e.playback_position, 6) for e in finished] == [1.1]
     assert not finished[0].interrupted
+
+
+async def test_heavy_loss_an_interruption_during_the_agents_rest_of_a_reply_stops_that_voice():
+    avatar, out, finished = _watched()
+    await _reply(out, 2.0)
+    await out.hand_over(out.face_segment(), heard_s=0.5)
+    fallback = out.fallbacks[0]
+    out.clear_buffer()  # the user barges in while the agent's voice says the rest
+    assert fallback.cleared == 1 and avatar.cleared == 0  # the face has nothing of it left
+    fallback.on_playback_finished(playback_position=0.3, interrupted=True)
+    assert round(finished[-1].playback_position, 6) == 0.8 and finished[-1].interrupted
+    await _reply(out, 0.4)  # the next reply is the face's again
+    assert abs(avatar.seconds - 2.4) < 1e-6
