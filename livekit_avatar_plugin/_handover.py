@@ -8,8 +8,9 @@ reads both sides. When the avatar has been silent for ``STALL_S`` inside a reply
 audio it never received is on its way, or has not begun a reply ``FIRST_S`` after its
 audio went out, the avatar gives the reply up where it was heard and the agent's own
 track says the rest (``FailoverAudioOutput.hand_over``). The face idles meanwhile and
-takes the next reply. Slow speech synthesis starves the avatar too, but then nothing is
-missing in transit, and nothing is handed over.
+takes the next reply. Only on a lossy link (the server's reports of the avatar's own
+video): slow speech synthesis or a busy CPU starve the avatar too, and the agent's voice
+would not help.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from ._transport.base import Transport
 logger = logging.getLogger("livekit_avatar_plugin.handover")
 
 _POLL_S = 0.05
+# After either side's connection was down (a server restart, the host's network), the
+# speech stream in flight is broken, not late, and both rejoin by themselves: nothing is
+# handed over for this long.
+_AFTER_OUTAGE_S = 10.0
 # Silence inside a reply before its rest goes to the agent's voice: with the switch
 # itself, a stall stays under a second.
 STALL_S = 0.3
@@ -40,6 +45,10 @@ _WARM_AFTER_S = 0.5
 # The avatar's own media losing this much to the server: in ``participant`` mode it shares
 # the agent's host and link, and the agent's speech to it will stall soon.
 _WARM_UPLINK_LOSS = 0.05
+# Without loss on the link, a starved avatar is short of CPU, not of speech in transit
+# (ten sessions on two busy cores): the agent's voice would not help, and nothing is
+# handed over.
+LOSSY = 0.02
 
 
 class LagWatch:
@@ -49,6 +58,7 @@ class LagWatch:
         self._transport = transport
         self._output = output
         self._warm = False
+        self._down_at = -float("inf")
         self.handed_over = 0
         output.mark_segment = self._mark
 
@@ -62,11 +72,17 @@ class LagWatch:
             await self.check(time.monotonic())
 
     async def check(self, now: float) -> None:
+        if not self._transport.connected():
+            self._down_at = now
+        if now - self._down_at < _AFTER_OUTAGE_S:
+            return
         lag = self._transport.lag()
-        if lag is not None and lag.uplink_loss >= _WARM_UPLINK_LOSS:
+        if lag is None or lag.uplink_loss < LOSSY:
+            return
+        if lag.uplink_loss >= _WARM_UPLINK_LOSS:
             await self._ready()
         segment = self._output.face_segment()
-        if segment is None or lag is None or not lag.ready or not isinstance(segment.mark, int):
+        if segment is None or not lag.ready or not isinstance(segment.mark, int):
             return
         if lag.open and lag.begun == segment.mark + 1:  # playing it, starved?
             missing = segment.delivered_s - lag.received_s

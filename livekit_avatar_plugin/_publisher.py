@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +80,9 @@ class Lag:
     received_s: float  # seconds of it received from the agent
     heard_s: float  # seconds of it played out
     starving_s: float  # how long it has waited, silent, for audio that has not arrived
-    uplink_loss: float  # of the avatar's video on its way to the server (same host as the agent's)
+    # Of the avatar's video on its way to the server (the same host and link as the agent's),
+    # the worst of the server's last three reports.
+    uplink_loss: float
 
 
 def default_video_publish_options(video: VideoOptions) -> rtc.TrackPublishOptions:
@@ -160,7 +163,7 @@ class AvatarPublisher:
         self.audio_publication: rtc.LocalTrackPublication | None = None
         self.video_publication: rtc.LocalTrackPublication | None = None
         self._uplink_watch: asyncio.Task[None] | None = None
-        self._uplink_loss = 0.0  # of our video, as the server last reported it
+        self._uplink_losses: deque[float] = deque(maxlen=3)  # of our video, the server's last reports
 
     def _make_video_source(self, video: VideoOptions) -> rtc.VideoSource | VP8EncodedSource:
         if _ENCODE_VP8_HERE and video.codec == "vp8" and not video.simulcast:
@@ -191,7 +194,7 @@ class AvatarPublisher:
             received_s=self._received_s,
             heard_s=self.heard_position(),
             starving_s=self._starving_s,
-            uplink_loss=self._uplink_loss,
+            uplink_loss=max(self._uplink_losses, default=0.0),
         )
 
     def abandon(self) -> float:
@@ -281,7 +284,7 @@ class AvatarPublisher:
         )
 
     def _set_uplink_loss(self, loss: float) -> None:
-        self._uplink_loss = loss
+        self._uplink_losses.append(loss)
 
     def _open_to_subscribers(self) -> None:
         self._opened_at = time.monotonic()

@@ -28,8 +28,12 @@ class Face:
     """The avatar's side as the watch reads it."""
 
     def __init__(self) -> None:
-        self.state = Lag(ready=True, begun=0, open=False, received_s=0.0, heard_s=0.0, starving_s=0.0, uplink_loss=0.0)
+        self.state = Lag(ready=True, begun=0, open=False, received_s=0.0, heard_s=0.0, starving_s=0.0, uplink_loss=0.03)
         self.abandoned = 0
+        self.up = True
+
+    def connected(self) -> bool:
+        return self.up
 
     def lag(self) -> Lag:
         return self.state
@@ -102,12 +106,23 @@ async def test_heavy_loss_nothing_is_handed_over_before_the_face_is_on_screen_or
 
 async def test_heavy_loss_the_agents_track_is_readied_when_the_shared_link_loses_packets():
     face, out, watch = _watch()
-    face.state = replace(face.state, uplink_loss=0.01)
-    await watch.check(0.0)
+    face.state = replace(face.state, uplink_loss=0.03)
+    await watch.check(100.0)
     assert not out.fallbacks
     face.state = replace(face.state, uplink_loss=0.2)  # no reply under way: readied all the same
-    await watch.check(0.0)
+    await watch.check(100.0)
     assert len(out.fallbacks) == 1 and face.abandoned == 0
+
+
+async def test_heavy_loss_a_starved_avatar_on_a_clean_link_is_short_of_cpu_and_keeps_its_reply():
+    face, out, watch = _watch()
+    await _reply(out, 2.0, flush=False)
+    segment = out.face_segment()
+    face.state = replace(
+        face.state, begun=1, open=True, received_s=0.5, heard_s=0.5, starving_s=1.0, uplink_loss=0.0
+    )
+    await watch.check(segment.created_at + 2.0)
+    assert face.abandoned == 0 and not out.fallbacks
 
 
 # -- the avatar's side: giving a segment up, over LiveKit's byte streams on a real server ---
@@ -172,3 +187,19 @@ async def _give_up_segments(sender: rtc.Room, avatar_room: rtc.Room, finished: l
         assert publisher.lag().begun == 2
     finally:
         await publisher.aclose()
+
+
+async def test_heavy_loss_an_outage_is_not_handed_over():
+    # A server restart starves the avatar with speech in transit too, but that stream is
+    # broken, not late, and both sides rejoin by themselves.
+    face, out, watch = _watch()
+    await _reply(out, 2.0, flush=False)
+    segment = out.face_segment()
+    face.state = replace(face.state, begun=1, open=True, received_s=0.8, heard_s=0.8, starving_s=1.0)
+    face.up = False
+    await watch.check(segment.created_at + 1.0)
+    face.up = True
+    await watch.check(segment.created_at + 1.0 + _handover._AFTER_OUTAGE_S - 0.5)
+    assert face.abandoned == 0 and not out.fallbacks
+    await watch.check(segment.created_at + 1.0 + _handover._AFTER_OUTAGE_S + 0.1)
+    assert face.abandoned == 1

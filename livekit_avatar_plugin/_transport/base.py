@@ -119,6 +119,10 @@ class Transport(ABC):
         """How the face keeps up with the agent's speech, where this process renders it."""
         return self._publisher.lag() if self._publisher is not None and self.hands_over else None
 
+    def connected(self) -> bool:
+        """Every connection the face needs is up (not reconnecting)."""
+        return True
+
     def abandon(self) -> float:
         """The face gives its reply up to the agent's voice; returns the seconds heard."""
         return self._publisher.abandon() if self._publisher is not None else 0.0

@@ -118,6 +118,10 @@ class ParticipantTransport(RemoteTransport):
             .to_jwt()
         )
 
+    def connected(self) -> bool:
+        rooms = (self._agent_room, self._avatar_room)
+        return all(r is not None and r.connection_state == rtc.ConnectionState.CONN_CONNECTED for r in rooms)
+
     def _died(self, why: str) -> None:
         if not (self._closing or self._face_gone):
             self._hooks.on_died(why)
