@@ -25,29 +25,24 @@ from ._transport.base import Transport
 logger = logging.getLogger("livekit_avatar_plugin.handover")
 
 _POLL_S = 0.05
-# After either side's connection was down (a server restart, the host's network), the
-# speech stream in flight is broken, not late, and both rejoin by themselves: nothing is
-# handed over for this long.
+# After an outage (a server restart, the host's network) the stream in flight is broken,
+# not late, and both sides rejoin by themselves.
 _AFTER_OUTAGE_S = 10.0
-# Silence inside a reply before its rest goes to the agent's voice: with the switch
-# itself, a stall stays under a second.
+# Silence inside a reply before its rest goes to the agent's voice (docs/benchmarks.md).
 STALL_S = 0.3
 # A reply the avatar has not begun this long after its audio went out.
 FIRST_S = 0.6
-# At least this much audio must be in transit (sent, not received) to blame the link.
+# Speech sent but not received: less than this, and the link is not to blame.
 MISSING_S = 0.3
-# Publish the agent's track at the first sign of trouble: on a lossy link that takes up
-# to 2 s, against 0.3-0.6 s from a hand-over to the user hearing a track already there.
+# Signs of trouble that publish the agent's track ahead of a hand-over, which on a lossy
+# link takes longer than the hand-over itself.
 _WARM_STALL_S = 0.04  # one frame of silence
 _WARM_FIRST_S = 0.15
-_WARM_MISSING_S = 0.5  # the avatar still has speech to play, but this much is late
-_WARM_AFTER_S = 0.5
-# The avatar's own media losing this much to the server: in ``participant`` mode it shares
-# the agent's host and link, and the agent's speech to it will stall soon.
-_WARM_UPLINK_LOSS = 0.05
-# Without loss on the link, a starved avatar is short of CPU, not of speech in transit
-# (ten sessions on two busy cores): the agent's voice would not help, and nothing is
-# handed over.
+_WARM_MISSING_S = 0.5  # late, though the avatar still has speech to play
+_WARM_AFTER_S = 0.5  # past a reply's first burst
+_WARM_UPLINK_LOSS = 0.05  # the avatar shares the agent's host and link
+# Below this loss of the avatar's video, a starved avatar is short of CPU, not of speech
+# in transit: the agent's voice would not help.
 LOSSY = 0.02
 
 
