@@ -187,6 +187,7 @@ class AvatarPublisher:
         return max(0.0, self._playback_position - self._pacer.queued_s())
 
     def lag(self) -> Lag:
+        self._watch_uplink()
         return Lag(
             ready=self._published.is_set(),
             begun=self._segments_begun,
@@ -210,9 +211,7 @@ class AvatarPublisher:
         else:
             heard = 0.0
             self._drop_segments += 1
-            self._reports.now(
-                lambda: self._receiver.notify_playback_finished(playback_position=0.0, interrupted=True)
-            )
+            self._report_finished(0.0, interrupted=True)
         logger.warning("speech from the agent fell behind; the agent says the rest (%.2f s heard here)", heard)
         return heard
 
@@ -275,16 +274,21 @@ class AvatarPublisher:
             self._notify(self._open_when_bandwidth_covers_cap(video_opts.video_encoding.max_bitrate))
         else:
             self._open_to_subscribers()
-        padding_blind = video_opts.simulcast and self._video.codec in PADDING_BLIND_CODECS
+        if video_opts.simulcast and self._video.codec in PADDING_BLIND_CODECS:
+            self._watch_uplink()
+
+    def _watch_uplink(self) -> None:
+        """Read our video's loss from the server's reports (one task, started by whoever
+        needs it: a padding-blind simulcast's warning, or the first ``lag()``)."""
+        if self._uplink_watch is not None or self._closed:
+            return
+        padding_blind = self._video.simulcast and self._video.codec in PADDING_BLIND_CODECS
         self._uplink_watch = asyncio.create_task(
             watch_uplink_loss(
-                self._room, self._set_uplink_loss, warn_codec=self._video.codec if padding_blind else None
+                self._room, self._uplink_losses.append, warn_codec=self._video.codec if padding_blind else None
             ),
             name="avatar-uplink-loss",
         )
-
-    def _set_uplink_loss(self, loss: float) -> None:
-        self._uplink_losses.append(loss)
 
     def _open_to_subscribers(self) -> None:
         self._opened_at = time.monotonic()
@@ -434,7 +438,9 @@ class AvatarPublisher:
         self._playback_started = False
         self._playback_position = 0.0
         self._starving_s = 0.0
+        self._report_finished(position, interrupted=interrupted)
 
+    def _report_finished(self, position: float, *, interrupted: bool) -> None:
         def report() -> Any:
             return self._receiver.notify_playback_finished(playback_position=position, interrupted=interrupted)
 
