@@ -55,6 +55,19 @@ def intercept_segment_writer(
     setattr(cls, SEGMENT_WRITER_ATTRIBUTE, property(get, set))
 
 
+def filter_playback_finished(
+    cls: type[DataStreamAudioOutput], keep: Callable[[Any, rtc.RpcInvocationData], bool]
+) -> None:
+    """Pass each ``lk.playback_finished`` RPC a ``DataStreamAudioOutput`` subclass receives
+    through ``keep(output, data)`` first; one it declines is answered and dropped."""
+    handle = DataStreamAudioOutput._handle_playback_finished
+
+    def filtered(self: Any, data: rtc.RpcInvocationData) -> str:
+        return handle(self, data) if keep(self, data) else "ok"
+
+    cls._handle_playback_finished = filtered  # type: ignore[method-assign]
+
+
 def detach_without_removal(session: AvatarSession[Any]) -> None:
     """What LiveKit's ``AvatarSession.aclose`` undoes, without removing the avatar's
     participant: an in-process avatar *is* the agent's participant."""

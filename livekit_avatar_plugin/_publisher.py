@@ -148,6 +148,7 @@ class AvatarPublisher:
         self._main_tasks: list[asyncio.Task[Any]] = []
         self._segment_open = False  # the agent has sent audio for a segment not yet finished
         self._segments_begun = 0
+        self.reports_sent = 0  # playback_finished reports handed to the receiver
         self._received_s = 0.0  # of the open segment
         self._starving_s = 0.0  # silence made inside the open segment since its last speech
         self._reading_segment = False  # audio read since the last segment end
@@ -442,6 +443,7 @@ class AvatarPublisher:
 
     def _report_finished(self, position: float, *, interrupted: bool) -> None:
         def report() -> Any:
+            self.reports_sent += 1
             return self._receiver.notify_playback_finished(playback_position=position, interrupted=interrupted)
 
         if interrupted:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,10 @@ class SpeechStreamOutput(DataStreamAudioOutput):
         self.__destination = destination_identity
         self.__sample_rate = sample_rate
         self._opus_segments = 0  # segments sent as Opus
+        #: how many ``playback_finished`` reports the avatar has sent, where this process
+        #: can tell (``participant`` mode); then a retried RPC that had arrived is dropped
+        self.reports_sent: Callable[[], int] | None = None
+        self.__reports_taken = 0
         super().__init__(
             room, destination_identity=destination_identity, sample_rate=sample_rate, **kwargs
         )
@@ -120,6 +125,18 @@ class SpeechStreamOutput(DataStreamAudioOutput):
             self._opus_segments += 1
         self.__writer = writer
 
+    def _take_report(self, data: rtc.RpcInvocationData) -> bool:
+        """False for a report the avatar never sent a second time: LiveKit's receiver
+        retries an RPC whose answer was lost (a lossy link), and the agent would take the
+        repeat for the next reply's end."""
+        if data.caller_identity != self.__destination:
+            return True  # LiveKit's handler refuses it
+        if self.reports_sent is not None and self.__reports_taken >= self.reports_sent():
+            logger.warning("dropped a playback report the avatar sent once and the link delivered twice")
+            return False
+        self.__reports_taken += 1
+        return True
+
     def __use_opus(self) -> bool:
         if not opus.available() or self.__format != (self.__sample_rate, 1):
             return False
@@ -129,3 +146,4 @@ class SpeechStreamOutput(DataStreamAudioOutput):
 _compat.intercept_segment_writer(
     SpeechStreamOutput, SpeechStreamOutput._get_segment_writer, SpeechStreamOutput._set_segment_writer
 )
+_compat.filter_playback_finished(SpeechStreamOutput, SpeechStreamOutput._take_report)

@@ -4,6 +4,7 @@ against the installed LiveKit: an upgrade that changes one fails here, by name."
 from __future__ import annotations
 
 import inspect
+import json
 
 import pytest
 from livekit import rtc
@@ -117,3 +118,28 @@ async def test_lk_rpc_handler_tables_are_class_wide_and_we_can_drop_our_entries(
     DataStreamAudioReceiver._clear_buffer_handlers["agent-x"] = handler
     assert _compat.forget_rpc_handlers(receiver) == 1
     assert "agent-x" not in DataStreamAudioReceiver._clear_buffer_handlers
+
+
+async def test_playback_finished_rpcs_pass_our_filter_before_livekits_handler():
+    # The avatar in this process says how many reports it sent; a repeat the link
+    # delivered (a retried RPC whose answer was lost) is answered and dropped.
+    assert "handler=self._handle_playback_finished" in inspect.getsource(DataStreamAudioOutput), _explain(
+        "DataStreamAudioOutput._handle_playback_finished"
+    )
+    output = SpeechStreamOutput(rtc.Room(), destination_identity="avatar", sample_rate=24000)
+    taken: list[float] = []
+    output.on_playback_finished = lambda **ev: taken.append(ev["playback_position"])  # type: ignore[method-assign]
+    sent = 1
+    output.reports_sent = lambda: sent
+
+    def rpc(position: float) -> str:
+        payload = json.dumps({"playback_position": position, "interrupted": False})
+        data = rtc.RpcInvocationData(request_id="r", caller_identity="avatar", payload=payload, response_timeout=5.0)
+        return output._handle_playback_finished(data)
+
+    assert rpc(1.5) == "ok" and taken == [1.5]
+    assert rpc(1.5) == "ok" and taken == [1.5]  # the repeat
+    sent = 2
+    assert rpc(0.4) == "ok" and taken == [1.5, 0.4]
+    output.reports_sent = None  # where the avatar is elsewhere, every report counts
+    assert rpc(0.4) == "ok" and taken == [1.5, 0.4, 0.4]

@@ -77,7 +77,10 @@ class ParticipantTransport(RemoteTransport):
             "avatar participant %s joined room %s on behalf of %s",
             self.identity, room.name, room.local_participant.identity,
         )  # fmt: skip
-        return self._speech_output(room)
+        output = self._speech_output(room)
+        publisher = self._publisher
+        output.reports_sent = lambda: publisher.reports_sent
+        return output
 
     async def _join(self, room: rtc.Room) -> rtc.Room:
         url, key, secret = self._credentials.resolve()
