@@ -37,7 +37,7 @@ from ._state import ConversationState
 logger = logging.getLogger("livekit_avatar_plugin.generator")
 
 # Mouth frames ahead offered to a renderer that looks ahead: 80 ms, what the lip-sync
-# model's lookahead (67 ms) makes known in time.
+# model's lookahead (77 ms) makes known in time.
 LOOK_AHEAD_FRAMES = 2
 # Audio already queued is read by the mouth model in calls of up to this much.
 _BATCH_S = 0.2

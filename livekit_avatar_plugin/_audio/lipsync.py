@@ -13,6 +13,8 @@ Frame ``i`` is the mouth at time ``i / model.fps`` from the start of the segment
 A frame is ready once ``model.lookahead_s`` of audio after it has been pushed.
 The network is a dilated causal conv net exported as a *step function* with explicit
 per-layer state, so streaming and offline give the same numbers for any chunking.
+A stream calls the network once at least ``CALL_FRAMES`` feature frames are complete
+(or on ``flush``): a call has a fixed cost, so 10 ms pushes share one call per 20 ms.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 MOUTH_CHANNELS: tuple[str, ...] = ("jaw_open", "lips_closed", "lip_round", "lip_spread", "labiodental")
 MODEL_FILE = "lipsync.onnx"
+# Network calls wait for this many complete feature frames: at most one frame (10 ms) is
+# held, which ``lookahead_s`` includes; halves the calls (and FFTs) of 10 ms pushes.
+CALL_FRAMES = 2
 
 
 class LipSyncModel:
@@ -59,14 +64,18 @@ class LipSyncModel:
         self._chans = json.loads(meta["state_channels"])
         self.receptive_field = int(meta["receptive_field"])
         self._in_names = ["feats"] + [f"state_{i}" for i in range(len(self._sizes))]
-        # lookahead: model frames + half analysis window + worst-case resampler delay (8 kHz)
+        # [1, ch, 1, t] (2-D convs, current export) or [1, ch, t] (older exports)
+        self._height = (1,) if len(self._sess.get_inputs()[0].shape) == 4 else ()
+        # lookahead: model frames + one held frame + half analysis window + worst-case resampler delay (8 kHz)
         self.lookahead_s: float = (
-            self.lookahead_frames / self.fps + (F.WIN // 2) / F.SAMPLE_RATE + F.resample_lookahead_s(F.MIN_RATE)
+            (self.lookahead_frames + CALL_FRAMES - 1) / self.fps
+            + (F.WIN // 2) / F.SAMPLE_RATE
+            + F.resample_lookahead_s(F.MIN_RATE)
         )
         self._silence = F.silence_frame()
         # state after "infinite" silence: run the step function over silence from zero state
-        st = [np.zeros((1, c, s), np.float32) for c, s in zip(self._chans, self._sizes)]
-        warm = np.repeat(self._silence[:, None], 2 * self.receptive_field, axis=1)[None].astype(np.float32)
+        st = [np.zeros((1, c, *self._height, s), np.float32) for c, s in zip(self._chans, self._sizes)]
+        warm = np.repeat(self._silence[None], 2 * self.receptive_field, axis=0)
         out, st = self._run(warm, st)
         self._warm_states = st
         self._neutral = out[-1].copy()
@@ -101,9 +110,10 @@ class LipSyncModel:
 
     # -- inference -------------------------------------------------------------
     def _run(self, feats: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """feats [1, n_mels, n] -> (mouth [n, C], new states). ``session.run`` is thread-safe."""
-        res = self._sess.run(None, dict(zip(self._in_names, [feats, *states])))
-        return res[0][0].T, res[1:]
+        """feats [n, n_mels] -> (mouth [n, C], new states). ``session.run`` is thread-safe."""
+        x = np.ascontiguousarray(feats.T, dtype=np.float32).reshape(1, feats.shape[1], *self._height, feats.shape[0])
+        res = self._sess.run(None, dict(zip(self._in_names, [x, *states])))
+        return res[0].reshape(len(self.channels), -1).T, res[1:]
 
     def empty(self) -> np.ndarray:
         return np.zeros((0, len(self.channels)), dtype=np.float32)
@@ -137,6 +147,8 @@ class LipSyncStream:
         """Drop all buffered audio and state (e.g. on interruption)."""
         self._resampler: F.StreamResampler | None = None
         self._mel.reset()
+        self._held: list[np.ndarray] = []  # 16 kHz audio not yet given to the log-mel
+        self._n16 = 0  # 16 kHz samples received (given to the log-mel or held)
         self._states = [s.copy() for s in self.model._warm_states]
         self._fed = 0  # feature frames given to the network
         self._emitted = 0  # mouth frames returned
@@ -149,7 +161,7 @@ class LipSyncStream:
     def _net(self, feats: np.ndarray, limit: int | None = None) -> np.ndarray:
         if len(feats) == 0:
             return self.model.empty()
-        out, self._states = self.model._run(np.ascontiguousarray(feats.T[None], dtype=np.float32), self._states)
+        out, self._states = self.model._run(feats, self._states)
         # network output for feature frame k is the mouth at frame k - lookahead
         first = self._fed - self.model.lookahead_frames
         self._fed += len(feats)
@@ -158,7 +170,7 @@ class LipSyncStream:
         if limit is not None:
             out = out[: max(0, limit - self._emitted)]
         self._emitted += len(out)
-        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def push(self, pcm, sample_rate: int) -> np.ndarray:
         """Feed a chunk (any size; int16/float; mono [n] or [n, ch]); returns the ready frames."""
@@ -176,18 +188,28 @@ class LipSyncStream:
         x16 = self._resampler.push(x)
         if pre is not None and len(pre):
             x16 = np.concatenate([pre, x16])
-        return self._net(self._mel.push(x16))
+        self._held.append(x16)
+        self._n16 += len(x16)
+        # frame t is complete once sample t * HOP + WIN / 2 has arrived (features.StreamLogMel)
+        complete = (self._n16 - F.WIN // 2) // F.HOP + 1 if self._n16 >= F.WIN // 2 else 0
+        if complete - self._mel.frames_emitted < CALL_FRAMES:
+            return self.model.empty()
+        return self._net(self._mel.push(self._release()))
+
+    def _release(self) -> np.ndarray:
+        """The held 16 kHz audio, now given to the log-mel."""
+        x16 = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
+        self._held = []
+        return x16
 
     def flush(self) -> np.ndarray:
         """End of segment: emit the remaining frames, then start a fresh segment."""
         if self._resampler is None and self._mel.frames_emitted == 0 and self._fed == 0:
             self.reset()
             return self.model.empty()
-        parts = []
         if self._resampler is not None:
-            tail = self._resampler.flush()
-            if len(tail):
-                parts.append(self._mel.push(tail))
+            self._held.append(self._resampler.flush())
+        parts = [self._mel.push(self._release())]
         total = self._mel.total_frames()
         parts.append(self._mel.flush(self.model.lookahead_frames))
         feats = np.concatenate(parts) if len(parts) > 1 else parts[0]
