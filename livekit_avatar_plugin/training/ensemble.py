@@ -13,7 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .._audio import features as F
@@ -35,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--out", type=Path, default=MODEL_DIR / "lipsync.onnx")
     ap.add_argument("--calibrate", action="store_true", help="pick an ensemble-level lips_closed offset like calibrate.py")
+    ap.add_argument("--offset", type=float, default=None, help="set the ensemble-level lips_closed offset instead")
     ap.add_argument("--recall", type=float, default=0.97)
     ap.add_argument("--max-false", type=float, default=0.02)
     args = ap.parse_args(argv)
@@ -51,21 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         offsets.append(float(off or 0.0))
     ens = Ensemble(members).eval()
     val = load_eval(args.data / "val.npz")
-    if args.calibrate:
-        from .calibrate import _logits, _metrics
+    if args.offset is not None:
+        ens.offset[P.CLOSED] = args.offset
+        offsets.append(args.offset)
+    elif args.calibrate:
+        from .calibrate import choose_offset
 
-        conds = {c: _logits(ens, val, c, ens.receptive_field) for c in ("clean", "snr20", "8khz", "warp")}
-        chosen = 0.0
-        for b in np.arange(0.0, 2.01, 0.25):
-            ms = {c: _metrics(*v, b) for c, v in conds.items()}
-            noisy = min(ms[c]["bilabial_recall"] for c in ("snr20", "8khz", "warp"))
-            worst = max(m["false_closure"] for m in ms.values())
-            print(f"ensemble b={b:.2f}  noisy recall {noisy:.3f}  worst false closure {worst:.3f}", flush=True)
-            if worst > args.max_false:
-                break
-            chosen = float(b)
-            if noisy >= args.recall:
-                break
+        chosen = choose_offset(ens, val, args.recall, args.max_false, b_max=2.0, label="ensemble ")
         ens.offset[P.CLOSED] = chosen
         offsets.append(chosen)
         print(f"ensemble lips_closed logit offset: {chosen:.2f}", flush=True)

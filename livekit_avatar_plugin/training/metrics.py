@@ -104,12 +104,14 @@ def compute(preds: list[np.ndarray], tgts: list[np.ndarray], segss: list[list], 
     }
 
 
-TARGETS = {"jaw_r": 0.80, "bilabial_recall": 0.90, "false_closure": 0.05, "round_auc": 0.85, "lag_ms": 20.0}
+# issue 24's bar (the first model was held to 0.80 / 0.90 / 0.05 / 0.85)
+TARGETS = {"jaw_r": 0.85, "bilabial_recall": 0.94, "false_closure": 0.04, "round_auc": 0.90, "lag_ms": 20.0}
+REAL_JAW_R = 0.80  # recorded speech is scored against a forced aligner's phones: a lower jaw bar
 
 
-def passes(m: dict) -> dict:
+def passes(m: dict, real: bool = False) -> dict:
     return {
-        "jaw_r": m["jaw_r"] >= TARGETS["jaw_r"],
+        "jaw_r": m["jaw_r"] >= (REAL_JAW_R if real else TARGETS["jaw_r"]),
         "bilabial_recall": m["bilabial_recall"] >= TARGETS["bilabial_recall"],
         "false_closure": m["false_closure"] <= TARGETS["false_closure"],
         "round_auc": m["round_auc"] >= TARGETS["round_auc"],

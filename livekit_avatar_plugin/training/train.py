@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mel-noise", action="store_true", help="also add stationary noise in the mel power domain on the fly")
     ap.add_argument("--no-specaug", dest="specaug", action="store_false", help="no tilt/EQ/band-mask augmentation")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         flag = ""
         if score > best:
             best = score
-            torch.save(net.state_dict(), args.data / "best.pt")
+            torch.save(net.state_dict(), args.out / "best.pt")
             flag = " *"
         print(
             f"epoch {ep:3d}/{args.epochs}  train {h['train_loss']:.4f}  val {vl:.4f}  jaw_r {vm['jaw_r']:.3f}  "
@@ -253,11 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             f"lag {vm['lag_ms']:+.0f}ms  lr {sched.get_last_lr()[0]:.2e}  {h['sec']:.0f}s{flag}",
             flush=True,
         )
-        (args.data / "history.json").write_text(json.dumps(hist, indent=1))
+        (args.out / "history.json").write_text(json.dumps(hist, indent=1))
         plot_curves(hist, args.out / "training_curves.png")
     print(f"trained in {(time.time() - t_start) / 60:.1f} min", flush=True)
-    net.load_state_dict(torch.load(args.data / "best.pt"))
-    (args.out).mkdir(parents=True, exist_ok=True)
+    net.load_state_dict(torch.load(args.out / "best.pt"))
     (args.out / "training_history.json").write_text(json.dumps(hist, indent=1))
     from .export import export
 
