@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as M
+from .plot_example import save_figure
 
 PANELS = (
     ("jaw_r", "jaw r (higher is better)", M.TARGETS["jaw_r"]),
@@ -57,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     axes[-1].set_xticklabels(
         [f"{f}\n{c}" if i == 0 else c for f in families for i, c in enumerate(conds)], rotation=60, fontsize=8
     )
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=90)
-    print(f"wrote {args.out}")
+    save_figure(fig, args.out, dpi=90)
     return 0
 
 

@@ -16,6 +16,14 @@ from . import phonemes as P
 from .evaluate import get_eval_set
 
 
+def save_figure(fig, out: Path, dpi: int) -> None:
+    """Lay out, write and report a figure (the training plots share this)."""
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .._audio.lipsync import LipSyncModel
 
@@ -53,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         ax[k + 1].legend(loc="upper right", fontsize=7)
     ax[-1].set_xlabel("time (s)")
     fig.text(0.01, 0.005, f'"{u.text}"', fontsize=8)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=100)
-    print(f"wrote {args.out}")
+    save_figure(fig, args.out, dpi=100)
     return 0
 
 
