@@ -12,6 +12,8 @@ states out. Both give the same numbers.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -91,7 +93,7 @@ class StreamStep(nn.Module):
 
     def __init__(self, net: LipSyncTCN | Ensemble):
         super().__init__()
-        members: list[LipSyncTCN] = list(net.members) if isinstance(net, Ensemble) else [net]  # type: ignore[arg-type]
+        members = cast("list[LipSyncTCN]", list(net.members)) if isinstance(net, Ensemble) else [net]
         m0 = members[0]
         shape = (m0.n_mels, m0.width, m0.n_out, m0.kernel, m0.dilations)
         if any((m.n_mels, m.width, m.n_out, m.kernel, m.dilations) != shape for m in members):
