@@ -224,9 +224,14 @@ class StreamLogMel:
     def total_frames(self) -> int:
         return -(-self._n // HOP)
 
+    @staticmethod
+    def complete_frames(n_samples: int) -> int:
+        """Frames whose analysis window the first ``n_samples`` samples fill."""
+        return (n_samples - WIN // 2) // HOP + 1 if n_samples >= WIN // 2 else 0
+
     def _emit(self, n_avail: int, limit: int | None) -> np.ndarray:
         half = WIN // 2
-        t_end = (n_avail - half) // HOP + 1 if n_avail >= half else 0
+        t_end = self.complete_frames(n_avail)
         if limit is not None:
             t_end = min(t_end, limit)
         if t_end <= self._t:

@@ -190,9 +190,7 @@ class LipSyncStream:
             x16 = np.concatenate([pre, x16])
         self._held.append(x16)
         self._n16 += len(x16)
-        # frame t is complete once sample t * HOP + WIN / 2 has arrived (features.StreamLogMel)
-        complete = (self._n16 - F.WIN // 2) // F.HOP + 1 if self._n16 >= F.WIN // 2 else 0
-        if complete - self._mel.frames_emitted < CALL_FRAMES:
+        if self._mel.complete_frames(self._n16) - self._mel.frames_emitted < CALL_FRAMES:
             return self.model.empty()
         return self._net(self._mel.push(self._release()))
 

@@ -26,11 +26,12 @@ from .._audio import features as F
 from . import data as D
 from . import metrics as M
 from . import phonemes as P
+from .evaluate import condition_audio
 from .gen_data import LOOKAHEAD_FRAMES, REAL_FAMILIES, load_eval
 from .model import LipSyncTCN
 
 
-CONDITIONS = ("clean", "snr20", "8khz", "warp", "phone", "babble")
+CONDITIONS = ("clean", "snr20", "8khz", "warp", "phone", "babble10")
 NOISY = CONDITIONS[1:]
 
 
@@ -38,22 +39,16 @@ def _logits(net, utts, cond: str, rf: int) -> tuple[Any, Any, Any]:
     sil = F.silence_frame()
     out, tg, sg = [], [], []
     rng = np.random.default_rng(5)
-    pool = [F.resample(u.audio, u.sr) for u in utts[::7][:12]] if cond == "babble" else []
+    pool = [F.resample(u.audio, u.sr) for u in utts[::7][:12]] if cond == "babble10" else None
     for u in utts:
         audio, sr, segs = u.audio, u.sr, u.segs
-        if cond == "snr20":
-            audio = D.add_noise(audio, 20.0, rng, kind="white")
-        elif cond == "8khz":
-            audio, sr = D.decimate_16k_to_8k(F.resample(audio, sr) if sr != 16000 else audio), 8000
-        elif cond == "phone":
-            audio, sr = D.telephone(F.resample(audio, sr) if sr != 16000 else audio), 8000
-        elif cond == "babble":
-            audio, sr = D.babble(F.resample(audio, sr) if sr != 16000 else audio, pool, 10.0, rng), 16000
-        elif cond == "warp":
+        if cond == "warp":
             w = float(rng.choice([0.85, 1.2]))
             fake = int(round(sr * w / 100) * 100)
             k = sr / fake
             sr, segs = fake, [(ph, s * k, e * k) for ph, s, e in segs]
+        else:
+            audio, sr = condition_audio(u, cond, rng, pool)
         n = D.n_frames_for(len(audio), sr)
         f = D.features_for(audio, sr, LOOKAHEAD_FRAMES)
         x = np.concatenate([np.repeat(sil[None], rf - 1, 0), f])
@@ -92,8 +87,8 @@ def choose_offset(net, val, recall: float, max_false: float, b_max: float, label
     chosen = 0.0
     for b in np.arange(0.0, b_max + 0.01, 0.25):
         ms = {c: _metrics(*v, b) for c, v in conds.items()}
-        noisy_recall = min(ms[c]["bilabial_recall"] for c in NOISY if c != "babble")
-        too_many = any(m["false_closure"] > max_false * (2 if c in NOISY else 1) for c, m in ms.items() if c != "babble")
+        noisy_recall = min(ms[c]["bilabial_recall"] for c in NOISY if c != "babble10")
+        too_many = any(m["false_closure"] > max_false * (2 if c in NOISY else 1) for c, m in ms.items() if c != "babble10")
         print(
             f"{label}b={b:.2f}  recall "
             + " ".join(f"{c} {m['bilabial_recall']:.3f}" for c, m in ms.items())

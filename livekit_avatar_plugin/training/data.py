@@ -216,11 +216,7 @@ def _colored_noise(n: int, rng: np.random.Generator, kind: str) -> np.ndarray:
 
 def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
     kind = kind or ["white", "pink", "brown"][rng.integers(3)]
-    active = x[np.abs(x) > 0.02 * (np.abs(x).max() + 1e-9)]
-    p_sig = float(np.mean(active**2)) if len(active) else float(np.mean(x**2))
-    noise = _colored_noise(len(x), rng, kind)
-    noise *= math.sqrt(p_sig / (10 ** (snr_db / 10)) / (np.mean(noise**2) + 1e-12))
-    return (x + noise).astype(np.float32)
+    return _mix_at(x, _colored_noise(len(x), rng, kind), snr_db)
 
 
 def add_reverb(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:

@@ -42,16 +42,20 @@ def babble_pool() -> list[np.ndarray]:
     return _BABBLE
 
 
-def condition_audio(u: D.Utterance, cond: str, seed: int = 0) -> tuple[np.ndarray, int]:
+def condition_audio(
+    u: D.Utterance, cond: str, rng: np.random.Generator, pool: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, int]:
+    """``u``'s audio under ``cond`` (one of ``CONDITIONS``); babble's talkers from ``pool``
+    (16 kHz clips; default: ``babble_pool()``)."""
     if cond == "clean":
         return u.audio, u.sr
     if cond == "snr20":
-        return D.add_noise(u.audio, 20.0, np.random.default_rng(seed), kind="white"), u.sr
+        return D.add_noise(u.audio, 20.0, rng, kind="white"), u.sr
     x16 = F.resample(u.audio, u.sr) if u.sr != F.SAMPLE_RATE else u.audio
     if cond == "8khz":
         return D.decimate_16k_to_8k(x16), 8000
     if cond == "babble10":
-        return D.babble(x16, babble_pool(), 10.0, np.random.default_rng(seed)), F.SAMPLE_RATE
+        return D.babble(x16, babble_pool() if pool is None else pool, 10.0, rng), F.SAMPLE_RATE
     if cond == "phone":
         return D.telephone(x16), 8000
     raise ValueError(cond)
@@ -60,7 +64,7 @@ def condition_audio(u: D.Utterance, cond: str, seed: int = 0) -> tuple[np.ndarra
 def evaluate_utts(model, utts: list[D.Utterance], cond: str = "clean") -> dict:
     preds, tgts, segs = [], [], []
     for i, u in enumerate(utts):
-        audio, sr = condition_audio(u, cond, seed=i)
+        audio, sr = condition_audio(u, cond, np.random.default_rng(i))
         pred = model.infer(audio, sr)
         n = D.n_frames_for(len(u.audio), u.sr)
         preds.append(pred)

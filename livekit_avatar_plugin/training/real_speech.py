@@ -155,20 +155,24 @@ def is_eval_prompt(name: str) -> bool:
     return zlib.crc32(name.encode()) % EVAL_SHARE == 0
 
 
-def asterisk(split: str, limit: int | None = None):
-    """Aligned Asterisk prompts: ``split`` is "train" or "eval" (disjoint prompts)."""
+def _utterance(family: str, voice: str, text: str, audio: np.ndarray):
+    """A recorded clip as a training ``Utterance`` timed by the aligner; None if too
+    short or the aligner cannot fit it."""
     from .data import Utterance
 
-    al = aligner()
+    segs = aligner().align(audio, text) if len(audio) >= RATE * 0.3 else None
+    return None if segs is None else Utterance(family, voice, text, audio, RATE, P.move_stop_closures(segs, audio, RATE))
+
+
+def asterisk(split: str, limit: int | None = None):
+    """Aligned Asterisk prompts: ``split`` is "train" or "eval" (disjoint prompts)."""
     out = []
     for name, text in sorted(asterisk_prompts().items()):
         if is_eval_prompt(name) != (split == "eval"):
             continue
-        audio = _decode_g722(ASTERISK_DIR / f"{name}.g722")
-        segs = al.align(audio, text)
-        if segs is None or len(audio) < RATE * 0.3:
-            continue
-        out.append(Utterance("asterisk", "allison", text, audio, RATE, P.move_stop_closures(segs, audio, RATE)))
+        u = _utterance("asterisk", "allison", text, _decode_g722(ASTERISK_DIR / f"{name}.g722"))
+        if u is not None:
+            out.append(u)
         if limit is not None and len(out) >= limit:
             break
     return out
@@ -192,13 +196,5 @@ def sphinx_transcripts() -> dict[Path, str]:
 
 def sphinx():
     """Aligned pocketsphinx-testdata utterances (evaluation only)."""
-    from .data import Utterance
-
-    al = aligner()
-    out = []
-    for path, text in sorted(sphinx_transcripts().items()):
-        audio = _read_pcm(path)
-        segs = al.align(audio, text)
-        if segs is not None:
-            out.append(Utterance("sphinx", path.stem, text, audio, RATE, P.move_stop_closures(segs, audio, RATE)))
-    return out
+    utts = (_utterance("sphinx", path.stem, text, _read_pcm(path)) for path, text in sorted(sphinx_transcripts().items()))
+    return [u for u in utts if u is not None]
