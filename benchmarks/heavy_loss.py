@@ -3,8 +3,9 @@
 The server runs in a network namespace of its own, joined by a veth pair whose packets
 are dropped at random in both directions on every link, the avatar's and the agent's
 included (nftables; tests/test_faults_network.py's link). For each run: a fresh agent +
-``participant`` avatar + user, the loss switched on, then ``--replies`` replies of
-clicks at known times, one after another. The user listens to the avatar's audio and to
+avatar + user (``--mode participant``, or ``dispatch`` to an avatar worker of the run's
+own on the lossy side), the loss switched on, then ``--replies`` replies of clicks at
+known times, one after another. The user listens to the avatar's audio and to
 the agent's own (which speaks if it takes a reply over), and for each reply:
 
 * ``first_audio_s``: say() -> the reply's first click heard (target <= 1.5 s);
@@ -14,7 +15,7 @@ the agent's own (which speaks if it takes a reply over), and for each reply:
 
 Prints one line per reply and the medians. Needs root.
 
-    sudo .venv/bin/python benchmarks/heavy_loss.py [--runs 3] [--loss 20] [--replies 3]
+    sudo .venv/bin/python benchmarks/heavy_loss.py [--runs 3] [--loss 20] [--replies 3] [--mode dispatch]
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from tests.test_faults_network import (  # noqa: E402
 )
 
 
-async def one_run(loss: float, replies: int) -> list[dict[str, float]]:
+async def one_run(loss: float, replies: int, mode: str) -> list[dict[str, float]]:
     with server_behind_lossy_link() as (link, server):
-        return await replies_under_loss(link, server, loss, replies)
+        return await replies_under_loss(link, server, loss, replies, mode=mode)
 
 
 async def main() -> None:
@@ -45,10 +46,11 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--loss", type=float, default=20.0, help="loss in percent, each way, on every link")
     parser.add_argument("--replies", type=int, default=3, help="replies per run, one after another")
+    parser.add_argument("--mode", choices=["participant", "dispatch"], default="participant")
     args = parser.parse_args()
     every: list[dict[str, float]] = []
     for run in range(args.runs):
-        for i, fig in enumerate(await one_run(args.loss, args.replies)):
+        for i, fig in enumerate(await one_run(args.loss, args.replies, args.mode)):
             every.append(fig)
             shown = ", ".join(f"{k} {v:.2f}" for k, v in fig.items())
             print(f"run {run + 1} reply {i + 1}: {shown}", flush=True)
@@ -59,7 +61,7 @@ async def main() -> None:
 
     worst_first = max((f.get("first_audio_s", float("inf")) for f in every), default=float("nan"))
     worst_stall = max((f.get("stall_s", float("inf")) for f in every), default=float("nan"))
-    print(f"\n{args.loss:g} % loss each way, {len(every)} replies of {HEAVY_REPLY_S:g} s")
+    print(f"\n{args.mode} mode, {args.loss:g} % loss each way, {len(every)} replies of {HEAVY_REPLY_S:g} s")
     print(f"first audio: median {med('first_audio_s'):.2f} s, worst {worst_first:.2f} s (target <= 1.5 s)")
     print(f"longest stall: median {med('stall_s'):.2f} s, worst {worst_stall:.2f} s (target <= 1 s)")
     print(f"clicks heard: median {med('clicks'):.0f}/{med('expected'):.0f}; repeated: {sum(f.get('repeated', 0) for f in every):.0f}")

@@ -48,7 +48,8 @@ class _Segment:
     delivered_s: float = 0.0  # handed to its sink (capture returned)
     created_at: float = 0.0
     mark: object = None  # what ``mark_segment`` said when it went to the face
-    claimed: bool = False  # being handed over: the face's reports of it are dropped
+    claimed: bool = False  # being handed over: the face's reports of it are held back
+    held: tuple[float | None, tuple[float, bool, str | None] | None] = (None, None)  # (start, result)
     started: bool = False  # playback_started passed on (a new sink's is not)
     result: tuple[float, bool, str | None] | None = None  # its report, once its sink made it
 
@@ -109,6 +110,7 @@ class FailoverAudioOutput(AudioOutput):
         self._face_waits = False  # the face is up, but the agent's voice ends what it has
         self._active: AudioOutput = face  # where a new segment goes
         self._closing: set[asyncio.Task[None]] = set()  # fallbacks being taken down
+        self._handing: set[asyncio.Task[None]] = set()  # replies the face gave up by itself
         self._lock = asyncio.Lock()
         #: called as a segment goes to the face; its result is kept with it (``face_segment``)
         self.mark_segment: Callable[[], object] | None = None
@@ -182,7 +184,10 @@ class FailoverAudioOutput(AudioOutput):
         given = self._given.get(sink)
         segment = given[0] if given else None
         if segment is not None:
-            if segment.sink is not sink or segment.claimed or segment.started:
+            if segment.claimed and segment.sink is sink:
+                segment.held = (ev.created_at, segment.held[1])
+                return
+            if segment.sink is not sink or segment.started:
                 return  # handed over, or replayed after it had started
             segment.started = True
         self.on_playback_started(created_at=ev.created_at)
@@ -192,8 +197,19 @@ class FailoverAudioOutput(AudioOutput):
         if not given:
             return
         segment = given.popleft()
-        if segment.sink is not sink or segment.claimed:
+        if segment.sink is not sink:
             return  # handed over: its new sink reports it
+        if segment.claimed:  # still the face's: its offset is 0, and kept for a fail-over
+            segment.held = (segment.held[0], (ev.playback_position, ev.interrupted, ev.synchronized_transcript))
+            return
+        if ev.interrupted and not segment.cleared and sink is self._face:
+            # Not the agent's interruption: the face gave the reply up by itself (heavy
+            # loss, see _handover), and the agent's voice says the rest.
+            segment.claimed, segment.offset = True, ev.playback_position
+            task = asyncio.ensure_future(self.hand_over(segment, ev.playback_position))
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
+            return
         segment.result = (
             segment.offset + ev.playback_position,
             ev.interrupted or segment.cleared,
@@ -226,13 +242,39 @@ class FailoverAudioOutput(AudioOutput):
         async with self._lock:
             self._ensure_fallback(keep=True)
 
+    def claim(self, segment: _Segment, heard_s: float) -> bool:
+        """Before the face is asked to give ``segment`` up: its reports of it are held back
+        until :meth:`hand_over` drops them or :meth:`release` passes them on. A fail-over
+        meanwhile takes it up from ``heard_s``. False if it is not the face's to give up."""
+        if self._face is None or segment.sink is not self._face or segment.result is not None:
+            return False
+        if segment.claimed or segment not in self._segments:
+            return False
+        segment.claimed, segment.offset = True, heard_s
+        return True
+
+    def release(self, segment: _Segment) -> None:
+        """The face had finished ``segment`` after all: what it reported meanwhile goes on."""
+        if not segment.claimed:
+            return
+        segment.claimed, segment.offset = False, 0.0
+        (started_at, result), segment.held = segment.held, (None, None)
+        if started_at is not None and not segment.started:
+            segment.started = True
+            self.on_playback_started(created_at=started_at)
+        if result is not None:
+            position, interrupted, transcript = result
+            segment.result = (position, interrupted or segment.cleared, transcript)
+            self._report_ready()
+
     async def hand_over(self, segment: _Segment, heard_s: float) -> None:
         """The avatar gave ``segment`` up after ``heard_s``: the agent's voice says the rest
-        of it (and of the reply), and the face takes the next reply."""
+        of it (and of the reply), and the face takes the next reply. ``segment`` may have
+        been claimed already (:meth:`claim`)."""
         face = self._face
         if face is None or segment.sink is not face or segment.result is not None:
             return
-        moved = [s for s in self._segments if s.sink is face and not s.claimed]
+        moved = [s for s in self._segments if s.sink is face and (s is segment or not s.claimed)]
         if segment not in moved:
             return
         # Claimed at once: the avatar's report that it gave up may arrive while a capture
@@ -286,7 +328,7 @@ class FailoverAudioOutput(AudioOutput):
         for i, segment in enumerate(segments):
             if not segment.claimed:  # a claimed one knows where it was heard
                 segment.offset = heard_s if i == 0 else 0.0
-            segment.claimed = False
+            segment.claimed, segment.held = False, (None, None)
             segment.sink = sink
             rest = _skip(segment.frames, segment.offset)
             if segment.flushed and not rest:
@@ -340,6 +382,8 @@ class FailoverAudioOutput(AudioOutput):
 
     async def aclose(self) -> None:
         """Unpublish the agent's own track, if the fail-over made one."""
+        for task in self._handing:
+            task.cancel()
         if self._closing and asyncio.current_task() not in self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         sink, self._fallback_sink = self._fallback_sink, None

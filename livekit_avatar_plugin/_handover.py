@@ -2,15 +2,19 @@
 
 The agent's speech reaches a remote avatar on a reliable data channel. Under heavy loss
 its retransmissions back off for seconds while the agent's writes still return at once,
-so only the avatar sees the gap: it runs out of audio that the agent has long sent. In
-``participant`` mode the avatar renders in the agent's process, so :class:`LagWatch`
-reads both sides. When the avatar has been silent for ``STALL_S`` inside a reply while
+so only the avatar sees the gap: it runs out of audio that the agent has long sent.
+:class:`LagWatch` reads the avatar's account of itself (``Transport.lag``): in
+``participant`` mode the avatar renders in the agent's process; in ``dispatch`` mode its
+beats carry it. When the avatar has been silent for ``STALL_S`` inside a reply while
 audio it never received is on its way, or has not begun a reply ``FIRST_S`` after its
-audio went out, the avatar gives the reply up where it was heard and the agent's own
-track says the rest (``FailoverAudioOutput.hand_over``). The face idles meanwhile and
-takes the next reply. Only on a lossy link (the server's reports of the avatar's own
-video): slow speech synthesis or a busy CPU starve the avatar too, and the agent's voice
-would not help.
+audio went out, the avatar is asked to give the reply up (``Transport.give_up``) and
+says where it was heard, and the agent's own track says the rest
+(``FailoverAudioOutput.hand_over``). The face idles meanwhile and takes the next reply.
+A dispatched avatar, whose requests can be held up on the lossy link itself, also gives
+a starved reply up by itself and says so in its beats (``Transport.gave_up``). Only on a
+lossy link (the server's reports of the avatar's own video, and in ``dispatch``
+mode the loss of its beats): slow speech synthesis or a busy CPU starve the avatar too,
+and the agent's voice would not help.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class LagWatch:
         self._output = output
         self._warm = False
         self._down_at = -float("inf")
+        self._gone: tuple[int, float] | None = None  # the avatar's last give-up, once seen
         self.handed_over = 0
         output.mark_segment = self._mark
 
@@ -67,6 +72,15 @@ class LagWatch:
             await self.check(time.monotonic())
 
     async def check(self, now: float) -> None:
+        segment = self._output.face_segment()
+        gone = self._transport.gave_up()
+        if gone != self._gone:  # news: the avatar gave a reply up by itself (dispatch mode)
+            self._gone = gone
+            if segment is not None and gone is not None and segment.mark == gone[0]:
+                if self._output.claim(segment, gone[1]):
+                    self.handed_over += 1
+                    await self._output.hand_over(segment, gone[1])
+                return
         if not self._transport.connected():
             self._down_at = now
         if now - self._down_at < _AFTER_OUTAGE_S:
@@ -76,7 +90,6 @@ class LagWatch:
             return
         if lag.uplink_loss >= _WARM_UPLINK_LOSS:
             await self._ready()
-        segment = self._output.face_segment()
         if segment is None or not lag.ready or not isinstance(segment.mark, int):
             return
         if lag.open and lag.begun == segment.mark + 1:  # playing it, starved?
@@ -94,7 +107,14 @@ class LagWatch:
         if missing < MISSING_S:
             return
         if late >= stall:
-            heard = self._transport.abandon()
+            # Claimed first: the avatar's report of the reply it gave up can come before
+            # its answer, and must not end the reply for the agent.
+            if not self._output.claim(segment, lag.heard_s):
+                return
+            heard = await self._transport.give_up(segment.mark)
+            if heard is None:  # it had finished after all: its report goes through
+                self._output.release(segment)
+                return
             self.handed_over += 1
             await self._output.hand_over(segment, heard)
         elif late >= warm:

@@ -153,6 +153,11 @@ class AvatarPublisher:
         self._starving_s = 0.0  # silence made inside the open segment since its last speech
         self._reading_segment = False  # audio read since the last segment end
         self._drop_segments = 0  # handed to the agent: their audio, still on its way, is discarded
+        self.last_given_up: tuple[int, float] | None = None  # (mark, seconds heard), see give_up
+        #: a given-up segment's report waits this long, so that what announces the
+        #: give-up by a lossy path leaves first (a reliable message lost on a lossy link
+        #: holds up everything sent after it: see _dispatch.heartbeat)
+        self.give_up_report_delay_s = 0.0
         self._playback_started = False
         self._playback_position = 0.0
         self._tracks_published = False
@@ -199,6 +204,25 @@ class AvatarPublisher:
             uplink_loss=max(self._uplink_losses, default=0.0),
         )
 
+    def give_up(self, mark: int) -> float | None:
+        """Give up the segment that began after ``mark`` others (``Lag.begun`` when the
+        agent sent it), if it is playing or has not begun: see :meth:`abandon`. Returns
+        the seconds heard (again, if it was given up already), or ``None`` if it has
+        finished (its report is on the way) or is not the agent's last."""
+        if self.last_given_up is not None and self.last_given_up[0] == mark:
+            return self.last_given_up[1]
+        if (self._segments_begun == mark + 1 and self._segment_open) or (
+            self._segments_begun == mark and not self._segment_open
+        ):
+            self.last_given_up = (mark, self.abandon())
+            return self.last_given_up[1]
+        return None
+
+    @property
+    def awaiting_audio(self) -> bool:
+        """The open segment's stream has not ended: the agent has more of it to send."""
+        return self._segment_open and self._reading_segment
+
     def abandon(self) -> float:
         """Give the open segment (with none open, the next one) up to the agent's own voice,
         which says the rest: it is reported interrupted where it was heard, its audio still
@@ -207,12 +231,15 @@ class AvatarPublisher:
             heard = self.heard_position()
             self._drop_segments += self._reading_segment
             self._generator.clear_buffer()
-            self._finish_segment(interrupted=True)
+            self._finish_segment(interrupted=True, given_up=True)
             self._pacer.clear()
         else:
             heard = 0.0
             self._drop_segments += 1
-            self._report_finished(0.0, interrupted=True)
+            # Counted as begun (and finished): the agent marks its next segment by this
+            # count, which must not name the one given up.
+            self._segments_begun += 1
+            self._report_finished(0.0, interrupted=True, given_up=True)
         logger.warning("speech from the agent fell behind; the agent says the rest (%.2f s heard here)", heard)
         return heard
 
@@ -428,7 +455,7 @@ class AvatarPublisher:
 
         self._notify(unpublish())
 
-    def _finish_segment(self, *, interrupted: bool) -> None:
+    def _finish_segment(self, *, interrupted: bool, given_up: bool = False) -> None:
         if self.metrics is not None and not interrupted:
             self.metrics.segment_ended()
         if not self._segment_open:
@@ -439,14 +466,16 @@ class AvatarPublisher:
         self._playback_started = False
         self._playback_position = 0.0
         self._starving_s = 0.0
-        self._report_finished(position, interrupted=interrupted)
+        self._report_finished(position, interrupted=interrupted, given_up=given_up)
 
-    def _report_finished(self, position: float, *, interrupted: bool) -> None:
+    def _report_finished(self, position: float, *, interrupted: bool, given_up: bool = False) -> None:
         def report() -> Any:
             self.reports_sent += 1
             return self._receiver.notify_playback_finished(playback_position=position, interrupted=interrupted)
 
-        if interrupted:
+        if given_up and self.give_up_report_delay_s > 0:
+            self._reports.at(time.monotonic() + self.give_up_report_delay_s, report)
+        elif interrupted:
             self._reports.now(report)
         else:  # when its last audio has played, as LiveKit's own audio output reports it
             self._reports.at(time.monotonic() + self._pacer.queued_s(), report)

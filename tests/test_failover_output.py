@@ -232,3 +232,53 @@ async def test_heavy_loss_an_interruption_during_the_agents_rest_of_a_reply_stop
     assert round(finished[-1].playback_position, 6) == 0.8 and finished[-1].interrupted
     await _reply(out, 0.4)  # the next reply is the face's again
     assert abs(avatar.seconds - 2.4) < 1e-6
+
+
+async def test_heavy_loss_a_claimed_reply_the_face_had_finished_is_reported_as_the_face_said():
+    # Asked to give a reply up over the network, the avatar answers that it had finished
+    # it: its report, held back while the question was out, goes on unchanged.
+    avatar, out, finished = _watched()
+    started: list = []
+    out.on("playback_started", started.append)
+    await _reply(out, 1.0)
+    segment = out.face_segment()
+    assert out.claim(segment, heard_s=0.9)
+    assert not out.claim(segment, heard_s=0.9)  # one question at a time
+    avatar.on_playback_started(created_at=5.0)
+    avatar.finish(1.0)
+    assert finished == [] and started == []  # held while the question is out
+    out.release(segment)
+    assert [e.created_at for e in started] == [5.0]
+    assert [(round(e.playback_position, 6), e.interrupted) for e in finished] == [(1.0, False)]
+    assert not out.fallbacks
+    await _reply(out, 0.3)  # the face keeps the next reply
+    assert abs(avatar.seconds - 1.3) < 1e-6
+
+
+async def test_heavy_loss_the_give_up_report_before_its_answer_is_dropped_by_the_hand_over():
+    # Over the network the avatar's report of the reply it gave up (reliable, late) or
+    # its answer (a lossy beat) may come first; either way the rest is said once.
+    avatar, out, finished = _watched()
+    await _reply(out, 1.0, flush=False)
+    segment = out.face_segment()
+    assert out.claim(segment, heard_s=0.3)
+    avatar.on_playback_finished(playback_position=0.4, interrupted=True)
+    assert finished == []
+    await out.hand_over(segment, heard_s=0.4)  # the answer: 0.4 s heard
+    fallback = out.fallbacks[0]
+    assert abs(fallback.seconds - 0.6) < 1e-6
+    out.flush()
+    fallback.finish(0.6)
+    assert [(round(e.playback_position, 6), e.interrupted) for e in finished] == [(1.0, False)]
+
+
+async def test_heavy_loss_a_face_dying_while_asked_to_give_up_is_taken_up_where_it_was_heard():
+    avatar, out, finished = _watched()
+    await _reply(out, 1.0)
+    segment = out.face_segment()
+    assert out.claim(segment, heard_s=0.3)  # the avatar's last word: 0.3 s heard
+    await out.failover(heard_s=0.0)  # the transport's own guess is older
+    fallback = out.fallbacks[0]
+    assert abs(fallback.seconds - 0.7) < 1e-6
+    fallback.finish(0.7)
+    assert [round(e.playback_position, 6) for e in finished] == [1.0]

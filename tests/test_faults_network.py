@@ -26,6 +26,7 @@ import random
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from .av_harness import (
     longest_video_gap,
     worst_second_frames,
 )
+from .conftest import WorkerProcess
 from .fakes import click_times
 from .rooms import agent_room
 from .test_faults_restart import server_tracks
@@ -342,14 +344,31 @@ def reply_figures(onsets: list[float], said_at: float) -> dict[str, float]:
 
 
 async def replies_under_loss(
-    link: LossyLink, server: LocalLiveKitServer, loss: float, replies: int
+    link: LossyLink, server: LocalLiveKitServer, loss: float, replies: int, *, mode: str = "participant"
 ) -> list[dict[str, float]]:
-    """A fresh agent + ``participant`` avatar + user; ``loss`` % on every link, then
-    ``replies`` replies of clicks one after another, heard by the user in both voices (the
-    avatar's, and the agent's own should it take a reply over). ``reply_figures`` of each,
-    with ``handed_over``: replies the agent's voice took over so far."""
+    """A fresh agent + avatar (``participant``, or ``dispatch`` to an avatar worker of its
+    own, started here) + user; ``loss`` % on every link, then ``replies`` replies of
+    clicks one after another, heard by the user in both voices (the avatar's, and the
+    agent's own should it take a reply over). ``reply_figures`` of each, with
+    ``handed_over``: replies the agent's voice took over so far."""
+    worker = None
+    options: dict = {}
+    if mode == "dispatch":
+        worker = WorkerProcess(server.info, agent_name=f"lossy-{uuid.uuid4().hex[:6]}")
+        await asyncio.to_thread(worker.wait_registered)
+        options = {"mode": "dispatch", "agent_name": worker.agent_name, "dispatch_timeout_s": 20.0}
+    try:
+        return await _replies(link, server, loss, replies, options)
+    finally:
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
+
+
+async def _replies(
+    link: LossyLink, server: LocalLiveKitServer, loss: float, replies: int, options: dict
+) -> list[dict[str, float]]:
     results: list[dict[str, float]] = []
-    async with agent_room(server.info, "heavy-loss") as r:
+    async with agent_room(server.info, "heavy-loss", **options) as r:
         await r.watcher.wait_video(r.avatar.avatar_identity)
         voices = (r.avatar.avatar_identity, r.agent_room.local_participant.identity)
         handovers: list[str] = []
@@ -389,12 +408,15 @@ class _Records(logging.Handler):
             self._into.append(message)
 
 
-async def test_heavy_loss_replies_start_in_time_never_stall_and_are_never_heard_twice(lossy_server):
+@pytest.mark.parametrize("mode", ["participant", "dispatch"])
+async def test_heavy_loss_replies_start_in_time_never_stall_and_are_never_heard_twice(lossy_server, mode):
     """20 % loss each way on every link. The agent-to-avatar channel is reliable, so its
     retransmissions back off; when the avatar runs dry with speech still on its way, the
-    agent's own voice says the rest of that reply, from where it was heard."""
+    agent's own voice says the rest of that reply, from where it was heard. A dispatched
+    avatar's worker is on the lossy side too: its beats and the agent's request to give
+    a reply up cross the lossy link."""
     link, server = lossy_server
-    figures = await replies_under_loss(link, server, 20.0, 3)
+    figures = await replies_under_loss(link, server, 20.0, 3, mode=mode)
     for i, f in enumerate(figures):
         print(f"\nreply {i + 1} under 20 % loss: " + ", ".join(f"{k} {v:.2f}" for k, v in f.items()))
     for f in figures:

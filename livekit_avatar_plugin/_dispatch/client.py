@@ -6,13 +6,24 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from livekit import api, rtc
 from livekit.agents.voice.io import AudioOutput
 
 from .._errors import AvatarError
-from .protocol import HEARTBEAT_SILENT_S, HEARTBEAT_TOPIC, AvatarJobRequest
+from .._publisher import Lag
+from .protocol import (
+    GIVE_UP_ATTRIBUTE,
+    GIVE_UP_TOPIC,
+    HEARTBEAT_S,
+    HEARTBEAT_SILENT_S,
+    HEARTBEAT_TOPIC,
+    AvatarJobRequest,
+    Beat,
+    GiveUp,
+)
 
 logger = logging.getLogger("livekit_avatar_plugin.dispatch")
 
@@ -34,6 +45,18 @@ _RECONNECT_GRACE_S = 6.0
 # Removing the avatar and deleting the dispatch are courtesies on the way out; a server
 # that does not answer must not hold the agent's shutdown.
 _API_TIMEOUT_S = 3.0
+# With no beat for this long and too few to count, the beats count as lost.
+_BEATS_DOWN_S = 1.0
+# The beats' own loss is measured over this window (20 beats).
+_BEAT_LOSS_WINDOW_S = 2.0
+# A give-up request's lossy packet is sent again this often until a beat answers it.
+_GIVE_UP_RESEND_S = 0.05
+# On a link that has been losing beats, a reliable message lost twice holds the beats up
+# behind it for seconds (the congestion window is shared): silence means death only
+# after this long, for this long after the last lossy window.
+_SILENT_ON_LOSSY_LINK_S = 6.0
+_LOSSY_BEATS = 0.05
+_LOSSY_FOR_S = 10.0
 
 
 class AvatarDispatchError(AvatarError, RuntimeError):
@@ -72,6 +95,12 @@ class DispatchedAvatar:
         self._playing_since: float | None = None
         self._last_beat: float | None = None  # armed when the avatar joins
         self._silent_at: float | None = None  # its last heartbeat, once it has gone silent
+        self._beat: Beat | None = None  # the newest, and when it came
+        self._beat_at = 0.0
+        self._beats: deque[tuple[float, int]] = deque()  # (arrival, seq) over the loss window
+        self._lossy_at = -float("inf")  # when the beats' loss last reached _LOSSY_BEATS
+        self._give_ups = 0
+        self._answers: dict[int, tuple[int, asyncio.Future[float | None]]] = {}  # id: (mark, answer)
         self._closed = False
 
     @property
@@ -153,6 +182,77 @@ class DispatchedAvatar:
         end = time.monotonic() if self._silent_at is None else self._silent_at
         return max(0.0, end - self._playing_since)
 
+    def lag(self) -> Lag | None:
+        """How the avatar keeps up with the agent's speech, from its newest beat (``None``
+        before one, or from a worker that does not say). Its starving time runs on while
+        no newer beat says otherwise; its loss is the worse of the avatar's video's and
+        the beats' own."""
+        beat = self._beat
+        if beat is None:
+            return None
+        now = time.monotonic()
+        starving = beat.starving_s + (now - self._beat_at if beat.open and beat.starving_s > 0 else 0.0)
+        return Lag(
+            ready=beat.ready, begun=beat.begun, open=beat.open, received_s=beat.received_s,
+            heard_s=beat.heard_s, starving_s=starving,
+            uplink_loss=max(beat.uplink_loss, self._beat_loss(now)),
+        )  # fmt: skip
+
+    def _beat_loss(self, now: float) -> float:
+        while self._beats and now - self._beats[0][0] > _BEAT_LOSS_WINDOW_S:
+            self._beats.popleft()
+        if len(self._beats) < 2:
+            return 1.0 if now - self._beat_at > _BEATS_DOWN_S else 0.0
+        seqs = [seq for _, seq in self._beats]
+        # Sent from the window's oldest beat on: up to the newest, and one each HEARTBEAT_S
+        # since, once it is half a beat late.
+        sent = max(seqs) - min(seqs) + 1 + max(0, int((now - self._beat_at) / HEARTBEAT_S - 0.5))
+        return max(0.0, 1.0 - len(seqs) / sent)
+
+    def connected(self) -> bool:
+        """The agent's room is up. (Beats held up for a while on a lossy link are not an
+        outage; an avatar that stays silent is dead, see ``_watch_agent``.)"""
+        return self._room.connection_state == rtc.ConnectionState.CONN_CONNECTED
+
+    def gave_up(self) -> tuple[int, float] | None:
+        """(mark, seconds heard) of the last reply the avatar gave up, by itself or asked."""
+        return self._beat.gave_up if self._beat is not None else None
+
+    async def give_up(self, mark: int) -> float | None:
+        """Ask the avatar to give the reply it was sent after ``mark`` segments up
+        (``AvatarPublisher.give_up``); returns its answer, the seconds heard, or ``None``
+        if it had finished that reply. Waits as long as the avatar is alive: a request
+        that gets through late is acted on, so its answer must not be missed."""
+        request = GiveUp(id=self._give_ups, mark=mark)
+        self._give_ups += 1
+        answer = asyncio.get_running_loop().create_future()
+        self._answers[request.id] = (mark, answer)
+        payload = request.model_dump_json()
+        by_server = asyncio.create_task(self._ask_through_server(payload))
+        try:
+            while not answer.done() and not self._closed and self._last_beat is not None:
+                with contextlib.suppress(Exception):  # lost like any lossy packet: sent again
+                    await self._room.local_participant.publish_data(
+                        payload.encode(), reliable=False, destination_identities=[self.identity],
+                        topic=GIVE_UP_TOPIC,
+                    )  # fmt: skip
+                await asyncio.wait({answer}, timeout=_GIVE_UP_RESEND_S)
+        finally:
+            del self._answers[request.id]
+            by_server.cancel()
+        return answer.result() if answer.done() else None  # gone silent: the fail-over moves it
+
+    async def _ask_through_server(self, payload: str) -> None:
+        try:
+            async with self._api() as lk:
+                await lk.room.update_participant(
+                    api.UpdateParticipantRequest(
+                        room=self._room.name, identity=self.identity, attributes={GIVE_UP_ATTRIBUTE: payload}
+                    )
+                )
+        except Exception as exc:  # noqa: BLE001 - the lossy packets still ask
+            logger.debug("asking avatar %s through the server: %r", self.identity, exc)
+
     async def _dispatch(self, identity: str) -> None:
         request = self._request.model_copy(update={"avatar_identity": identity})
         async with self._api() as lk:
@@ -200,18 +300,41 @@ class DispatchedAvatar:
                 continue  # already reported silent
             if state != rtc.ConnectionState.CONN_CONNECTED:
                 self._last_beat = now + _RECONNECT_GRACE_S  # nothing can arrive now
-            elif now - self._last_beat > HEARTBEAT_SILENT_S and not self._closed and self._on_left:
+                continue
+            lossy = now - self._lossy_at < _LOSSY_FOR_S
+            limit = _SILENT_ON_LOSSY_LINK_S if lossy else HEARTBEAT_SILENT_S
+            if now - self._last_beat > limit and not self._closed and self._on_left:
                 self._silent_at, self._last_beat = self._last_beat, None
-                self._on_left(
-                    f"avatar {self.identity} silent for {HEARTBEAT_SILENT_S:g} s (its worker died?)"
-                )
+                self._on_left(f"avatar {self.identity} silent for {limit:g} s (its worker died?)")
         if not self._closed:
             on_agent_gone()
 
     def _heard(self, packet: rtc.DataPacket) -> None:
         sender = packet.participant
-        if packet.topic == HEARTBEAT_TOPIC and sender is not None and sender.identity == self.identity:
-            self._last_beat = max(time.monotonic(), self._last_beat or 0.0)
+        if packet.topic != HEARTBEAT_TOPIC or sender is None or sender.identity != self.identity:
+            return
+        now = time.monotonic()
+        self._last_beat = max(now, self._last_beat or 0.0)
+        try:
+            beat = Beat.model_validate_json(packet.data)
+        except ValueError:
+            return  # a worker that only says it is alive
+        if self._beat is None or beat.seq > self._beat.seq:
+            self._beat, self._beat_at = beat, now
+        self._beats.append((now, beat.seq))
+        if self._beat_loss(now) >= _LOSSY_BEATS:
+            self._lossy_at = now
+        self._settle(beat)
+
+    def _settle(self, beat: Beat) -> None:
+        """Answer the give-up requests that ``beat`` answers."""
+        for request_id, (mark, answer) in self._answers.items():
+            if answer.done():
+                continue
+            if request_id == beat.answered:
+                answer.set_result(beat.answer)
+            elif beat.gave_up is not None and beat.gave_up[0] == mark:
+                answer.set_result(beat.gave_up[1])  # it gave that reply up by itself
 
     def _participant_left(self, participant: rtc.RemoteParticipant) -> None:
         if participant.identity == self.identity and not self._closed and self._on_left:

@@ -11,11 +11,53 @@ PROTOCOL_VERSION = 2  # 2: the avatar sends heartbeats
 
 # A dispatched avatar tells its agent it is alive this often, on a lossy data packet: a
 # crashed worker's participant lingers ~20 s before the server drops it, and the agent
-# should speak by itself (and bring the face back elsewhere) long before that.
+# should speak by itself (and bring the face back elsewhere) long before that. Each beat
+# also says how the avatar keeps up with the agent's speech (``Beat``), which the agent
+# needs within a fraction of a second to hand a reply over under heavy loss.
 HEARTBEAT_TOPIC = "lk.avatar.alive"
-HEARTBEAT_S = 0.25
+HEARTBEAT_S = 0.1
 # Silence this long is death: ten beats in a row lost at 20 % packet loss is 1e-7.
 HEARTBEAT_SILENT_S = 2.5
+# The agent asks its avatar to give a reply up (``GiveUp``) two ways until a beat answers:
+# a lossy packet sent again every 50 ms, and the avatar's participant attribute, set
+# through the server's API. Under heavy loss the packet can wait seconds behind the
+# reliable speech stream, whose retransmissions share its congestion window; the
+# attribute reaches the avatar by its signalling connection instead. A starved avatar
+# also gives a reply up by itself (``Beat.gave_up``).
+GIVE_UP_TOPIC = "lk.avatar.give_up"
+GIVE_UP_ATTRIBUTE = "lk.avatar.give_up"
+
+
+class Beat(BaseModel):
+    """A heartbeat's payload: the avatar's ``Lag`` and its answer to the last give-up."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    seq: int = Field(ge=0, description="counts up from 0 each beat: the agent measures their loss")
+    ready: bool
+    begun: int = Field(ge=0)
+    open: bool
+    received_s: float = Field(ge=0)
+    heard_s: float = Field(ge=0)
+    starving_s: float = Field(ge=0)
+    uplink_loss: float = Field(ge=0, le=1)
+    answered: int = Field(-1, description="the last GiveUp.id answered (-1: none yet)")
+    answer: float | None = Field(
+        None, description="seconds heard of the reply given up; None: it had already finished"
+    )
+    gave_up: tuple[int, float] | None = Field(
+        None, description="(mark, seconds heard) of the last reply the avatar gave up"
+    )
+
+
+class GiveUp(BaseModel):
+    """The agent's request: give the reply that began after ``mark`` segments up to the
+    agent's own voice, if it is still playing or has not begun."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int = Field(ge=0)
+    mark: int = Field(ge=0, description="``Lag.begun`` when the reply went to the avatar")
 
 
 class AvatarJobRequest(BaseModel):
@@ -40,3 +82,4 @@ class AvatarJobRequest(BaseModel):
     background: str | tuple[int, int, int] = Field(
         "keep", description="'keep', an (r, g, b) colour or an image path on the worker's file system"
     )
+

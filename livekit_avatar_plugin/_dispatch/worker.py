@@ -40,7 +40,8 @@ from .._pipeline import FacePipeline, limit_blas_threads, load_pipeline
 from .._pipeline import prewarm as prewarm_face
 from .._speech_stream import codec_attributes
 from .follow import follow_conversation
-from .protocol import HEARTBEAT_S, HEARTBEAT_TOPIC, PROTOCOL_VERSION, AvatarJobRequest
+from .heartbeat import Heartbeat
+from .protocol import PROTOCOL_VERSION, AvatarJobRequest
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
 
@@ -278,7 +279,7 @@ class AvatarWorker:
         watches = [
             asyncio.create_task(_watch_room(ctx.room, request, started_at, end)),
             asyncio.create_task(_ask_server_for_agent(ctx, request, end)),
-            asyncio.create_task(_beat(ctx.room, request)),
+            asyncio.create_task(Heartbeat(ctx.room, request, publisher).run()),
         ]
         reason = await ended
         unfollow()
@@ -370,16 +371,3 @@ async def _watch_room(
         if now - started_at > request.max_duration_s:
             end(f"max_duration_s={request.max_duration_s:g} reached")
             return
-
-
-async def _beat(room: rtc.Room, request: AvatarJobRequest) -> None:
-    """Tell the agent this avatar is alive (see ``HEARTBEAT_S``)."""
-    while True:
-        with contextlib.suppress(Exception):  # a reconnecting room: the next beat tries again
-            await room.local_participant.publish_data(
-                b"1",
-                reliable=False,
-                destination_identities=[request.agent_identity],
-                topic=HEARTBEAT_TOPIC,
-            )
-        await asyncio.sleep(HEARTBEAT_S)

@@ -70,8 +70,8 @@ class Transport(ABC):
     separate_participant: bool = True
     #: after a fail-over, :meth:`restart` can bring the face back
     recovers: bool = False
-    #: the face renders in this process, so a reply it falls behind on can be handed to
-    #: the agent's own voice (:mod:`.._handover`)
+    #: :meth:`lag` says how the face keeps up, so a reply it falls behind on can be
+    #: handed to the agent's own voice (:mod:`.._handover`)
     hands_over: bool = False
 
     def __init__(
@@ -116,16 +116,22 @@ class Transport(ABC):
         return self._publisher.heard_position() if self._publisher is not None else 0.0
 
     def lag(self) -> Lag | None:
-        """How the face keeps up with the agent's speech, where this process renders it."""
+        """How the face keeps up with the agent's speech (``None``: not known here)."""
         return self._publisher.lag() if self._publisher is not None and self.hands_over else None
 
     def connected(self) -> bool:
         """Every connection the face needs is up (not reconnecting)."""
         return True
 
-    def abandon(self) -> float:
-        """The face gives its reply up to the agent's voice; returns the seconds heard."""
-        return self._publisher.abandon() if self._publisher is not None else 0.0
+    def gave_up(self) -> tuple[int, float] | None:
+        """(mark, seconds heard) of the last reply the face gave up by itself, if it can."""
+        return None
+
+    async def give_up(self, mark: int) -> float | None:
+        """The face gives the reply it was sent after ``mark`` segments up to the agent's
+        voice (``AvatarPublisher.give_up``); returns the seconds heard, or ``None`` if it
+        had already finished it."""
+        return self._publisher.give_up(mark) if self._publisher is not None else None
 
     async def wait_on_screen(self) -> None:
         """Return once the face is published."""

@@ -11,14 +11,17 @@ from livekit.agents.voice.io import AudioOutput
 from .._dispatch.client import AvatarDispatchError, DispatchedAvatar
 from .._dispatch.protocol import AvatarJobRequest
 from .._errors import AvatarSessionError
+from .._publisher import Lag
 from .remote import RemoteTransport
 
 
 class DispatchTransport(RemoteTransport):
     """The worker follows the conversation from the room itself (see dispatch.worker), so
-    ``set_state`` has nothing to do here."""
+    ``set_state`` has nothing to do here. The avatar's beats say how it keeps up, and it
+    gives a reply up when asked (``_dispatch.heartbeat``)."""
 
     recovers = True
+    hands_over = True
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -73,6 +76,18 @@ class DispatchTransport(RemoteTransport):
 
     def heard_position(self) -> float:
         return self._dispatched.heard_position() if self._dispatched is not None else 0.0
+
+    def lag(self) -> Lag | None:
+        return self._dispatched.lag() if self._dispatched is not None else None
+
+    def connected(self) -> bool:
+        return self._dispatched is not None and self._dispatched.connected()
+
+    def gave_up(self) -> tuple[int, float] | None:
+        return self._dispatched.gave_up() if self._dispatched is not None else None
+
+    async def give_up(self, mark: int) -> float | None:
+        return await self._dispatched.give_up(mark) if self._dispatched is not None else None
 
     async def aclose(self, reason: str) -> None:
         await super().aclose(reason)
