@@ -56,14 +56,16 @@ def intercept_segment_writer(
 
 
 def filter_playback_finished(
-    cls: type[DataStreamAudioOutput], keep: Callable[[Any, rtc.RpcInvocationData], bool]
+    cls: type[DataStreamAudioOutput],
+    keep: Callable[[Any, rtc.RpcInvocationData, Callable[[], object]], bool],
 ) -> None:
     """Pass each ``lk.playback_finished`` RPC a ``DataStreamAudioOutput`` subclass receives
-    through ``keep(output, data)`` first; one it declines is answered and dropped."""
+    through ``keep(output, data, deliver)`` first; one it declines is answered and
+    dropped, unless it calls ``deliver()`` later (a report held until it is vouched for)."""
     handle = DataStreamAudioOutput._handle_playback_finished
 
     def filtered(self: Any, data: rtc.RpcInvocationData) -> str:
-        return handle(self, data) if keep(self, data) else "ok"
+        return handle(self, data) if keep(self, data, lambda: handle(self, data)) else "ok"
 
     cls._handle_playback_finished = filtered  # type: ignore[method-assign]
 

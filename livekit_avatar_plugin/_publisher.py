@@ -149,6 +149,9 @@ class AvatarPublisher:
         self._segment_open = False  # the agent has sent audio for a segment not yet finished
         self._segments_begun = 0
         self.reports_sent = 0  # playback_finished reports handed to the receiver
+        #: (position, interrupted) of the last few reports, the last being report ``reports_sent``
+        self.recent_reports: deque[tuple[float, bool]] = deque(maxlen=8)
+        self.on_report: Callable[[], None] | None = None  # called as each report goes out
         self._received_s = 0.0  # of the open segment
         self._starving_s = 0.0  # silence made inside the open segment since its last speech
         self._reading_segment = False  # audio read since the last segment end
@@ -471,6 +474,9 @@ class AvatarPublisher:
     def _report_finished(self, position: float, *, interrupted: bool, given_up: bool = False) -> None:
         def report() -> Any:
             self.reports_sent += 1
+            self.recent_reports.append((position, interrupted))
+            if self.on_report is not None:
+                self.on_report()
             return self._receiver.notify_playback_finished(playback_position=position, interrupted=interrupted)
 
         if given_up and self.give_up_report_delay_s > 0:

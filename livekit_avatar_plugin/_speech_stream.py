@@ -9,6 +9,7 @@ LiveKit avatar. Everything else (segments, playback events, interruptions) is Li
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -92,6 +93,10 @@ class SpeechStreamOutput(DataStreamAudioOutput):
         #: how many ``playback_finished`` reports the avatar has sent, where this process
         #: can tell (``participant`` mode); then a retried RPC that had arrived is dropped
         self.reports_sent: Callable[[], int] | None = None
+        #: where the avatar is elsewhere and says what it reported (``dispatch`` mode):
+        #: ``judge_report(position, interrupted, deliver)`` calls ``deliver()`` for a
+        #: report the avatar sent, now or once a beat vouches for it, and never for a repeat
+        self.judge_report: Callable[[float, bool, Callable[[], object]], None] | None = None
         self.__reports_taken = 0
         super().__init__(
             room, destination_identity=destination_identity, sample_rate=sample_rate, **kwargs
@@ -125,12 +130,20 @@ class SpeechStreamOutput(DataStreamAudioOutput):
             self._opus_segments += 1
         self.__writer = writer
 
-    def _take_report(self, data: rtc.RpcInvocationData) -> bool:
+    def _take_report(self, data: rtc.RpcInvocationData, deliver: Callable[[], object]) -> bool:
         """False for a report the avatar never sent a second time: LiveKit's receiver
         retries an RPC whose answer was lost (a lossy link), and the agent would take the
         repeat for the next reply's end."""
         if data.caller_identity != self.__destination:
             return True  # LiveKit's handler refuses it
+        if self.judge_report is not None:
+            try:
+                report = json.loads(data.payload)
+                position, interrupted = float(report["playback_position"]), bool(report["interrupted"])
+            except (ValueError, KeyError, TypeError):
+                return True  # LiveKit's handler says what is wrong with it
+            self.judge_report(position, interrupted, deliver)
+            return False
         if self.reports_sent is not None and self.__reports_taken >= self.reports_sent():
             logger.warning("dropped a playback report the avatar sent once and the link delivered twice")
             return False

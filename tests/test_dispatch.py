@@ -301,3 +301,71 @@ async def test_a_job_that_never_gets_its_face_up_is_dispatched_again(
     finally:
         for worker in workers:
             worker.stop()
+
+
+# -- playback reports checked against the avatar's beats (no server needed) ------------------
+
+
+def _dispatched_avatar():
+    from livekit_avatar_plugin._dispatch.client import DispatchedAvatar
+
+    request = AvatarJobRequest(agent_identity="agent", avatar_identity="avatar")
+    return DispatchedAvatar(
+        rtc.Room(), request, agent_name="w", url="ws://x", api_key="k", api_secret="s", timeout_s=1.0
+    )
+
+
+async def test_heavy_loss_a_dispatched_avatars_reports_are_taken_once_each_as_its_beats_count_them():
+    from livekit_avatar_plugin._dispatch.protocol import Beat
+
+    avatar = _dispatched_avatar()
+    taken: list[float] = []
+    seq = iter(range(1000))
+    lag = dict(ready=True, begun=1, open=False, received_s=0.0, heard_s=0.0, starving_s=0.0, uplink_loss=0.0)
+
+    sent: list[tuple[float, bool]] = []
+
+    def beat() -> None:
+        avatar._take_beat(
+            Beat(seq=next(seq), reports=len(sent), recent_reports=sent[-8:], **lag), time.monotonic()
+        )
+
+    def report(position: float, interrupted: bool = False) -> None:
+        avatar.judge_report(position, interrupted, lambda: taken.append(position))
+
+    beat()
+    report(1.5)  # before the beat that counts it
+    assert taken == []
+    sent.append((1.5, False))
+    beat()
+    assert taken == [1.5]
+    report(1.5)  # LiveKit's retry of it: no beat ever counts a second one
+    for _ in range(9):
+        beat()
+    assert taken == [1.5]
+    beat()
+    assert taken == [1.5]  # dropped after ten beats
+    sent.append((0.4, True))
+    beat()
+    report(0.4, True)
+    assert taken == [1.5, 0.4]
+    # The avatar ahead of its reports: two more sent, a repeat of the last one arrives
+    # first, then both in order. The beats' record of each decides.
+    sent += [(2.0, False), (0.7, True)]
+    beat()
+    report(0.4, True)
+    report(2.0)
+    report(0.7, True)
+    assert taken == [1.5, 0.4, 2.0, 0.7]
+
+
+async def test_a_worker_whose_beats_do_not_count_reports_has_every_report_taken():
+    from livekit_avatar_plugin._dispatch.protocol import Beat
+
+    avatar = _dispatched_avatar()
+    taken: list[float] = []
+    lag = dict(ready=True, begun=1, open=False, received_s=0.0, heard_s=0.0, starving_s=0.0, uplink_loss=0.0)
+    avatar._take_beat(Beat(seq=0, **lag), time.monotonic())
+    for position in (1.0, 1.0):
+        avatar.judge_report(position, False, lambda p=position: taken.append(p))
+    assert taken == [1.0, 1.0]

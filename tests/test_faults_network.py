@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
+from livekit_avatar_plugin._dispatch.protocol import ALIVE_ATTRIBUTE
 from livekit_avatar_plugin.local_server import LocalLiveKitServer
 
 from .av_harness import (
@@ -381,7 +382,7 @@ async def _replies(
                 said_at = time.monotonic()
                 handle = r.session.say(f"clicks {HEAVY_REPLY_S:g}")
                 await asyncio.wait_for(handle.wait_for_playout(), 120)
-                await asyncio.sleep(1.0)  # the end of the reply reaches the user
+                await asyncio.sleep(2.0)  # the end of the reply reaches the user (up to 2 s late)
                 heard = sorted(
                     t for who in voices for t in click_onsets(r.watcher.audio.get(who, []), after=said_at)
                 )
@@ -390,6 +391,9 @@ async def _replies(
                 results[-1]["handed_over"] = float(len(handovers))
             link.set_loss(0.0)
             assert r.failed == []
+            if options.get("mode") == "dispatch":  # its word through the server reached the agent
+                avatar = r.agent_room.remote_participants[r.avatar.avatar_identity]
+                assert ALIVE_ATTRIBUTE in avatar.attributes
         finally:
             logging.getLogger("livekit_avatar_plugin").removeHandler(record)
     return results

@@ -330,6 +330,10 @@ async def test_heavy_loss_a_give_up_asked_through_the_servers_api_alone_is_acted
         await transport._dispatched._ask_through_server(GiveUp(id=0, mark=0).model_dump_json())
         await wait_until(lambda: transport.gave_up() is not None, 3, "the avatar to give the reply up")
         assert transport.gave_up()[0] == 0 and 1.17 <= transport.gave_up()[1] < 1.45
+        # The avatar says so both ways: in its beats, and in its attribute, through the server.
+        dispatched = transport._dispatched
+        await wait_until(lambda: dispatched._said is not None, 3, "the avatar's give-up attribute")
+        assert dispatched._said.gave_up == dispatched._beat.gave_up == transport.gave_up()
         await asyncio.wait_for(handle.wait_for_playout(), 15)
         assert not handle.interrupted
         await asyncio.sleep(1.0)

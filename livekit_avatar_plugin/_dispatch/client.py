@@ -15,13 +15,15 @@ from livekit.agents.voice.io import AudioOutput
 from .._errors import AvatarError
 from .._publisher import Lag
 from .protocol import (
+    ALIVE_ATTRIBUTE,
+    GAVE_UP_ATTRIBUTE,
     GIVE_UP_ATTRIBUTE,
     GIVE_UP_TOPIC,
-    HEARTBEAT_S,
     HEARTBEAT_SILENT_S,
     HEARTBEAT_TOPIC,
     AvatarJobRequest,
     Beat,
+    GaveUp,
     GiveUp,
 )
 
@@ -45,10 +47,10 @@ _RECONNECT_GRACE_S = 6.0
 # Removing the avatar and deleting the dispatch are courtesies on the way out; a server
 # that does not answer must not hold the agent's shutdown.
 _API_TIMEOUT_S = 3.0
-# With no beat for this long and too few to count, the beats count as lost.
-_BEATS_DOWN_S = 1.0
 # The beats' own loss is measured over this window (20 beats).
 _BEAT_LOSS_WINDOW_S = 2.0
+# A playback report no beat vouches for after this many beats repeats an earlier one.
+_REPORT_WAIT_BEATS = 10
 # A give-up request's lossy packet is sent again this often until a beat answers it.
 _GIVE_UP_RESEND_S = 0.05
 # On a link that has been losing beats, a reliable message lost twice holds the beats up
@@ -99,7 +101,10 @@ class DispatchedAvatar:
         self._beat_at = 0.0
         self._beats: deque[tuple[float, int]] = deque()  # (arrival, seq) over the loss window
         self._lossy_at = -float("inf")  # when the beats' loss last reached _LOSSY_BEATS
+        self._said: GaveUp | None = None  # the avatar's give-up attribute
         self._give_ups = 0
+        self._reports_taken = 0
+        self._held: list[list] = []  # [position, interrupted, deliver, beats waited]
         self._answers: dict[int, tuple[int, asyncio.Future[float | None]]] = {}  # id: (mark, answer)
         self._closed = False
 
@@ -149,6 +154,7 @@ class DispatchedAvatar:
         self._on_left = on_left
         self._room.on("participant_disconnected", self._participant_left)
         self._room.on("data_received", self._heard)
+        self._room.on("participant_attributes_changed", self._avatar_said)
         # A worker of this protocol beats from its join on: one killed before its first
         # beat reached us is silent from here.
         self._last_beat = time.monotonic()
@@ -199,15 +205,14 @@ class DispatchedAvatar:
         )  # fmt: skip
 
     def _beat_loss(self, now: float) -> float:
+        """The share of beats missing between the window's first and last: a beat that is
+        late (a busy avatar or agent) is not lost, and counts once it arrives."""
         while self._beats and now - self._beats[0][0] > _BEAT_LOSS_WINDOW_S:
             self._beats.popleft()
         if len(self._beats) < 2:
-            return 1.0 if now - self._beat_at > _BEATS_DOWN_S else 0.0
-        seqs = [seq for _, seq in self._beats]
-        # Sent from the window's oldest beat on: up to the newest, and one each HEARTBEAT_S
-        # since, once it is half a beat late.
-        sent = max(seqs) - min(seqs) + 1 + max(0, int((now - self._beat_at) / HEARTBEAT_S - 0.5))
-        return max(0.0, 1.0 - len(seqs) / sent)
+            return 0.0
+        seqs = {seq for _, seq in self._beats}
+        return max(0.0, 1.0 - len(seqs) / (max(seqs) - min(seqs) + 1))
 
     def connected(self) -> bool:
         """The agent's room is up. (Beats held up for a while on a lossy link are not an
@@ -215,8 +220,10 @@ class DispatchedAvatar:
         return self._room.connection_state == rtc.ConnectionState.CONN_CONNECTED
 
     def gave_up(self) -> tuple[int, float] | None:
-        """(mark, seconds heard) of the last reply the avatar gave up, by itself or asked."""
-        return self._beat.gave_up if self._beat is not None else None
+        """(mark, seconds heard) of the last reply the avatar gave up, by itself or asked:
+        the later of what its beats and its attribute say."""
+        said = [w.gave_up for w in (self._beat, self._said) if w is not None and w.gave_up is not None]
+        return max(said, default=None)
 
     async def give_up(self, mark: int) -> float | None:
         """Ask the avatar to give the reply it was sent after ``mark`` segments up
@@ -319,22 +326,80 @@ class DispatchedAvatar:
             beat = Beat.model_validate_json(packet.data)
         except ValueError:
             return  # a worker that only says it is alive
+        self._take_beat(beat, now)
+
+    def _avatar_said(self, changed: dict[str, str], participant: rtc.Participant) -> None:
+        """The avatar's word through the server: alive (on a lossy link, whatever the
+        beats), and what it gave up."""
+        if participant.identity != self.identity:
+            return
+        if ALIVE_ATTRIBUTE in changed and self._last_beat is not None:
+            self._last_beat = max(time.monotonic(), self._last_beat)
+        if GAVE_UP_ATTRIBUTE in changed:
+            try:
+                self._said = GaveUp.model_validate_json(changed[GAVE_UP_ATTRIBUTE])
+            except ValueError:
+                return
+            self._settle(self._said)
+
+    def _take_beat(self, beat: Beat, now: float) -> None:
         if self._beat is None or beat.seq > self._beat.seq:
             self._beat, self._beat_at = beat, now
         self._beats.append((now, beat.seq))
         if self._beat_loss(now) >= _LOSSY_BEATS:
             self._lossy_at = now
         self._settle(beat)
+        for held in self._held:
+            held[3] += 1
+        self._judge()
 
-    def _settle(self, beat: Beat) -> None:
-        """Answer the give-up requests that ``beat`` answers."""
+    def judge_report(self, position: float, interrupted: bool, deliver: Callable[[], object]) -> None:
+        """Pass a ``playback_finished`` report on once a beat vouches for it.
+
+        LiveKit's receiver retries a report whose answer was lost, though the first try
+        may have arrived, and the agent would take the repeat for the next reply's end.
+        The beats say how many reports the avatar sent and what the last few said: the
+        report the agent expects next is taken if the beats say that one said the same,
+        and is a repeat if they say it said something else, or never count it. From a
+        worker that does not say, every report is taken.
+        """
+        if self._beat is None or self._beat.reports is None:
+            self._reports_taken += 1
+            deliver()
+            return
+        self._held.append([position, interrupted, deliver, 0])
+        self._judge()
+
+    def _judge(self) -> None:
+        beat = self._beat
+        while self._held and beat is not None and beat.reports is not None:
+            position, interrupted, deliver, waited = self._held[0]
+            ordinal = self._reports_taken + 1
+            if beat.reports < ordinal:  # not counted yet: the beat saying so may be on its way
+                if waited < _REPORT_WAIT_BEATS:
+                    return
+                vouched = False
+            else:
+                index = ordinal - (beat.reports - len(beat.recent_reports)) - 1
+                said = beat.recent_reports[index] if index >= 0 else None
+                # Older than the beats remember (many reports in flight): taken.
+                vouched = said is None or (abs(said[0] - position) < 1e-6 and said[1] == interrupted)
+            self._held.pop(0)
+            if vouched:
+                self._reports_taken += 1
+                deliver()
+            else:
+                logger.warning("dropped a playback report the avatar sent once and the link delivered twice")
+
+    def _settle(self, word: Beat | GaveUp) -> None:
+        """Answer the give-up requests that ``word`` (a beat, or the attribute) answers."""
         for request_id, (mark, answer) in self._answers.items():
             if answer.done():
                 continue
-            if request_id == beat.answered:
-                answer.set_result(beat.answer)
-            elif beat.gave_up is not None and beat.gave_up[0] == mark:
-                answer.set_result(beat.gave_up[1])  # it gave that reply up by itself
+            if request_id == word.answered:
+                answer.set_result(word.answer)
+            elif word.gave_up is not None and word.gave_up[0] == mark:
+                answer.set_result(word.gave_up[1])  # it gave that reply up by itself
 
     def _participant_left(self, participant: rtc.RemoteParticipant) -> None:
         if participant.identity == self.identity and not self._closed and self._on_left:
@@ -365,6 +430,7 @@ class DispatchedAvatar:
         self._closed = True
         self._room.off("participant_disconnected", self._participant_left)
         self._room.off("data_received", self._heard)
+        self._room.off("participant_attributes_changed", self._avatar_said)
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
         if self.identity in self._room.remote_participants or not self._room.isconnected():

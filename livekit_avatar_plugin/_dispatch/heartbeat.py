@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
-from livekit import rtc
+from livekit import api, rtc
 from pydantic import ValidationError
 
 from .._handover import LOSSY, STALL_S
 from .._publisher import AvatarPublisher
 from .protocol import (
+    ALIVE_ATTRIBUTE,
+    ALIVE_S,
+    GAVE_UP_ATTRIBUTE,
     GIVE_UP_ATTRIBUTE,
     GIVE_UP_TOPIC,
     HEARTBEAT_S,
     HEARTBEAT_TOPIC,
     AvatarJobRequest,
     Beat,
+    GaveUp,
     GiveUp,
 )
 
@@ -39,8 +44,15 @@ class Heartbeat:
     give-up, so a lost one costs the agent a beat, never the answer; a request asked
     again is not redone."""
 
-    def __init__(self, room: rtc.Room, request: AvatarJobRequest, publisher: AvatarPublisher) -> None:
+    def __init__(
+        self, room: rtc.Room, request: AvatarJobRequest, publisher: AvatarPublisher, server: api.LiveKitAPI
+    ) -> None:
         self._room = room
+        self._server = server
+        self._identity = request.avatar_identity
+        self._alive_said_at = -float("inf")
+        self._saying_alive: asyncio.Task[None] | None = None
+        self._saying: set[asyncio.Future[None]] = set()
         self._agent = request.agent_identity
         self._publisher = publisher
         self._seq = 0
@@ -50,6 +62,7 @@ class Heartbeat:
         self._urgent = 0  # beats left to send at _URGENT_S: a give-up to announce
         self._foreign_logged = False
         publisher.give_up_report_delay_s = _URGENT_S * _URGENT_BEATS
+        publisher.on_report = self._wake.set  # the agent checks each report against a beat
 
     async def run(self) -> None:
         self._room.on("data_received", self._on_data)
@@ -64,6 +77,9 @@ class Heartbeat:
         finally:
             self._room.off("data_received", self._on_data)
             self._room.off("participant_attributes_changed", self._on_attributes)
+            for task in [self._saying_alive, *self._saying]:
+                if task is not None:
+                    task.cancel()
 
     async def _send(self) -> None:
         lag = self._publisher.lag()
@@ -75,9 +91,15 @@ class Heartbeat:
             seq=self._seq, ready=lag.ready, begun=lag.begun, open=lag.open,
             received_s=lag.received_s, heard_s=lag.heard_s, starving_s=lag.starving_s,
             uplink_loss=lag.uplink_loss, answered=self._answered, answer=self._answer,
-            gave_up=self._publisher.last_given_up,
+            gave_up=self._publisher.last_given_up, reports=self._publisher.reports_sent,
+            recent_reports=list(self._publisher.recent_reports),
         )  # fmt: skip
         self._seq += 1
+        now = time.monotonic()
+        saying = self._saying_alive is not None and not self._saying_alive.done()
+        if lag.uplink_loss >= LOSSY and now - self._alive_said_at >= ALIVE_S and not saying:
+            self._alive_said_at = now
+            self._saying_alive = asyncio.create_task(self._set_attribute(ALIVE_ATTRIBUTE, str(beat.seq)))
         with contextlib.suppress(Exception):  # a reconnecting room: the next beat tries again
             await self._room.local_participant.publish_data(
                 beat.model_dump_json().encode(),
@@ -85,6 +107,16 @@ class Heartbeat:
                 destination_identities=[self._agent],
                 topic=HEARTBEAT_TOPIC,
             )
+
+    async def _set_attribute(self, key: str, value: str) -> None:
+        """Our own attribute, through the server's API (the signalling path, not the data
+        channel); the beats say the same, so a failure costs only time."""
+        try:
+            await self._server.room.update_participant(
+                api.UpdateParticipantRequest(room=self._room.name, identity=self._identity, attributes={key: value})
+            )
+        except Exception as exc:  # noqa: BLE001 - the beats still say it
+            logger.debug("could not set %s through the server: %r", key, exc)
 
     def _on_data(self, packet: rtc.DataPacket) -> None:
         if packet.topic != GIVE_UP_TOPIC:
@@ -118,5 +150,9 @@ class Heartbeat:
         self._wake.set()  # answer now, not at the next beat
 
     def _announce(self) -> None:
-        """Say what was given up in the next beats, sent sooner."""
+        """Say what was given up in the next beats, sent sooner, and through the server."""
         self._urgent = _URGENT_BEATS
+        said = GaveUp(answered=self._answered, answer=self._answer, gave_up=self._publisher.last_given_up)
+        task = asyncio.ensure_future(self._set_attribute(GAVE_UP_ATTRIBUTE, said.model_dump_json()))
+        self._saying.add(task)
+        task.add_done_callback(self._saying.discard)

@@ -18,6 +18,12 @@ HEARTBEAT_TOPIC = "lk.avatar.alive"
 HEARTBEAT_S = 0.1
 # Silence this long is death: ten beats in a row lost at 20 % packet loss is 1e-7.
 HEARTBEAT_SILENT_S = 2.5
+# On a lossy link the beats can wait seconds behind one of the avatar's reliable messages
+# being retransmitted (the congestion window is shared), so there the avatar also says
+# it is alive every ``ALIVE_S`` in this attribute of its own, set through the server's
+# API and passed on by the signalling connection.
+ALIVE_ATTRIBUTE = "lk.avatar.alive"
+ALIVE_S = 1.0
 # The agent asks its avatar to give a reply up (``GiveUp``) two ways until a beat answers:
 # a lossy packet sent again every 50 ms, and the avatar's participant attribute, set
 # through the server's API. Under heavy loss the packet can wait seconds behind the
@@ -26,6 +32,9 @@ HEARTBEAT_SILENT_S = 2.5
 # also gives a reply up by itself (``Beat.gave_up``).
 GIVE_UP_TOPIC = "lk.avatar.give_up"
 GIVE_UP_ATTRIBUTE = "lk.avatar.give_up"
+# The avatar says what it gave up the same two ways: in its beats, and in this attribute
+# of its own (``GaveUp``), set through the server's API.
+GAVE_UP_ATTRIBUTE = "lk.avatar.gave_up"
 
 
 class Beat(BaseModel):
@@ -47,6 +56,10 @@ class Beat(BaseModel):
     )
     gave_up: tuple[int, float] | None = Field(
         None, description="(mark, seconds heard) of the last reply the avatar gave up"
+    )
+    reports: int | None = Field(None, description="playback_finished reports sent so far")
+    recent_reports: list[tuple[float, bool]] = Field(
+        default_factory=list, description="(playback_position, interrupted) of the last few, oldest first"
     )
 
 
@@ -83,3 +96,12 @@ class AvatarJobRequest(BaseModel):
         "keep", description="'keep', an (r, g, b) colour or an image path on the worker's file system"
     )
 
+
+class GaveUp(BaseModel):
+    """The avatar's give-up attribute: its last answer and last give-up, as in ``Beat``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    answered: int = -1
+    answer: float | None = None
+    gave_up: tuple[int, float] | None = None

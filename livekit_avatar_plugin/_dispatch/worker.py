@@ -279,7 +279,7 @@ class AvatarWorker:
         watches = [
             asyncio.create_task(_watch_room(ctx.room, request, started_at, end)),
             asyncio.create_task(_ask_server_for_agent(ctx, request, end)),
-            asyncio.create_task(Heartbeat(ctx.room, request, publisher).run()),
+            asyncio.create_task(Heartbeat(ctx.room, request, publisher, ctx.api).run()),
         ]
         reason = await ended
         unfollow()

@@ -71,6 +71,7 @@ class DispatchTransport(RemoteTransport):
         self._dispatched = dispatched
         self._identity = dispatched.identity  # a retried dispatch joins under a new one
         output = self._speech_output(room)
+        output.judge_report = dispatched.judge_report
         dispatched.track_playback(output)
         return output
 
