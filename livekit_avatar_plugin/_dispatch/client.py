@@ -25,6 +25,7 @@ from .protocol import (
     Beat,
     GaveUp,
     GiveUp,
+    set_avatar_attribute,
 )
 
 logger = logging.getLogger("livekit_avatar_plugin.dispatch")
@@ -252,11 +253,7 @@ class DispatchedAvatar:
     async def _ask_through_server(self, payload: str) -> None:
         try:
             async with self._api() as lk:
-                await lk.room.update_participant(
-                    api.UpdateParticipantRequest(
-                        room=self._room.name, identity=self.identity, attributes={GIVE_UP_ATTRIBUTE: payload}
-                    )
-                )
+                await set_avatar_attribute(lk, self._room.name, self.identity, GIVE_UP_ATTRIBUTE, payload)
         except Exception as exc:  # noqa: BLE001 - the lossy packets still ask
             logger.debug("asking avatar %s through the server: %r", self.identity, exc)
 

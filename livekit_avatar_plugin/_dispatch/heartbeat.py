@@ -24,6 +24,7 @@ from .protocol import (
     Beat,
     GaveUp,
     GiveUp,
+    set_avatar_attribute,
 )
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
@@ -50,11 +51,11 @@ class Heartbeat:
         self._room = room
         self._server = server
         self._identity = request.avatar_identity
-        self._alive_said_at = -float("inf")
-        self._saying_alive: asyncio.Task[None] | None = None
-        self._saying: set[asyncio.Future[None]] = set()
         self._agent = request.agent_identity
         self._publisher = publisher
+        self._alive_said_at = -float("inf")
+        self._saying_alive: asyncio.Task[None] | None = None  # lk.avatar.alive, on a lossy link
+        self._saying: set[asyncio.Future[None]] = set()  # lk.avatar.gave_up
         self._seq = 0
         self._answered = -1
         self._answer: float | None = None
@@ -112,9 +113,7 @@ class Heartbeat:
         """Our own attribute, through the server's API (the signalling path, not the data
         channel); the beats say the same, so a failure costs only time."""
         try:
-            await self._server.room.update_participant(
-                api.UpdateParticipantRequest(room=self._room.name, identity=self._identity, attributes={key: value})
-            )
+            await set_avatar_attribute(self._server, self._room.name, self._identity, key, value)
         except Exception as exc:  # noqa: BLE001 - the beats still say it
             logger.debug("could not set %s through the server: %r", key, exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from livekit import api
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._config import VideoOptions
@@ -105,3 +106,11 @@ class GaveUp(BaseModel):
     answered: int = -1
     answer: float | None = None
     gave_up: tuple[int, float] | None = None
+
+
+async def set_avatar_attribute(lk: api.LiveKitAPI, room: str, avatar: str, key: str, value: str) -> None:
+    """Set one attribute of the avatar participant through the server's API (merged with
+    the rest): the signalling path, which the data channel's retransmissions never hold."""
+    await lk.room.update_participant(
+        api.UpdateParticipantRequest(room=room, identity=avatar, attributes={key: value})
+    )
