@@ -387,7 +387,7 @@ async def run_sessions(
     rooms: list[Room] = []
     try:
         await asyncio.to_thread(worker.wait_registered, 120.0)
-        wproc = psutil.Process(worker.proc.pid)
+        wproc = psutil.Process(worker.serving_pid())  # the rendering process, not its supervisor
         await asyncio.sleep(2.0)
         rss_idle = _rss_mb(wproc)
         # One sampled viewer (thumbnails + loudness, for the A/V offset); the rest only count.

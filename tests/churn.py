@@ -8,6 +8,7 @@ Used by ``tests/test_churn.py`` and ``benchmarks/churn.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import threading
@@ -96,12 +97,13 @@ class ChurnReport:
         return self.after_all.rss_mb / self.after_first.rss_mb - 1.0
 
 
-async def one_session(info, index: int, size: int) -> str | None:
+async def one_session(info, index: int, size: int, **avatar_options) -> str | None:
     """An agent with the shipped face says a reply whole, then one it interrupts; returns
-    what was wrong with its ``playback_finished`` events, or None."""
+    what was wrong with its ``playback_finished`` events, or None. ``avatar_options``:
+    e.g. ``mode="dispatch", agent_name=...`` for a worker's avatar."""
     name = f"churn-{index}-{uuid.uuid4().hex[:6]}"
     agent_room, session, avatar = await agent_with_avatar(
-        info, name, face_pipeline=None, video=VideoOptions(width=size, height=size)
+        info, name, face_pipeline=None, video=VideoOptions(width=size, height=size), **avatar_options
     )
     user = rtc.Room()
     finished: list[tuple[float, bool]] = []
@@ -152,34 +154,123 @@ async def settle(first: Holdings, timeout: float = 30.0) -> Holdings:
         await asyncio.sleep(0.5)
 
 
-async def run_churn(
-    info, *, sequential: int, concurrent: int, size: int = 128,
-    progress: Callable[[str], None] = lambda line: None,
-) -> ChurnReport:  # fmt: skip
+async def _sessions(
+    info, *, sequential: int, concurrent: int, size: int, after_first: Callable[[], object],
+    progress: Callable[[str], None], after_each: Callable[[int], None] = lambda i: None, **avatar_options,
+) -> list[str]:  # fmt: skip
     """``sequential`` sessions one after another, then ``concurrent`` overlapping ones (each
-    started 0.3 s after the last)."""
-    t0 = time.monotonic()
-    wrong = [w for w in [await one_session(info, 0, size)] if w]
+    started 0.3 s after the last); what was wrong with any, one line each."""
+    wrong = [w for w in [await one_session(info, 0, size, **avatar_options)] if w]
     await asyncio.sleep(1.0)
-    first = Holdings.now()
-    progress(f"after the first session: {first}")
+    progress(f"after the first session: {after_first()}")
     for i in range(1, sequential):
-        problem = await one_session(info, i, size)
+        problem = await one_session(info, i, size, **avatar_options)
         if problem:
             wrong.append(problem)
+        after_each(i)
         if i % 10 == 0:
-            progress(f"{i + 1} sessions, rss {Holdings.now().rss_mb:.0f} MB")
+            progress(f"{i + 1} sessions")
 
     async def staggered(i: int) -> str | None:
         await asyncio.sleep(0.3 * i)
-        return await one_session(info, sequential + i, size)
+        return await one_session(info, sequential + i, size, **avatar_options)
 
     if concurrent:
         results = await asyncio.gather(*(staggered(i) for i in range(concurrent)))
         wrong += [w for w in results if w]
         progress(f"{concurrent} concurrent sessions done")
-    last = await settle(first)
-    return ChurnReport(sequential + concurrent, first, last, wrong, time.monotonic() - t0)
+    return wrong
+
+
+async def run_churn(
+    info, *, sequential: int, concurrent: int, size: int = 128,
+    progress: Callable[[str], None] = lambda line: None,
+) -> ChurnReport:  # fmt: skip
+    """Churn of avatars rendered in this process (``participant`` mode)."""
+    t0 = time.monotonic()
+    held: list[Holdings] = []
+    wrong = await _sessions(info, sequential=sequential, concurrent=concurrent, size=size,
+                            after_first=lambda: held.append(Holdings.now()) or held[0], progress=progress)  # fmt: skip
+    last = await settle(held[0])
+    return ChurnReport(sequential + concurrent, held[0], last, wrong, time.monotonic() - t0)
+
+
+@dataclass
+class WorkerHoldings:
+    """What an avatar worker holds: its process and every process under it."""
+
+    processes: int
+    os_threads: int
+    fds: int
+    rss_mb: float
+    pids: tuple[int, ...] = ()
+    thread_names: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pid: int) -> WorkerHoldings:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+        alive = []
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                alive.append((proc.pid, proc.num_threads(), proc.num_fds(), proc.memory_info().rss))
+        return cls(len(alive), sum(a[1] for a in alive), sum(a[2] for a in alive),
+                   sum(a[3] for a in alive) / 2**20, tuple(a[0] for a in alive),
+                   tuple(sorted(name for a in alive for name in thread_names(a[0]))))  # fmt: skip
+
+    def counts(self) -> dict[str, int]:
+        return {"processes": self.processes, "os_threads": self.os_threads, "fds": self.fds}
+
+
+@dataclass
+class WorkerChurnReport:
+    sessions: int
+    after_first: WorkerHoldings
+    after_all: WorkerHoldings
+    wrong_playback: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    generations: int = 1  # worker processes that served (a fresh one every max_jobs)
+    rss_series: list[float] = field(default_factory=list)  # the worker's MB after each session in a row
+
+    def leaked(self) -> dict[str, int]:
+        first, last = self.after_first.counts(), self.after_all.counts()
+        return {k: last[k] - first[k] for k in first if last[k] > first[k]}
+
+    def rss_growth(self) -> float:
+        return self.after_all.rss_mb / self.after_first.rss_mb - 1.0
+
+    def extra_threads(self) -> list[str]:
+        from collections import Counter
+
+        return sorted((Counter(self.after_all.thread_names) - Counter(self.after_first.thread_names)).elements())
+
+
+async def run_worker_churn(
+    info, worker_pid: int, agent_name: str, *, sequential: int, concurrent: int, size: int = 128,
+    generations: Callable[[], int] = lambda: 1, progress: Callable[[str], None] = lambda line: None,
+) -> WorkerChurnReport:  # fmt: skip
+    """Churn of avatars that an ``livekit-avatar worker`` (``worker_pid``) renders
+    (``dispatch`` mode); what the worker's processes hold is read from outside."""
+    t0 = time.monotonic()
+    held: list[WorkerHoldings] = []
+
+    def first() -> WorkerHoldings:
+        held.append(WorkerHoldings.of(worker_pid))
+        return held[0]
+
+    series: list[float] = []
+    wrong = await _sessions(info, sequential=sequential, concurrent=concurrent, size=size, after_first=first,
+                            after_each=lambda i: series.append(WorkerHoldings.of(worker_pid).rss_mb),
+                            progress=progress, mode="dispatch", agent_name=agent_name)  # fmt: skip
+    # Retiring generations exit once their avatars have left; sockets close a little later.
+    deadline = time.monotonic() + 30
+    while True:
+        last = WorkerHoldings.of(worker_pid)
+        if all(v <= held[0].counts()[k] for k, v in last.counts().items()) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    return WorkerChurnReport(sequential + concurrent, held[0], last, wrong, time.monotonic() - t0, generations(),
+                             [held[0].rss_mb, *series])  # fmt: skip
 
 
 async def bare_rooms(info, sessions: int, size: int) -> float:
@@ -219,12 +310,12 @@ async def bare_rooms(info, sessions: int, size: int) -> float:
     return (Holdings.now().rss_mb - before) / sessions
 
 
-def thread_names() -> list[str]:
+def thread_names(pid: int | str = "self") -> list[str]:
     """The OS threads' names, for a failure message."""
     names = []
-    for task in os.listdir("/proc/self/task"):
+    for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            names.append(open(f"/proc/self/task/{task}/comm").read().strip())
+            names.append(open(f"/proc/{pid}/task/{task}/comm").read().strip())
         except OSError:
             pass
     return sorted(names)

@@ -77,6 +77,7 @@ class WorkerProcess:
         face_pipeline: str | None = PATTERN_PIPELINE,
         avatar: str | None = None,
         log_path: Path | None = None,
+        max_jobs: int | None = None,
     ) -> None:
         import subprocess
         import sys
@@ -90,6 +91,8 @@ class WorkerProcess:
             args += ["--face-pipeline", face_pipeline]
         if avatar:
             args += ["--avatar", avatar]
+        if max_jobs is not None:
+            args += ["--max-jobs", str(max_jobs)]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -115,6 +118,17 @@ class WorkerProcess:
         import re
 
         return re.findall(r"avatar (\S+) rendering for agent", self.log())
+
+    def generations(self) -> list[int]:
+        """Process ids of the worker generations started so far, in order."""
+        import re
+
+        return [int(pid) for pid in re.findall(r"worker generation \d+ started \(pid (\d+)\)", self.log())]
+
+    def serving_pid(self) -> int:
+        """The process that renders: the newest generation, or the worker itself."""
+        pids = self.generations()
+        return pids[-1] if pids else self.proc.pid
 
     def kill(self) -> None:
         """Die as a crash would: no drain, no goodbye."""

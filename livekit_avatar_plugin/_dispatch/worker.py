@@ -3,7 +3,8 @@
 One worker process renders up to ``capacity`` avatars at once. Jobs run as threads of
 that process (LiveKit's thread executor), so the models load once per process, in the
 setup function, and every job shares them; run more worker processes, on this machine
-or others, to scale out.
+or others, to scale out. ``livekit-avatar worker`` runs it under a supervisor that hands
+over to a fresh process every ``max_jobs`` jobs (``supervisor.py``).
 
 Load: livekit-server dispatches only to workers whose reported load is below its
 ``agents.target_load`` (0.7 unless configured), picking among them at random weighted by
@@ -22,6 +23,7 @@ import logging
 import signal
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from .._speech_stream import codec_attributes
 from .follow import follow_conversation
 from .heartbeat import Heartbeat
 from .protocol import PROTOCOL_VERSION, AvatarJobRequest
+from .supervisor import DUE, REGISTERED, RETIRE, Slots
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
 
@@ -79,6 +82,12 @@ class AvatarWorkerOptions(BaseModel):
     )
     drain_timeout_s: float = Field(
         60.0, ge=0, description="on SIGTERM/SIGINT, how long running avatars may finish"
+    )
+    max_jobs: int | None = Field(
+        None,
+        ge=1,
+        description="jobs a worker process takes before a fresh one takes over (run by "
+        "the supervisor); None: one process serves for ever",
     )
 
 
@@ -131,23 +140,34 @@ async def _connect_one_at_a_time(ctx: JobContext) -> None:
             _connect_gate.release()
 
 
-def _load(server: AgentServer, options: AvatarWorkerOptions) -> float:
-    used = min(1.0, len(server.active_jobs) / options.capacity)
+def _load(slots: Slots, options: AvatarWorkerOptions) -> float:
+    used = min(1.0, slots.taken() / options.capacity)
     return options.server_target_load * used
 
 
 class AvatarWorker:
     """Builds and runs the ``AgentServer`` that serves avatar jobs."""
 
-    def __init__(self, options: AvatarWorkerOptions) -> None:
+    def __init__(
+        self,
+        options: AvatarWorkerOptions,
+        *,
+        slots: Slots | None = None,
+        supervisor: Connection | None = None,
+    ) -> None:
         self.options = options
+        # Slots held from a job's acceptance to its end, shared with the other generations
+        # of this machine's worker when a supervisor runs them.
+        self._slots = slots or Slots(options.capacity)
+        self._supervisor = supervisor
+        self._accepted = 0
         self.server = AgentServer(
             job_executor_type=JobExecutorType.THREAD,
             # Full exactly at capacity. The idle pool also sizes the worker's estimate of
             # one job's load while none runs (threshold / idle): one slot per job.
             load_threshold=options.server_target_load,
             num_idle_processes=options.capacity,
-            load_fnc=lambda server: _load(server, options),
+            load_fnc=lambda server: _load(self._slots, options),
             setup_fnc=self._setup,
             # Least privilege: publish the face and talk to the agent; never subscribe.
             permissions=WorkerPermissions(
@@ -162,9 +182,6 @@ class AvatarWorker:
             api_secret=options.api_secret,
             port=options.http_port,
         )
-        # Slots held from a job's acceptance to its end. Jobs run in threads of their own.
-        self._slots_lock = threading.Lock()
-        self._slots_taken = 0
         self.server.rtc_session(
             self._run_job, agent_name=options.agent_name, on_request=self._on_request
         )
@@ -210,7 +227,7 @@ class AvatarWorker:
         # with four slots and three jobs plus one reserved it sums to 0.6999... < 0.7: a
         # burst of requests got a fifth job onto a worker of capacity 4. Counting jobs is
         # exact. Declining (not terminating) lets the server offer the job elsewhere.
-        if not self._take_slot():
+        if not self._slots.take():
             logger.info(
                 "declining job %s: all %d slots are taken", req.id, self.options.capacity
             )
@@ -226,25 +243,23 @@ class AvatarWorker:
                 },
             )
         except BaseException:
-            self._free_slot()  # never assigned or never launched: no job will free it
+            self._slots.free()  # never assigned or never launched: no job will free it
             raise
+        self._accepted += 1
+        if self.options.max_jobs and self._accepted >= self.options.max_jobs:
+            # Said again on each job after: if a successor failed to start, try another.
+            self._tell_supervisor(DUE)
 
-    def _take_slot(self) -> bool:
-        with self._slots_lock:
-            if self._slots_taken >= self.options.capacity:
-                return False
-            self._slots_taken += 1
-            return True
-
-    def _free_slot(self) -> None:
-        with self._slots_lock:
-            self._slots_taken -= 1
+    def _tell_supervisor(self, message: str) -> None:
+        if self._supervisor is not None:
+            with contextlib.suppress(OSError):
+                self._supervisor.send(message)
 
     async def _run_job(self, ctx: JobContext) -> None:
         try:
             await self._render_for_agent(ctx)
         finally:
-            self._free_slot()
+            self._slots.free()
 
     async def _render_for_agent(self, ctx: JobContext) -> None:
         started_at = time.monotonic()
@@ -294,35 +309,60 @@ class AvatarWorker:
         ctx.shutdown(reason)
 
     async def run(self) -> None:
-        """Register with LiveKit and serve until SIGTERM/SIGINT (a second one stops at once)."""
+        """Register with LiveKit and serve until SIGTERM/SIGINT (a second one stops at once)
+        or, under a supervisor, until told to retire: then finish the avatars and return."""
         self.prewarm()
         loop = asyncio.get_running_loop()
         signalled: asyncio.Queue[int] = asyncio.Queue()
         signals = (signal.SIGINT, signal.SIGTERM)
         for sig in signals:
             loop.add_signal_handler(sig, signalled.put_nowait, sig)
+        retire = loop.create_future()
+        if self._supervisor is not None:
+            loop.add_reader(self._supervisor.fileno(), self._on_supervisor, retire)
+            self.server.on("worker_registered", lambda *_: self._tell_supervisor(REGISTERED))
         serving = asyncio.create_task(self.server.run(devmode=False), name="avatar-worker")
         first = asyncio.create_task(signalled.get())
         try:
-            await asyncio.wait({serving, first}, return_when=asyncio.FIRST_COMPLETED)
-            if first.done() and signalled.empty():
-                logger.info("draining: finishing %d avatar(s)", len(self.server.active_jobs))
+            await asyncio.wait({serving, first, retire}, return_when=asyncio.FIRST_COMPLETED)
+            if not serving.done():
                 drain = asyncio.create_task(self.server.drain(timeout=None))
-                again = asyncio.create_task(signalled.get())
-                await asyncio.wait(
-                    {drain, again},
-                    timeout=self.options.drain_timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for task in (drain, again):
-                    task.cancel()
+                if retire.done() and not first.done():
+                    # No deadline: each avatar ends with its conversation (or max_duration_s).
+                    logger.info(
+                        "retiring after %d jobs: finishing %d avatar(s)",
+                        self._accepted, len(self.server.active_jobs),
+                    )  # fmt: skip
+                    await asyncio.wait({drain, first}, return_when=asyncio.FIRST_COMPLETED)
+                if first.done() and signalled.empty() and not drain.done():
+                    logger.info("draining: finishing %d avatar(s)", len(self.server.active_jobs))
+                    again = asyncio.create_task(signalled.get())
+                    await asyncio.wait(
+                        {drain, again},
+                        timeout=self.options.drain_timeout_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    again.cancel()
+                drain.cancel()
         finally:
             first.cancel()
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            if self._supervisor is not None:
+                loop.remove_reader(self._supervisor.fileno())
             await self.server.aclose()
             if serving.done() and not serving.cancelled() and serving.exception():
                 raise serving.exception()  # type: ignore[misc]
+
+    def _on_supervisor(self, retire: asyncio.Future[None]) -> None:
+        assert self._supervisor is not None
+        try:
+            message = self._supervisor.recv()
+        except (EOFError, OSError):
+            message = RETIRE  # the supervisor is gone (the kernel stops us if it died)
+            asyncio.get_running_loop().remove_reader(self._supervisor.fileno())
+        if message == RETIRE and not retire.done():
+            retire.set_result(None)
 
 
 async def _ask_server_for_agent(ctx: JobContext, request: AvatarJobRequest, end: Any) -> None:

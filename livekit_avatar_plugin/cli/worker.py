@@ -16,6 +16,9 @@ from pydantic import ValidationError
 from .._native_logs import stop_forwarding_native_logs
 from .._config import DEFAULT_AVATAR_AGENT_NAME
 
+# Jobs per worker process: see docs/benchmarks.md, "Churn".
+DEFAULT_MAX_JOBS = 50
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -65,6 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=60.0,
         help="on SIGTERM/SIGINT, seconds running avatars may go on (default 60)",
     )
+    p.add_argument(
+        "--max-jobs",
+        type=int,
+        default=DEFAULT_MAX_JOBS,
+        help="jobs a worker process takes before a fresh process takes over, which bounds "
+        "the memory LiveKit's native library keeps per room; 0: one process for ever "
+        f"(default {DEFAULT_MAX_JOBS})",
+    )
     p.set_defaults(func=_run)
 
 
@@ -95,10 +106,16 @@ def _run(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             server_target_load=args.server_target_load,
             drain_timeout_s=args.drain_timeout,
+            max_jobs=getattr(args, "max_jobs", 0) or None,
         )
     except ValidationError as exc:
         print(f"error: {exc}")
         return 2
+    if options.max_jobs:
+        from .._dispatch.supervisor import Supervisor
+
+        asyncio.run(Supervisor(options, verbose=getattr(args, "verbose", False)).run())
+        return 0
     # This process is ours: LiveKit's native debug log costs the avatars CPU and the GIL.
     stop_forwarding_native_logs()
     asyncio.run(AvatarWorker(options).run())
