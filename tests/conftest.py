@@ -78,6 +78,7 @@ class WorkerProcess:
         avatar: str | None = None,
         log_path: Path | None = None,
         max_jobs: int | None = None,
+        http_port: int | None = None,
     ) -> None:
         import subprocess
         import sys
@@ -93,6 +94,8 @@ class WorkerProcess:
             args += ["--avatar", avatar]
         if max_jobs is not None:
             args += ["--max-jobs", str(max_jobs)]
+        if http_port is not None:
+            args += ["--http-port", str(http_port)]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

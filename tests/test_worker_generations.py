@@ -7,6 +7,7 @@ Real server, real ``livekit-avatar worker`` processes (test-pattern face), real 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -62,6 +63,40 @@ async def test_churn_a_worker_hands_over_to_a_fresh_process_every_max_jobs(livek
     assert report.after_all.rss_mb <= report.after_first.rss_mb * 1.05
     log = worker.log()
     assert "retiring after" in log and " died " not in log, log
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _get(url: str) -> tuple[int, str]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return response.status, await response.text()
+
+
+@pytest.mark.livekit_server
+@pytest.mark.timeout(180)
+async def test_churn_a_fixed_health_port_answers_across_hand_overs(livekit_server, start_avatar_worker):
+    """Two generations cannot both hold a fixed port: the supervisor serves it."""
+    port = _free_port()
+    worker = start_avatar_worker("gen-health", max_jobs=1, http_port=port)
+    assert await _get(f"http://127.0.0.1:{port}/") == (200, "OK")
+    for i in range(3):
+        assert await one_session(livekit_server, i, 128, mode="dispatch", agent_name=worker.agent_name) is None
+    await wait_until(lambda: len(worker.generations()) >= 3, 20, "a generation per job")
+    await wait_until(lambda: worker.log().count("registered worker") >= 3, 20, "the third registered")
+    status, text = await _get(f"http://127.0.0.1:{port}/")
+    assert status == 200, text
+    info = json.loads((await _get(f"http://127.0.0.1:{port}/worker"))[1])
+    assert info["agent_name"] == "gen-health" and info["capacity"] == 4
+    assert any(g["registered"] and not g["retiring"] for g in info["generations"]), info
+    assert " died " not in worker.log(), worker.log()
 
 
 @pytest.mark.livekit_server

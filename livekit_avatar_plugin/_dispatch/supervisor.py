@@ -8,7 +8,8 @@ starts. It runs the worker in a child process (a *generation*); when that one ha
 ``max_jobs`` jobs it says so, the supervisor starts the next generation, and once that one
 has registered with the server the old one stops taking jobs, finishes its avatars and
 exits. Both generations take slots from one shared count, so the machine never renders more
-than ``capacity`` avatars. A generation that dies is started again, backing off.
+than ``capacity`` avatars. A generation that dies is started again, backing off. A fixed
+health-check port is the supervisor's (two generations cannot both hold it).
 
 Nothing here imports LiveKit: the supervisor holds no rooms and stays small.
 """
@@ -131,7 +132,10 @@ class Supervisor:
         self._next = 0
         self._stopping = 0
         self._restarts = 0
+        self._hold_successors_until = 0.0
         self._changed: asyncio.Event | None = None
+        # Generations pick free ports; a fixed one is served here.
+        self._generation_options = options.model_copy(update={"http_port": 0})
 
     def _start(self) -> _Generation:
         number, self._next = self._next, self._next + 1
@@ -139,7 +143,7 @@ class Supervisor:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=serve_generation,
-            args=(self.options, self._slots.for_generation(number), theirs, number, self._verbose),
+            args=(self._generation_options, self._slots.for_generation(number), theirs, number, self._verbose),
             name=f"avatar-worker-{number}",
         )
         process.start()
@@ -162,7 +166,11 @@ class Supervisor:
             return
         if message == DUE and not self._stopping:
             successors = [g for g in self._taking_jobs() if g.number > generation.number]
-            if not successors and len(self._generations) < MAX_GENERATIONS:
+            if (
+                not successors
+                and len(self._generations) < MAX_GENERATIONS
+                and time.monotonic() >= self._hold_successors_until
+            ):
                 logger.info(
                     "worker generation %d has served %d jobs: starting generation %d",
                     generation.number, self.options.max_jobs, self._next,
@@ -195,6 +203,9 @@ class Supervisor:
             logger.error("worker generation %d died (exit code %s)", generation.number, code)
             if not self._taking_jobs():
                 asyncio.get_running_loop().create_task(self._restart(generation))
+            elif not generation.registered:
+                # A successor that cannot start: the old generation serves on; try later.
+                self._hold_successors_until = time.monotonic() + _RESTART_BACKOFF_S[-1]
         assert self._changed is not None
         self._changed.set()
 
@@ -216,12 +227,44 @@ class Supervisor:
         assert self._changed is not None
         self._changed.set()
 
+    def healthy(self) -> bool:
+        """A registered generation is taking jobs."""
+        return any(g.registered for g in self._taking_jobs())
+
+    async def _serve_health(self) -> Any:
+        from aiohttp import web
+
+        async def health(_: Any) -> web.Response:
+            if self.healthy():
+                return web.Response(text="OK")
+            return web.Response(status=503, text="no worker generation is registered")
+
+        async def worker(_: Any) -> web.Response:
+            return web.json_response({
+                "agent_name": self.options.agent_name,
+                "capacity": self.options.capacity,
+                "slots_taken": self._slots.taken(),
+                "generations": [
+                    {"number": g.number, "pid": g.process.pid, "registered": g.registered,
+                     "retiring": g.retiring}
+                    for g in self._generations.values()
+                ],
+            })  # fmt: skip
+
+        app = web.Application()
+        app.add_routes([web.get("/", health), web.get("/worker", worker)])
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, port=self.options.http_port).start()
+        return runner
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         signals = (signal.SIGINT, signal.SIGTERM)
         for sig in signals:
             loop.add_signal_handler(sig, self._on_signal)
+        health = await self._serve_health() if self.options.http_port else None
         try:
             self._start()
             while not (self._stopping and not self._generations):
@@ -233,3 +276,5 @@ class Supervisor:
             for generation in list(self._generations.values()):
                 generation.process.kill()
                 generation.process.join()
+            if health is not None:
+                await health.cleanup()
