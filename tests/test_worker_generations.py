@@ -60,6 +60,7 @@ async def test_churn_a_worker_hands_over_to_a_fresh_process_every_max_jobs(livek
     # The generations that retired have exited; the worker holds what it held after one session.
     assert [pid for pid in pids[:-1] if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"] == []
     assert report.leaked() == {}, (report.after_first, report.after_all)
+    print(f"\nworker RSS {report.after_first.rss_mb:.0f} -> {report.after_all.rss_mb:.0f} MB; {len(pids)} generations")
     assert report.after_all.rss_mb <= report.after_first.rss_mb * 1.05
     log = worker.log()
     assert "retiring after" in log and " died " not in log, log
