@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from livekit_avatar_plugin.local_server import LocalLiveKitServer  # noqa: E402
 from tests.churn import bare_rooms, run_churn, run_worker_churn  # noqa: E402
-from tests.conftest import WorkerProcess  # noqa: E402
+from tests.conftest import PATTERN_PIPELINE, WorkerProcess  # noqa: E402
 
 
 def control_in_fresh_process(sessions: int, size: int) -> float:
@@ -38,7 +38,8 @@ def control_in_fresh_process(sessions: int, size: int) -> float:
 
 async def dispatch_churn(args: argparse.Namespace, info) -> None:
     """The same sessions with the avatar in a ``livekit-avatar worker`` (shipped face)."""
-    worker = WorkerProcess(info, agent_name="churn-worker", face_pipeline=None, capacity=max(args.concurrent, 4),
+    face = PATTERN_PIPELINE if args.face == "pattern" else None
+    worker = WorkerProcess(info, agent_name="churn-worker", face_pipeline=face, capacity=max(args.concurrent, 4),
                            max_jobs=args.max_jobs)  # fmt: skip
     try:
         await asyncio.to_thread(worker.wait_registered)
@@ -49,7 +50,7 @@ async def dispatch_churn(args: argparse.Namespace, info) -> None:
     finally:
         worker.stop()
     first, last = report.after_first, report.after_all
-    print(f"\nload average {os.getloadavg()[0]:.1f}; {report.sessions} sessions in {report.seconds:.0f} s; "
+    print(f"\nload average {os.getloadavg()[0]:.1f}; {args.face} face; {report.sessions} sessions in {report.seconds:.0f} s; "
           f"max_jobs {args.max_jobs if args.max_jobs is not None else 'the default'}: {report.generations} worker generation(s)")
     print("| the worker's processes hold | after the first | after all |\n|---|---|---|")
     for key in (*first.counts(), "rss_mb"):
@@ -129,6 +130,9 @@ if __name__ == "__main__":
     ap.add_argument("--max-jobs", type=int, default=None,
                     help="dispatch: the worker's --max-jobs (default: the command's; 0: never)")
     ap.add_argument("--json", help="dispatch: write the worker's RSS after each session here")
+    ap.add_argument("--face", choices=("shipped", "pattern"), default="shipped",
+                    help="dispatch: the worker's face; the test pattern costs little CPU, so ten "
+                         "avatars at once fit two cores")
     ap.add_argument("--plot", nargs="+", metavar="JSON", help="plot saved --json runs to docs/img/worker_churn.png")
     args = ap.parse_args()
     if args.plot:
