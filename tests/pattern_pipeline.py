@@ -131,3 +131,18 @@ class NeverReadyPipeline(TestPatternPipeline):
 
         time.sleep(3600)
         raise AssertionError("unreachable")
+
+
+def first_process_only() -> TestPatternPipeline:
+    """The test pattern in the first process that asks for it; every later process fails
+    to start (a worker generation whose successor cannot come up). The processes count
+    in the file named by ``AVATAR_TEST_PROCESS_COUNT``."""
+    import os
+    from pathlib import Path
+
+    counter = Path(os.environ["AVATAR_TEST_PROCESS_COUNT"])
+    count = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+    counter.write_text(str(count))
+    if count > 1:
+        raise RuntimeError(f"process {count}: this pipeline starts only once")
+    return TestPatternPipeline()

@@ -116,6 +116,23 @@ async def test_recover_a_worker_generation_that_dies_is_replaced(livekit_server,
 
 
 @pytest.mark.livekit_server
+@pytest.mark.timeout(180)
+async def test_recover_a_successor_that_cannot_start_leaves_the_old_generation_serving(
+    livekit_server, start_avatar_worker, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AVATAR_TEST_PROCESS_COUNT", str(tmp_path / "count"))
+    worker = start_avatar_worker("gen-stuck", max_jobs=1, face_pipeline="tests.pattern_pipeline:first_process_only")
+    for i in range(3):
+        assert await one_session(livekit_server, i, 128, mode="dispatch", agent_name=worker.agent_name) is None
+    await wait_until(lambda: "worker generation 1 died" in worker.log(), 20, "the successor failed")
+    # Every job was served by the first generation; one successor was tried, not one a job.
+    assert len(worker.rendered()) == 3
+    assert len(worker.generations()) == 2, worker.log()  # the first, and the one that failed
+    assert worker.log().count("worker generation 0 has served") == 1
+    assert "retiring" not in worker.log()
+
+
+@pytest.mark.livekit_server
 @pytest.mark.timeout(120)
 async def test_recover_no_generation_outlives_a_killed_supervisor(livekit_server, start_avatar_worker):
     """A supervisor killed outright takes its generation with it: nothing renders on unseen."""
