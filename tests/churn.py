@@ -117,6 +117,7 @@ async def one_session(info, index: int, size: int, **avatar_options) -> str | No
 
         avatar._failover.on("playback_finished", on_finished)
         await asyncio.wait_for(session.say("clicks 1").wait_for_playout(), 30)
+        said_at = time.monotonic()
         handle = session.say("clicks 2")
         deadline = time.monotonic() + 15
         while (heard := avatar._transport.heard_position()) < INTERRUPT_AFTER_S:
@@ -128,8 +129,13 @@ async def one_session(info, index: int, size: int, **avatar_options) -> str | No
         deadline = time.monotonic() + 5
         while len(finished) < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        # What can have been heard by the time the avatar reported the interruption.
-        heard_by = heard + (finished_at[-1] if finished_at else time.monotonic()) - interrupted_at
+        # What can have been heard by the time the avatar reported the interruption. A
+        # dispatched avatar's position reaches the agent late (its start crosses the data
+        # channel), so there the bound is the time since the reply was asked for.
+        reported_at = finished_at[-1] if finished_at else time.monotonic()
+        heard_by = heard + reported_at - interrupted_at
+        if avatar_options.get("mode") == "dispatch":
+            heard_by = reported_at - said_at
     finally:
         await shut_down(session, avatar, agent_room, user)
     if len(finished) != 2:
