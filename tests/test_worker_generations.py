@@ -18,6 +18,7 @@ import pytest
 from livekit_avatar_plugin._dispatch.protocol import AvatarJobRequest
 from livekit_avatar_plugin._dispatch.supervisor import Slots
 from livekit_avatar_plugin._dispatch.worker import AvatarWorker, AvatarWorkerOptions
+from livekit_avatar_plugin.local_server import _free_port
 
 from .churn import one_session, run_worker_churn
 from .rooms import wait_until
@@ -64,14 +65,6 @@ async def test_churn_a_worker_hands_over_to_a_fresh_process_every_max_jobs(livek
     assert report.after_all.rss_mb <= report.after_first.rss_mb * 1.05
     log = worker.log()
     assert "retiring after" in log and " died " not in log, log
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _get(url: str) -> tuple[int, str]:
