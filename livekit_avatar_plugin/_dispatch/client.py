@@ -21,6 +21,8 @@ from .protocol import (
     GIVE_UP_TOPIC,
     HEARTBEAT_SILENT_S,
     HEARTBEAT_TOPIC,
+    LEAVE_ATTRIBUTE,
+    LEAVE_WAIT_S,
     AvatarJobRequest,
     Beat,
     GaveUp,
@@ -431,14 +433,29 @@ class DispatchedAvatar:
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
         if self.identity in self._room.remote_participants or not self._room.isconnected():
-            try:
-                async with self._api() as lk:
+            await self._end_avatar()
+        await self._withdraw()
+
+    async def _end_avatar(self) -> None:
+        """Ask a live avatar to leave by itself (see ``LEAVE_ATTRIBUTE``); remove it
+        through the server if it has not left in time, or at once if it is silent."""
+        who = api.RoomParticipantIdentity(room=self._room.name, identity=self.identity)
+        try:
+            async with self._api() as lk:
+                if self._last_beat is not None:
                     await asyncio.wait_for(
-                        lk.room.remove_participant(
-                            api.RoomParticipantIdentity(room=self._room.name, identity=self.identity)
-                        ),
+                        set_avatar_attribute(lk, self._room.name, self.identity, LEAVE_ATTRIBUTE, "1"),
                         _API_TIMEOUT_S,
                     )
-            except Exception as exc:  # noqa: BLE001 - it may already be gone
-                logger.debug("removing avatar %s: %r", self.identity, exc)
-        await self._withdraw()
+                    deadline = time.monotonic() + LEAVE_WAIT_S
+                    while time.monotonic() < deadline:
+                        await asyncio.sleep(_POLL_S)
+                        try:
+                            await asyncio.wait_for(lk.room.get_participant(who), _API_TIMEOUT_S)
+                        except api.TwirpError as exc:
+                            if exc.code == api.TwirpErrorCode.NOT_FOUND:
+                                return
+                    logger.info("avatar %s did not leave when asked; removing it", self.identity)
+                await asyncio.wait_for(lk.room.remove_participant(who), _API_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - it may already be gone
+            logger.debug("ending avatar %s: %r", self.identity, exc)

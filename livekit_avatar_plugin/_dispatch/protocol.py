@@ -36,6 +36,12 @@ GIVE_UP_ATTRIBUTE = "lk.avatar.give_up"
 # The avatar says what it gave up the same two ways: in its beats, and in this attribute
 # of its own (``GaveUp``), set through the server's API.
 GAVE_UP_ATTRIBUTE = "lk.avatar.gave_up"
+# The agent ends its avatar by setting this attribute of the avatar's, so that the avatar
+# leaves by itself: a participant the server removes keeps every track it published, and
+# the native thread of its audio source, for the rest of its process (rust-sdks#1443).
+# The server removes it only if it has not left within ``LEAVE_WAIT_S``.
+LEAVE_ATTRIBUTE = "lk.avatar.leave"
+LEAVE_WAIT_S = 2.0
 
 
 class Beat(BaseModel):

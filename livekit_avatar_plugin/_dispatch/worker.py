@@ -43,7 +43,7 @@ from .._pipeline import prewarm as prewarm_face
 from .._speech_stream import codec_attributes
 from .follow import follow_conversation
 from .heartbeat import Heartbeat
-from .protocol import PROTOCOL_VERSION, AvatarJobRequest
+from .protocol import LEAVE_ATTRIBUTE, PROTOCOL_VERSION, AvatarJobRequest
 from .supervisor import DUE, REGISTERED, RETIRE, Slots
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
@@ -399,6 +399,9 @@ async def _watch_room(
         now = time.monotonic()
         if room.connection_state == rtc.ConnectionState.CONN_DISCONNECTED:
             end("the avatar's connection closed")
+            return
+        if LEAVE_ATTRIBUTE in room.local_participant.attributes:
+            end(f"agent {request.agent_identity} asked the avatar to leave")
             return
         present = request.agent_identity in room.remote_participants
         seen = seen or present
