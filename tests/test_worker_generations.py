@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 
@@ -65,6 +66,24 @@ async def test_churn_a_worker_hands_over_to_a_fresh_process_every_max_jobs(livek
     assert report.after_all.rss_mb <= report.after_first.rss_mb * 1.05
     log = worker.log()
     assert "retiring after" in log and " died " not in log, log
+
+
+@pytest.mark.livekit_server
+@pytest.mark.timeout(240)
+async def test_churn_one_worker_process_sessions_leave_nothing_behind(livekit_server, start_avatar_worker):
+    """Without generations (``--max-jobs 0``): the agent asks each avatar to leave rather
+    than having the server remove it, which would strand its tracks and one native
+    ``AudioSourceCapture`` thread per session (rust-sdks#1443)."""
+    worker = start_avatar_worker("one-proc-churn", max_jobs=0)
+    report = await run_worker_churn(livekit_server, worker.proc.pid, worker.agent_name, sequential=6, concurrent=0)
+    assert report.wrong_playback == []
+    assert len(worker.generations()) == 0 and len(worker.rendered()) == 6
+    assert report.leaked() == {}, (report.extra_threads(), report.after_first, report.after_all)
+    assert "AudioSourceCapt" not in report.after_all.thread_names
+    log = worker.log()
+    assert len(re.findall(r"leaving room \S+: agent \S+ asked the avatar to leave", log)) == 6, log
+    print(f"\nworker RSS {report.after_first.rss_mb:.0f} -> {report.after_all.rss_mb:.0f} MB")
+    assert report.after_all.rss_mb <= report.after_first.rss_mb * 1.05
 
 
 async def _get(url: str) -> tuple[int, str]:

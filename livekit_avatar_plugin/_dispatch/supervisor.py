@@ -103,8 +103,9 @@ def serve_generation(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from .._native_logs import stop_forwarding_native_logs
-    from .worker import AvatarWorker
+    from .worker import AvatarWorker, limit_malloc_arenas
 
+    limit_malloc_arenas()
     stop_forwarding_native_logs()
     logger.info("worker generation %d started (pid %d)", generation, os.getpid())
     asyncio.run(AvatarWorker(options, slots=slots, supervisor=channel).run())

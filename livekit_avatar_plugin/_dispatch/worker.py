@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -54,6 +56,12 @@ _WATCH_POLL_S = 0.1
 _SERVER_POLL_S = 0.5
 # The agent dispatched this job while in the room; if it is not there by then, it left.
 _AGENT_ARRIVAL_S = 10.0
+# glibc's malloc arenas for a worker process (its default: 8 per core). Each job runs on
+# threads of its own, and with many arenas the memory freed after a job stays scattered
+# across them, so RSS climbed ~4 MB a job; two keep it flat, at the same CPU per avatar
+# (docs/benchmarks.md, "Churn").
+_MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter, from glibc's malloc.h
 
 
 class AvatarWorkerOptions(BaseModel):
@@ -129,6 +137,18 @@ def _pipeline_for(options: AvatarWorkerOptions, avatar: str, background: Any = "
 # machine (docs/benchmarks.md, "Measurements behind the code").
 _connect_gate = threading.Lock()
 _CONNECT_GATE_WAIT_S = 20.0
+
+
+def limit_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas for this worker process; call it before its threads start.
+    ``MALLOC_ARENA_MAX`` in the environment wins. Returns whether the cap was set."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(mallopt(_M_ARENA_MAX, _MALLOC_ARENAS))
 
 
 async def _connect_one_at_a_time(ctx: JobContext) -> None:

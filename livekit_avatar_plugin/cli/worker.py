@@ -73,14 +73,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULT_MAX_JOBS,
         help="jobs a worker process takes before a fresh process takes over, which bounds "
-        "the memory LiveKit's native library keeps per room; 0: one process for ever "
+        "what a long-lived process gathers (native threads and memory that LiveKit's "
+        "library keeps when the server ends a room); 0: one process for ever "
         f"(default {DEFAULT_MAX_JOBS})",
     )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .._dispatch.worker import AvatarWorker, AvatarWorkerOptions
+    from .._dispatch.worker import AvatarWorker, AvatarWorkerOptions, limit_malloc_arenas
 
     missing = [
         name
@@ -117,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(Supervisor(options, verbose=getattr(args, "verbose", False)).run())
         return 0
     # This process is ours: LiveKit's native debug log costs the avatars CPU and the GIL.
+    limit_malloc_arenas()
     stop_forwarding_native_logs()
     asyncio.run(AvatarWorker(options).run())
     return 0
