@@ -77,9 +77,10 @@ def plot(paths: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
-    for path in paths:
+    for spec in paths:
+        path, _, label = spec.partition("=")
         run = json.loads(Path(path).read_text())
-        label = f"--max-jobs {run['max_jobs']}" if run["max_jobs"] else "one process (--max-jobs 0)"
+        label = label or (f"--max-jobs {run['max_jobs']}" if run["max_jobs"] else "one process (--max-jobs 0)")
         ax.plot(range(1, len(run["rss_series"]) + 1), run["rss_series"], label=label)
     ax.set_xlabel("avatar sessions served, one after another")
     ax.set_ylabel("worker RSS, MB (all its processes)")
@@ -133,7 +134,7 @@ if __name__ == "__main__":
     ap.add_argument("--face", choices=("shipped", "pattern"), default="shipped",
                     help="dispatch: the worker's face; the test pattern costs little CPU, so ten "
                          "avatars at once fit two cores")
-    ap.add_argument("--plot", nargs="+", metavar="JSON", help="plot saved --json runs to docs/img/worker_churn.png")
+    ap.add_argument("--plot", nargs="+", metavar="JSON", help="plot saved --json runs (PATH or PATH=LABEL) to docs/img/worker_churn.png")
     args = ap.parse_args()
     if args.plot:
         plot(args.plot)

@@ -447,13 +447,15 @@ class DispatchedAvatar:
                         set_avatar_attribute(lk, self._room.name, self.identity, LEAVE_ATTRIBUTE, "1"),
                         _API_TIMEOUT_S,
                     )
-                    deadline = time.monotonic() + LEAVE_WAIT_S
-                    while time.monotonic() < deadline:
+                    asked_at = time.monotonic()
+                    while time.monotonic() < asked_at + LEAVE_WAIT_S:
                         await asyncio.sleep(_POLL_S)
                         try:
                             await asyncio.wait_for(lk.room.get_participant(who), _API_TIMEOUT_S)
                         except api.TwirpError as exc:
                             if exc.code == api.TwirpErrorCode.NOT_FOUND:
+                                logger.debug("avatar %s left %.2f s after it was asked",
+                                             self.identity, time.monotonic() - asked_at)  # fmt: skip
                                 return
                     logger.info("avatar %s did not leave when asked; removing it", self.identity)
                 await asyncio.wait_for(lk.room.remove_participant(who), _API_TIMEOUT_S)
