@@ -195,6 +195,53 @@ async def test_avatar_leaves_within_2s_when_the_agent_leaves(livekit_server, ava
         assert gone_at - left_at <= 2.0
 
 
+@pytest.mark.parametrize("leaves_when_asked", [True, False], ids=["leaves", "stays"])
+async def test_churn_the_agent_asks_its_avatar_to_leave_and_removes_it_only_if_it_stays(
+    livekit_server, leaves_when_asked
+):
+    """A participant the server removes keeps its tracks for the rest of its process
+    (rust-sdks#1443), so the agent asks first. An avatar that stays (a worker from before
+    the request existed, or a wedged one) is removed 2 s later."""
+    from livekit_avatar_plugin._dispatch.client import DispatchedAvatar
+    from livekit_avatar_plugin._dispatch.protocol import LEAVE_ATTRIBUTE, LEAVE_WAIT_S
+
+    info = livekit_server
+    name = f"leave-{uuid.uuid4().hex[:6]}"
+    agent, avatar = rtc.Room(), rtc.Room()
+    await agent.connect(info.url, make_token(info, name, "agent", agent=True))
+    await avatar.connect(info.url, make_token(info, name, "avatar", agent=True))
+    left: list[rtc.DisconnectReason.ValueType] = []
+    avatar.on("disconnected", left.append)
+
+    def asked(changed: dict[str, str], participant: rtc.Participant) -> None:
+        if leaves_when_asked and participant.identity == "avatar" and LEAVE_ATTRIBUTE in changed:
+            asyncio.ensure_future(avatar.disconnect())
+
+    avatar.on("participant_attributes_changed", asked)
+    dispatched = DispatchedAvatar(
+        agent, AvatarJobRequest(agent_identity="agent", avatar_identity="avatar"),
+        agent_name="none", url=info.url, api_key=info.api_key, api_secret=info.api_secret, timeout_s=1.0,
+    )  # fmt: skip
+    dispatched._last_beat = time.monotonic()  # alive, as its heartbeats would say
+    try:
+        await wait_until(lambda: "avatar" in agent.remote_participants, 5, "the agent sees the avatar")
+        began = time.monotonic()
+        await dispatched.aclose()
+        took = time.monotonic() - began
+        assert await _left_room_at(info, name, "avatar", timeout=1.0) is not None
+        await wait_until(lambda: bool(left), 5, "the avatar's room reports its disconnection")
+        assert avatar.local_participant.attributes.get(LEAVE_ATTRIBUTE) == "1"
+        if leaves_when_asked:
+            assert left == [rtc.DisconnectReason.CLIENT_INITIATED], left
+            assert took < 1.0, took
+        else:
+            assert left == [rtc.DisconnectReason.PARTICIPANT_REMOVED], left
+            assert LEAVE_WAIT_S <= took < LEAVE_WAIT_S + 1.5, took
+    finally:
+        await avatar.disconnect()
+        await agent.disconnect()
+
+
 async def test_worker_leaves_on_its_own_when_the_agent_goes(livekit_server, avatar_worker):
     """No AvatarSession removes it here: the worker notices the agent left by itself."""
     info = livekit_server

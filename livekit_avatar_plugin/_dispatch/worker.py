@@ -56,10 +56,8 @@ _WATCH_POLL_S = 0.1
 _SERVER_POLL_S = 0.5
 # The agent dispatched this job while in the room; if it is not there by then, it left.
 _AGENT_ARRIVAL_S = 10.0
-# glibc's malloc arenas for a worker process (its default: 8 per core). Each job runs on
-# threads of its own, and with many arenas the memory freed after a job stays scattered
-# across them, so RSS climbed ~4 MB a job; two keep it flat, at the same CPU per avatar
-# (docs/benchmarks.md, "Churn").
+# glibc's malloc arenas for a worker process (default: 8 per core): each job runs on
+# threads of its own, and memory they free stays scattered over many arenas (docs/benchmarks.md, "Churn").
 _MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # mallopt's parameter, from glibc's malloc.h
 
@@ -408,7 +406,8 @@ async def _ask_server_for_agent(ctx: JobContext, request: AvatarJobRequest, end:
 async def _watch_room(
     room: rtc.Room, request: AvatarJobRequest, started_at: float, end: Any
 ) -> None:
-    """End the job when the agent leaves, the room drops, or the session's cap is reached.
+    """End the job when the agent leaves or asks the avatar to, the room drops, or the
+    session's cap is reached.
 
     Polled: the room's events are not always emitted for a departure, and an avatar left
     talking to nobody keeps a worker slot busy.
