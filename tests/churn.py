@@ -133,9 +133,8 @@ async def one_session(info, index: int, size: int, **avatar_options) -> str | No
         # dispatched avatar's position reaches the agent late (its start crosses the data
         # channel), so there the bound is the time since the reply was asked for.
         reported_at = finished_at[-1] if finished_at else time.monotonic()
-        heard_by = heard + reported_at - interrupted_at
-        if avatar_options.get("mode") == "dispatch":
-            heard_by = reported_at - said_at
+        since = said_at if avatar_options.get("mode") == "dispatch" else interrupted_at - heard
+        heard_by = reported_at - since
     finally:
         await shut_down(session, avatar, agent_room, user)
     if len(finished) != 2:

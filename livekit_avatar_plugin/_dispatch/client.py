@@ -27,6 +27,7 @@ from .protocol import (
     Beat,
     GaveUp,
     GiveUp,
+    server_lists,
     set_avatar_attribute,
 )
 
@@ -439,7 +440,6 @@ class DispatchedAvatar:
     async def _end_avatar(self) -> None:
         """Ask a live avatar to leave by itself (see ``LEAVE_ATTRIBUTE``); remove it
         through the server if it has not left in time, or at once if it is silent."""
-        who = api.RoomParticipantIdentity(room=self._room.name, identity=self.identity)
         try:
             async with self._api() as lk:
                 if self._last_beat is not None:
@@ -450,14 +450,15 @@ class DispatchedAvatar:
                     asked_at = time.monotonic()
                     while time.monotonic() < asked_at + LEAVE_WAIT_S:
                         await asyncio.sleep(_POLL_S)
-                        try:
-                            await asyncio.wait_for(lk.room.get_participant(who), _API_TIMEOUT_S)
-                        except api.TwirpError as exc:
-                            if exc.code == api.TwirpErrorCode.NOT_FOUND:
+                        with contextlib.suppress(Exception):  # asked again at the next poll
+                            if not await asyncio.wait_for(
+                                server_lists(lk, self._room.name, self.identity), _API_TIMEOUT_S
+                            ):
                                 logger.debug("avatar %s left %.2f s after it was asked",
                                              self.identity, time.monotonic() - asked_at)  # fmt: skip
                                 return
                     logger.info("avatar %s did not leave when asked; removing it", self.identity)
+                who = api.RoomParticipantIdentity(room=self._room.name, identity=self.identity)
                 await asyncio.wait_for(lk.room.remove_participant(who), _API_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - it may already be gone
             logger.debug("ending avatar %s: %r", self.identity, exc)

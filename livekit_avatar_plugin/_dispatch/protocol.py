@@ -120,3 +120,15 @@ async def set_avatar_attribute(lk: api.LiveKitAPI, room: str, avatar: str, key: 
     await lk.room.update_participant(
         api.UpdateParticipantRequest(room=room, identity=avatar, attributes={key: value})
     )
+
+
+async def server_lists(lk: api.LiveKitAPI, room: str, identity: str) -> bool:
+    """Whether the server still lists ``identity`` in ``room``: it drops a departed
+    participant at once, but tells the other participants ~2 s later."""
+    try:
+        await lk.room.get_participant(api.RoomParticipantIdentity(room=room, identity=identity))
+    except api.TwirpError as exc:
+        if exc.code == api.TwirpErrorCode.NOT_FOUND:
+            return False
+        raise
+    return True

@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from livekit import api, rtc
+from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobProcess
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.avatar import DataStreamAudioReceiver
@@ -45,7 +45,7 @@ from .._pipeline import prewarm as prewarm_face
 from .._speech_stream import codec_attributes
 from .follow import follow_conversation
 from .heartbeat import Heartbeat
-from .protocol import LEAVE_ATTRIBUTE, PROTOCOL_VERSION, AvatarJobRequest
+from .protocol import LEAVE_ATTRIBUTE, PROTOCOL_VERSION, AvatarJobRequest, server_lists
 from .supervisor import DUE, REGISTERED, RETIRE, Slots
 
 logger = logging.getLogger("livekit_avatar_plugin.worker")
@@ -384,21 +384,14 @@ class AvatarWorker:
 
 
 async def _ask_server_for_agent(ctx: JobContext, request: AvatarJobRequest, end: Any) -> None:
-    """End the job once the server no longer lists the agent.
-
-    The server drops a departed participant at once but tells the other participants
-    about it ~2 s later; asking it directly lets the avatar leave well within that.
-    """
-    who = api.RoomParticipantIdentity(room=ctx.room.name, identity=request.agent_identity)
+    """End the job once the server no longer lists the agent: asking it directly lets the
+    avatar leave well before the room's own departure event."""
     while True:
         await asyncio.sleep(_SERVER_POLL_S)
         try:
-            await ctx.api.room.get_participant(who)
-        except api.TwirpError as exc:
-            if exc.code == api.TwirpErrorCode.NOT_FOUND:
+            if not await server_lists(ctx.api, ctx.room.name, request.agent_identity):
                 end(f"agent {request.agent_identity} left the room")
                 return
-            logger.debug("asking the server for the agent: %r", exc)
         except Exception as exc:  # noqa: BLE001 - the room watch still covers us
             logger.debug("asking the server for the agent: %r", exc)
 
