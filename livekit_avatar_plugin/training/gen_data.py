@@ -90,7 +90,7 @@ def build_examples(utts: list[D.Utterance], rng: np.random.Generator, copies: in
     pool = [
         F.resample(utts[int(i)].audio, utts[int(i)].sr) for i in rng.choice(len(utts), size=min(40, len(utts)), replace=False)
     ]
-    feats, tgts, offs = [], [], [0]
+    feats, tgts, offs, copy_of = [], [], [0], []
     for u in utts:
         pu = D.pad_utterance(u, float(rng.uniform(0.0, 0.4)), float(rng.uniform(0.0, 0.4)))
         for c in range(copies):
@@ -109,7 +109,8 @@ def build_examples(utts: list[D.Utterance], rng: np.random.Generator, copies: in
             feats.append(f.astype(np.float16))
             tgts.append(y.astype(np.float16))
             offs.append(offs[-1] + n + LOOKAHEAD_FRAMES)
-    return feats, tgts, offs
+            copy_of.append(c)
+    return feats, tgts, offs, copy_of
 
 
 def noise_only_examples(rng: np.random.Generator, count: int):
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(train_prompts))
     counts = {"espeak": args.espeak, "festival": args.festival, "piper": args.piper, "asterisk": args.asterisk, "intl": args.intl}
-    all_feats, all_tgts, fam_of = [], [], []
+    all_feats, all_tgts, fam_of, copy_of = [], [], [], []
     val_utts: list[D.Utterance] = []
     pos = 0
     for fi, fam in enumerate(TRAIN_FAMILIES):
@@ -182,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         utts = utts[: len(utts) - n_val]
         dur = sum(u.duration for u in utts)
         copies = args.real_copies if fam == "asterisk" else args.copies
-        f, y, _ = build_examples(utts, np.random.default_rng(args.seed + 7 + fi), copies, not args.no_codec)
+        f, y, _, cp = build_examples(utts, np.random.default_rng(args.seed + 7 + fi), copies, not args.no_codec)
         all_feats += f
         all_tgts += y
         fam_of += [fi] * len(f)
+        copy_of += cp
         print(
             f"{fam}: {len(utts)} utterances, {dur / 60:.1f} min of speech, {len(f)} examples ({time.time() - t0:.0f}s)",
             flush=True,
@@ -194,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     all_feats += f
     all_tgts += y
     fam_of += [-1] * len(f)
+    copy_of += [0] * len(f)
     offs = np.cumsum([0] + [len(a) for a in all_feats])
     np.savez(
         args.out / "train.npz",
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         lengths=np.array([len(t) for t in all_tgts]),
         offsets=offs,
         family=np.array(fam_of),
+        copy=np.array(copy_of),  # 0: the clean version of an utterance
         lookahead=LOOKAHEAD_FRAMES,
     )
     save_eval(args.out / "val.npz", val_utts)

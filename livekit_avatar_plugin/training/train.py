@@ -31,7 +31,10 @@ CH_WEIGHT = torch.tensor([2.0, 2.0, 1.0, 0.5, 0.5])
 
 
 def build_stream(z, rf: int):
-    """Lay all examples in one stream separated by silence; target for output p."""
+    """Lay all examples in one stream separated by silence; target for output p.
+
+    Returns features, targets, target mask, family per frame, and whether the frame belongs
+    to an utterance's clean version (data without a ``copy`` record counts as clean)."""
     feats, tg, lens, offs = z["feats"], z["targets"], z["lengths"], z["offsets"]
     sil = F.silence_frame().astype(np.float16)
     gap = rf - 1
@@ -41,6 +44,8 @@ def build_stream(z, rf: int):
     Y = np.zeros((total, P.CHANNELS.__len__()), np.float16)
     Mk = np.zeros(total, np.uint8)
     fam = np.full(total, -1, np.int8)
+    clean = np.zeros(total, np.uint8)
+    copy = z["copy"] if "copy" in z else np.zeros(len(lens), np.int64)
     p = 0
     for i in range(len(lens)):
         S[p : p + gap] = sil
@@ -52,8 +57,9 @@ def build_stream(z, rf: int):
         Y[p + LOOKAHEAD_FRAMES : p + LOOKAHEAD_FRAMES + n] = tg[toffs[i] : toffs[i] + n]
         Mk[p + LOOKAHEAD_FRAMES : p + LOOKAHEAD_FRAMES + n] = 1
         fam[p - gap : p + len(f)] = z["family"][i]
+        clean[p - gap : p + len(f)] = copy[i] == 0
         p += len(f)
-    return S, Y, Mk, fam
+    return S, Y, Mk, fam, clean
 
 
 def val_inputs(utts, rf: int):
@@ -88,6 +94,26 @@ def loss_fn(logits, y, mask):
     closed = y[:, 1:2, :]
     w = w * (1.0 + 3.0 * (closed > 0.5).float() * (torch.arange(y.shape[1])[None, :, None] == 1).float())
     return (bce * w).sum() / w.sum().clamp_min(1.0)
+
+
+def teacher_targets(path: Path, S: np.ndarray, chunk: int = 20000) -> np.ndarray:
+    """A trained ONNX model's probabilities over the training stream, aligned with its targets.
+
+    The exported step's output for feature frame k is the mouth at frame k - lookahead,
+    which is where ``build_stream`` puts frame k's target, so row k pairs with ``Y[k]``.
+    """
+    from .._audio.lipsync import LipSyncModel
+
+    teacher = LipSyncModel(path, providers=["CPUExecutionProvider"], intra_op_threads=torch.get_num_threads())
+    T = np.empty((len(S), len(P.CHANNELS)), np.float16)
+    states = [s.copy() for s in teacher._warm_states]
+    t0 = time.time()
+    for i in range(0, len(S), chunk):
+        out, states = teacher._run(S[i : i + chunk].astype(np.float32), states)
+        T[i : i + len(out)] = out
+        if (i // chunk) % 50 == 0:
+            print(f"teacher {path.name}: {min(i + chunk, len(S))}/{len(S)} frames ({time.time() - t0:.0f}s)", flush=True)
+    return T
 
 
 def _mel_centres() -> np.ndarray:
@@ -179,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mel-warp", action="store_true", help="also warp the mel axis (vocal-tract length) on the fly")
     ap.add_argument("--mel-noise", action="store_true", help="also add stationary noise in the mel power domain on the fly")
+    ap.add_argument("--teacher", type=Path, default=None, help="distil from this trained ONNX model (its probabilities as soft targets)")
+    ap.add_argument("--teacher-weight", type=float, default=0.5, help="share of the loss on the teacher's targets")
     ap.add_argument("--no-specaug", dest="specaug", action="store_false", help="no tilt/EQ/band-mask augmentation")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -188,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     net = LipSyncTCN(n_mels=F.N_MELS, width=args.width, n_out=len(P.CHANNELS))
     rf = net.receptive_field
     z = dict(np.load(args.data / "train.npz"))
-    S, Y, Mk, fam = build_stream(z, rf)
+    S, Y, Mk, fam, clean = build_stream(z, rf)
     fl = S.astype(np.float32)
     net.mean.copy_(torch.from_numpy(fl[Mk > 0].mean(0)))
     net.std.copy_(torch.from_numpy(fl[Mk > 0].std(0) + 1e-3))
     del fl
+    T = teacher_targets(args.teacher, S) if args.teacher else None
     val = load_eval(args.data / "val.npz")
     vx, vy, vsegs = val_inputs(val, rf)
     n_params = sum(p.numel() for p in net.parameters())
@@ -227,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             m = torch.from_numpy(Mk[oidx].astype(np.float32))
             logits = net(x)
             loss = loss_fn(logits, y, m)
+            if T is not None:
+                # the teacher is followed on clean versions only: under noise it errs more than the phones
+                t = torch.from_numpy(T[oidx].astype(np.float32)).permute(0, 2, 1)
+                mt = m * torch.from_numpy(clean[oidx].astype(np.float32))
+                loss = (1.0 - args.teacher_weight) * loss + args.teacher_weight * loss_fn(logits, t, mt)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -261,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "training_history.json").write_text(json.dumps(hist, indent=1))
     from .export import export
 
-    path = export(net, args.out / "lipsync.onnx", meta={"epochs": args.epochs, "width": args.width})
+    meta = {"epochs": args.epochs, "width": args.width}
+    if args.teacher:
+        meta.update(teacher=args.teacher.name, teacher_weight=args.teacher_weight)
+    path = export(net, args.out / "lipsync.onnx", meta=meta)
     print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
     return 0
 
