@@ -236,9 +236,11 @@ class StreamLogMel:
             t_end = min(t_end, limit)
         if t_end <= self._t:
             return np.zeros((0, N_MELS), dtype=np.float32)
-        starts = np.arange(self._t, t_end) * HOP - half - self._buf_start
-        idx = starts[:, None] + np.arange(WIN)[None, :]
-        out = logmel_frames(self._buf[idx])
+        first = self._t * HOP - half - self._buf_start
+        buf = self._buf[first:]
+        # the frames' windows as a strided view of the buffer (no index gather)
+        frames = np.ndarray((t_end - self._t, WIN), np.float32, buffer=buf, strides=(HOP * buf.strides[0], buf.strides[0]))
+        out = logmel_frames(frames)
         self._t = t_end
         self._buf, self._buf_start = _drop_before(self._buf, self._buf_start, self._t * HOP - half)
         return out
