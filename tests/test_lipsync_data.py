@@ -150,3 +150,23 @@ def test_sphinx_clips_are_evaluation_only():
         ev = {n for n in names if R.is_eval_prompt(n)}
         assert 0.05 < len(ev) / len(names) < 0.15
         assert all(Path(n).name for n in ev)
+
+
+def test_a_cached_evaluation_set_of_another_size_is_not_cut_down(tmp_path, monkeypatch):
+    """A figure must not depend on what gen_data left in the cache: ``n`` picks the prompts."""
+    from livekit_avatar_plugin.training import evaluate as E
+    from livekit_avatar_plugin.training.gen_data import save_eval
+
+    cached = [D.Utterance("flite", "slt", f"cached {i}", np.zeros(1600, np.float32), 16000, []) for i in range(3)]
+    save_eval(tmp_path / "eval_flite.npz", cached)
+    made: list[int] = []
+
+    def fake_eval_set(family: str, n: int) -> list[D.Utterance]:
+        made.append(n)
+        return [D.Utterance(family, "slt", f"made {i}", np.zeros(1600, np.float32), 16000, []) for i in range(n)]
+
+    monkeypatch.setattr(E, "eval_set", fake_eval_set)
+    assert [u.text for u in E.get_eval_set("flite", 3, tmp_path)] == ["cached 0", "cached 1", "cached 2"]
+    assert made == []
+    assert [u.text for u in E.get_eval_set("flite", 2, tmp_path)] == ["made 0", "made 1"]
+    assert made == [2]

@@ -74,11 +74,16 @@ def evaluate_utts(model, utts: list[D.Utterance], cond: str = "clean") -> dict:
 
 
 def get_eval_set(family: str, n: int, data_dir: Path) -> list[D.Utterance]:
+    """``eval_set(family, n)``, read from ``data_dir`` when gen_data wrote that very set.
+
+    A set of another size is not cut down: ``n`` picks its prompts, so its first ``n``
+    would be other utterances, and a figure would depend on what the cache holds.
+    """
     f = data_dir / f"eval_{family}.npz"
     if f.exists():
         utts = load_eval(f)
-        if len(utts) >= n:
-            return utts[:n]
+        if len(utts) == n:
+            return utts
     return eval_set(family, n)
 
 
