@@ -72,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-mean-diff", type=float, default=0.01, help="fail if the mouth channels move more than this on average")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if not args.model.is_file():
+        ap.error(f"{args.model}: no such model file")
     if args.out.resolve() == args.model.resolve():
         ap.error("write the int8 model to a new file: the float model is its source")
+    if not (args.data / "val.npz").is_file():
+        ap.error(f"{args.data / 'val.npz'} is missing: run `python -m livekit_avatar_plugin.training.gen_data` first")
     val = load_eval(args.data / "val.npz")
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(val))
