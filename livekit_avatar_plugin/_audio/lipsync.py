@@ -109,10 +109,14 @@ class LipSyncModel:
             return m
 
     # -- inference -------------------------------------------------------------
+    def _feeds(self, feats: np.ndarray, states: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The network's inputs for feats [n, n_mels] and the layer states."""
+        x = np.ascontiguousarray(feats.T, dtype=np.float32).reshape(1, feats.shape[1], *self._height, feats.shape[0])
+        return dict(zip(self._in_names, [x, *states]))
+
     def _run(self, feats: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """feats [n, n_mels] -> (mouth [n, C], new states). ``session.run`` is thread-safe."""
-        x = np.ascontiguousarray(feats.T, dtype=np.float32).reshape(1, feats.shape[1], *self._height, feats.shape[0])
-        res = self._sess.run(None, dict(zip(self._in_names, [x, *states])))
+        res = self._sess.run(None, self._feeds(feats, states))
         return res[0].reshape(len(self.channels), -1).T, res[1:]
 
     def empty(self) -> np.ndarray:

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._audio.lipsync import CALL_FRAMES
 from . import data as D
 from .gen_data import LOOKAHEAD_FRAMES, load_eval
-
-CALL_FRAMES = 2  # the runtime's frames per streaming call (lipsync.CALL_FRAMES)
 
 
 def calibration_feeds(model, utts, rng: np.random.Generator, every: int) -> list[dict[str, np.ndarray]]:
@@ -36,8 +35,7 @@ def calibration_feeds(model, utts, rng: np.random.Generator, every: int) -> list
         for i in range(0, len(feats), CALL_FRAMES):
             step = feats[i : i + CALL_FRAMES]
             if rng.integers(every) == 0:
-                x = np.ascontiguousarray(step.T, dtype=np.float32).reshape(1, step.shape[1], *model._height, len(step))
-                feeds.append(dict(zip(model._in_names, [x, *states])))
+                feeds.append(model._feeds(step, states))
             _, states = model._run(step, states)
     return feeds
 
